@@ -1,0 +1,131 @@
+"""Staging tables, built from the resource declarations.
+
+For each resource: `stg_<name>` holds the latest version of every record, keyed by (site, id),
+with typed columns plus the whole raw JSON; `snap_<name>` is append-only and holds one row per
+observed change of the resource's snapshot columns (see recurly/resources.py).
+
+Load-time metadata columns start with an underscore (`_loaded_at`, `_run_id`) so that business
+checksums can leave them aside.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from recurly_elt.recurly.resources import RESOURCES, Column, Resource
+
+METADATA = sa.MetaData()
+
+_SA_TYPES = {
+    "string": lambda: sa.Text(),
+    "integer": lambda: sa.BigInteger(),
+    # Money is decimal in the warehouse; read back as float for vectorised pandas work.
+    "number": lambda: sa.Numeric(20, 6, asdecimal=False),
+    "boolean": lambda: sa.Boolean(),
+    "timestamp": lambda: sa.DateTime(timezone=False),  # always UTC, stored naive
+    "json": lambda: sa.Text(),
+}
+
+
+def _column(col: Column, primary_key: bool = False) -> sa.Column:
+    return sa.Column(col.name, _SA_TYPES[col.type](), primary_key=primary_key, nullable=not primary_key)
+
+
+@lru_cache(maxsize=None)
+def staging_table(resource_name: str) -> sa.Table:
+    res = RESOURCES[resource_name]
+    cols = [sa.Column("site", sa.Text(), primary_key=True, nullable=False)]
+    for col in res.columns:
+        cols.append(_column(col, primary_key=col.name == res.primary_key))
+    cols += [
+        sa.Column("raw_json", sa.Text(), nullable=False),
+        sa.Column("_loaded_at", sa.DateTime(), nullable=False),
+        sa.Column("_run_id", sa.Text()),
+    ]
+    return sa.Table(res.table, METADATA, *cols)
+
+
+@lru_cache(maxsize=None)
+def snapshot_table(resource_name: str) -> sa.Table:
+    res = RESOURCES[resource_name]
+    cols = [
+        sa.Column("site", sa.Text(), primary_key=True, nullable=False),
+        sa.Column(res.primary_key, sa.Text(), primary_key=True, nullable=False),
+        # the record's updated_at when the change was observed: a change has one key
+        sa.Column("observed_updated_at", sa.DateTime(), primary_key=True, nullable=False),
+        *(_column(c) for c in res.snapshot_columns if c.name != res.primary_key),
+        sa.Column("_loaded_at", sa.DateTime(), nullable=False),
+        sa.Column("_run_id", sa.Text()),
+    ]
+    return sa.Table(res.snapshot_table, METADATA, *cols)
+
+
+def all_tables() -> list[sa.Table]:
+    out = []
+    for name in RESOURCES:
+        out += [staging_table(name), snapshot_table(name)]
+    return out
+
+
+def create_staging_tables(engine: sa.Engine) -> None:
+    METADATA.create_all(engine, tables=all_tables())
+
+
+def _dig(obj: dict, path: str) -> Any:
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """ISO-8601 (with Z or an offset) to a naive UTC datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt
+
+
+def _convert(col: Column, value: Any) -> Any:
+    if value is None:
+        return None
+    t = col.type
+    if t == "timestamp":
+        return parse_timestamp(value)
+    if t == "json":
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if t == "integer":
+        return int(value)
+    if t == "number":
+        return float(value)
+    if t == "boolean":
+        return bool(value)
+    return str(value) if not isinstance(value, str) else value
+
+
+def to_row(resource: Resource, obj: dict, site: str, *, raw_json: str | None = None,
+           loaded_at: datetime | None = None, run_id: str | None = None) -> dict:
+    """One API object to one staging row (typed columns + raw JSON + load metadata)."""
+    row = {"site": site}
+    for col in resource.columns:
+        row[col.name] = _convert(col, _dig(obj, col.path))
+    row["raw_json"] = raw_json if raw_json is not None else json.dumps(obj, separators=(",", ":"))
+    row["_loaded_at"] = loaded_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    row["_run_id"] = run_id
+    return row
+
+
+def to_rows(resource: Resource, objs: Iterable[dict], site: str, **kw: Any) -> list[dict]:
+    return [to_row(resource, o, site, **kw) for o in objs]
