@@ -1,0 +1,104 @@
+"""Recurly sites from Airflow Connections.
+
+A Recurly API key belongs to one site and the API paths carry no site, so a "site" here is a
+(subdomain, API key, base URL) triple. A connection describes either one site:
+
+    conn_type http, password = API key, extra {"subdomain": "acme", "region": "us"|"eu"}
+    (or host = an explicit base URL such as https://v3.eu.recurly.com)
+
+or several sites at once, in the multi-instance form of Recurly's integration documents:
+
+    password = '{"acme": "<api key>", "globex": "<api key>"}'
+
+EU sites must use the EU host: a connector that hard-codes the US host fails for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+REGION_HOSTS = {
+    "us": "https://v3.recurly.com",
+    "eu": "https://v3.eu.recurly.com",
+}
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class SiteConfigError(ValueError):
+    """A connection that does not describe a usable Recurly site. Never carries the key."""
+
+
+@dataclass(frozen=True)
+class Site:
+    subdomain: str
+    base_url: str
+    conn_id: str
+    api_key: str = field(repr=False)
+
+    @property
+    def pool(self) -> str:
+        """The Airflow pool whose slots bound concurrent readers of this site's API budget."""
+        return f"recurly_{self.subdomain}"
+
+    def describe(self) -> dict:
+        """What may be logged or put in XCom: everything but the key."""
+        return {"subdomain": self.subdomain, "base_url": self.base_url, "conn_id": self.conn_id}
+
+
+def _base_url(conn_id: str, host: str | None, extra: Mapping[str, Any]) -> str:
+    if host:
+        return host.rstrip("/") if "://" in host else f"https://{host.rstrip('/')}"
+    region = str(extra.get("region") or "us").lower()
+    if region not in REGION_HOSTS:
+        raise SiteConfigError(
+            f"connection {conn_id!r}: region {region!r} has no known host; "
+            f"use one of {sorted(REGION_HOSTS)} or set the connection host to the API base URL"
+        )
+    return REGION_HOSTS[region]
+
+
+def _check_subdomain(conn_id: str, subdomain: str) -> str:
+    sub = str(subdomain).strip().lower()
+    if not _SUBDOMAIN.match(sub):
+        raise SiteConfigError(f"connection {conn_id!r}: {subdomain!r} is not a valid site subdomain")
+    return sub
+
+
+def sites_from_connection(
+    conn_id: str,
+    *,
+    host: str | None,
+    password: str | None,
+    login: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[Site]:
+    """The sites a connection describes, in a stable order (by subdomain)."""
+    extra = dict(extra or {})
+    base_url = _base_url(conn_id, host, extra)
+    secret = (password or "").strip() or (login or "").strip()
+    if not secret:
+        raise SiteConfigError(f"connection {conn_id!r}: no API key (set the connection password)")
+
+    if secret.startswith("{"):
+        try:
+            keys = json.loads(secret)
+        except json.JSONDecodeError:
+            raise SiteConfigError(
+                f'connection {conn_id!r}: the password looks like a {{"subdomain": "api_key"}} map '
+                "but is not valid JSON"
+            ) from None
+        if not isinstance(keys, dict) or not keys or not all(isinstance(v, str) and v for v in keys.values()):
+            raise SiteConfigError(
+                f'connection {conn_id!r}: the site map must be a non-empty {{"subdomain": "api_key"}} object'
+            )
+        return [
+            Site(subdomain=_check_subdomain(conn_id, sub), base_url=base_url, conn_id=conn_id, api_key=key)
+            for sub, key in sorted(keys.items())
+        ]
+
+    subdomain = extra.get("subdomain") or conn_id.removeprefix("recurly_")
+    return [Site(subdomain=_check_subdomain(conn_id, subdomain), base_url=base_url, conn_id=conn_id, api_key=secret)]
