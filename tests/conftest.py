@@ -9,7 +9,9 @@ skipped, never silently passed).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -18,6 +20,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The library is importable without installing, as Airflow sees it (plugins/ on sys.path).
 sys.path.insert(0, str(ROOT / "plugins"))
+
+# Airflow reads its configuration once, when first imported: before any test module imports it,
+# point the whole session at a throwaway AIRFLOW_HOME (SQLite, examples off, this repo's dags/),
+# never at the user's ~/airflow or the `make run` one. tests/airflow/ migrates its database.
+from recurly_elt.local.airflow_env import airflow_environment  # noqa: E402
+
+AIRFLOW_TEST_HOME = Path(tempfile.mkdtemp(prefix="recurly-elt-airflow-"))
+os.environ.update(
+    airflow_environment(home=AIRFLOW_TEST_HOME, dags_folder=ROOT / "dags", plugins_folder=ROOT / "plugins")
+)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(AIRFLOW_TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

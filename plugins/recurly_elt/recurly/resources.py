@@ -38,6 +38,7 @@ class Resource:
     primary_key: str = "id"
     cursor: str = "updated_at"     # the sort field the incremental window filters on
     parent: str | None = None      # a child resource read once per parent record (plan add-ons)
+    parent_key: str | None = None  # the child's field naming its parent, filled in when absent
     list_params: dict = field(default_factory=dict)  # extra fixed query parameters
 
     @property
@@ -256,6 +257,7 @@ PLAN_ADD_ONS = Resource(
     name="plan_add_ons",
     path="/plans/{parent_id}/add_ons",
     parent="plans",
+    parent_key="plan_id",
     columns=(
         _c("id"),
         _c("plan_id"),

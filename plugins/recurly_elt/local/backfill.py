@@ -1,0 +1,246 @@
+"""The backfill `make run` asks the scheduler for, and the wait for its runs.
+
+Window arithmetic (no Airflow needed): with D = today 00:00 UTC, the last N complete days are
+the data intervals [D-N, D-N+1) ... [D-1, D). The daily-sync timetable labels each run with its
+interval start (the logical date), and `airflow backfill create` takes the *logical dates* to
+cover, both ends inclusive: so `--from-date D-N --to-date D-1` creates exactly N runs. (A run
+whose interval has not ended yet is never created, so `--to-date D` would give the same N.)
+
+Creating goes through the `airflow backfill create` command, as a user would type it; the
+scheduler runs the backfill; `wait_for_runs` polls the metadata database and prints progress.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+DAG_ID = "recurly_daily_sync"
+REPROCESS_CHOICES = ("none", "failed", "completed")
+FINISHED_RUN_STATES = {"success", "failed"}
+FINISHED_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+class BackfillError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BackfillWindow:
+    """The last `days` complete UTC days before `today`."""
+
+    today: date
+    days: int = 3
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise ValueError(f"a backfill needs at least one day, got {self.days}")
+
+    @property
+    def end(self) -> datetime:
+        """D: today 00:00 UTC, the end of the last interval."""
+        return datetime.combine(self.today, dtime(0), tzinfo=timezone.utc)
+
+    @property
+    def start(self) -> datetime:
+        return self.end - timedelta(days=self.days)
+
+    @property
+    def from_date(self) -> datetime:
+        """`--from-date`: the logical date (interval start) of the first run."""
+        return self.start
+
+    @property
+    def to_date(self) -> datetime:
+        """`--to-date`, inclusive: the logical date of the last run, [D-1, D)."""
+        return self.end - timedelta(days=1)
+
+    def intervals(self) -> list[tuple[datetime, datetime]]:
+        return [
+            (self.start + timedelta(days=i), self.start + timedelta(days=i + 1)) for i in range(self.days)
+        ]
+
+    @classmethod
+    def ending_now(cls, days: int = 3, now: datetime | None = None) -> "BackfillWindow":
+        now = now or datetime.now(timezone.utc)
+        return cls(today=now.astimezone(timezone.utc).date(), days=days)
+
+
+def backfill_command(
+    airflow_bin: Path | str,
+    window: BackfillWindow,
+    *,
+    dag_id: str = DAG_ID,
+    reprocess: str = "completed",
+    max_active_runs: int = 1,
+) -> list[str]:
+    if reprocess not in REPROCESS_CHOICES:
+        raise ValueError(f"reprocess must be one of {REPROCESS_CHOICES}, got {reprocess!r}")
+    return [
+        str(airflow_bin), "backfill", "create",
+        "--dag-id", dag_id,
+        "--from-date", window.from_date.isoformat(),
+        "--to-date", window.to_date.isoformat(),
+        "--reprocess-behavior", reprocess,
+        "--max-active-runs", str(max_active_runs),
+    ]
+
+
+def run_backfill_create(command: list[str], env: dict[str, str], *, attempts: int = 4) -> str:
+    """Run `airflow backfill create`; retried on SQLite's "database is locked" (a known upstream race)."""
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        output = (proc.stdout or "") + (proc.stderr or "")
+        if proc.returncode == 0:
+            return output
+        if "database is locked" in output and attempt < attempts:
+            time.sleep(2 * attempt)
+            continue
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise BackfillError(f"`{' '.join(command[1:])}` failed (exit {proc.returncode}):\n{tail}")
+    raise AssertionError("unreachable")
+
+
+# --- the metadata database (needs the local Airflow environment in os.environ) -------------------
+
+
+def active_backfill(dag_id: str = DAG_ID):
+    """(id, from_date, to_date) of the backfill still running for the DAG, or None.
+
+    Airflow allows one running backfill per DAG.
+    """
+    from sqlalchemy import select
+
+    from airflow.models.backfill import Backfill
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(
+            select(Backfill.id, Backfill.from_date, Backfill.to_date)
+            .where(Backfill.dag_id == dag_id, Backfill.completed_at.is_(None))
+            .order_by(Backfill.id.desc())
+        ).first()
+    return tuple(row) if row else None
+
+
+def latest_backfill_id(dag_id: str = DAG_ID) -> int | None:
+    from sqlalchemy import func, select
+
+    from airflow.models.backfill import Backfill
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(select(func.max(Backfill.id)).where(Backfill.dag_id == dag_id))
+
+
+def set_paused(paused: bool, dag_id: str = DAG_ID) -> None:
+    from sqlalchemy import update
+
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the window's runs stand: counts of runs per state and of finished tasks."""
+
+    runs: dict[str, int]
+    tasks_done: int
+    tasks_total: int
+    backfill_complete: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.backfill_complete and sum(self.runs.values()) > 0 and set(self.runs) <= FINISHED_RUN_STATES
+
+    def line(self, elapsed: float) -> str:
+        runs = ", ".join(f"{self.runs.get(s, 0)} {s}" for s in ("queued", "running", "success", "failed"))
+        return f"[{elapsed:5.0f}s] runs: {runs} | tasks done: {self.tasks_done}/{self.tasks_total}"
+
+
+def read_progress(window: BackfillWindow, backfill_id: int | None, dag_id: str = DAG_ID) -> Progress:
+    from sqlalchemy import select
+
+    from airflow.models.backfill import Backfill
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.execute(
+            select(DagRun.run_id, DagRun.state).where(
+                DagRun.dag_id == dag_id,
+                DagRun.logical_date >= window.from_date,
+                DagRun.logical_date <= window.to_date,
+            )
+        ).all()
+        run_ids = [r.run_id for r in runs]
+        task_states = session.scalars(
+            select(TI.state).where(TI.dag_id == dag_id, TI.run_id.in_(run_ids))
+        ).all() if run_ids else []
+        complete = True
+        if backfill_id is not None:
+            complete = session.scalar(select(Backfill.completed_at).where(Backfill.id == backfill_id)) is not None
+    states = Counter(str(getattr(r.state, "value", r.state)) for r in runs)
+    done = sum(1 for s in task_states if s is not None and str(getattr(s, "value", s)) in FINISHED_TASK_STATES)
+    return Progress(runs=dict(states), tasks_done=done, tasks_total=len(task_states), backfill_complete=complete)
+
+
+def wait_for_runs(
+    window: BackfillWindow,
+    backfill_id: int | None,
+    *,
+    timeout: float,
+    every: float = 5.0,
+    out: Callable[[str], None] = print,
+    read: Callable[..., Progress] = read_progress,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Progress:
+    """Poll until the backfill is complete and every run of the window has finished.
+
+    Prints a progress line whenever the figures change, and at least every 30 s.
+    """
+    started = clock()
+    last_line, last_print = None, 0.0
+    while True:
+        progress = read(window, backfill_id)
+        elapsed = clock() - started
+        line = progress.line(elapsed)
+        body = line.split("]", 1)[1]
+        if body != last_line or elapsed - last_print >= 30:
+            out(line)
+            last_line, last_print = body, elapsed
+        if progress.finished:
+            return progress
+        if elapsed > timeout:
+            raise BackfillError(
+                f"the backfill did not finish within {timeout:.0f}s ({line.strip()}); "
+                "the scheduler log is in .local/logs/airflow-scheduler.log"
+            )
+        sleep(every)
+
+
+def dag_parse_status(dag_id: str = DAG_ID) -> tuple[bool, dict[str, str]]:
+    """(is the DAG serialized, {file: error} of the current import errors).
+
+    The same data `airflow dags list-import-errors` prints, read from the metadata database.
+    """
+    from sqlalchemy import select
+
+    from airflow.models.errors import ParseImportError
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        parsed = session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag_id).limit(1))
+        errors = {e.filename: e.stacktrace for e in session.scalars(select(ParseImportError))}
+    return parsed is not None, errors

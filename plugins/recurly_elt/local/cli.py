@@ -1,0 +1,268 @@
+"""`recurly-elt local ...`: a real local Airflow running the daily sync against the sandbox.
+
+    run       sandbox + Airflow up, settings loaded, backfill of the last N days, summary (make run)
+    stop      stop every server `run` started (make stop)
+    status    which servers are running
+    settings  migrate the metadata database and load airflow_settings.yaml into it
+    summary   the per-run table of the last N days again, without running anything
+
+Everything lives in <project>/.local (AIRFLOW_HOME, server logs, pid files, warehouse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+
+from recurly_elt.local import backfill as bf
+from recurly_elt.local import stack
+from recurly_elt.local.airflow_env import ADMIN_USER, LocalLayout, apply_to_process
+from recurly_elt.local.processes import ProcessError, log_tail, wait_until
+from recurly_elt.local.settings import Settings, SettingsError, apply_to_airflow, load_settings
+from recurly_elt.local.summary import (
+    collect_runs,
+    failed_tasks,
+    login_lines,
+    render_log_tail,
+    render_table,
+    warehouse_figures,
+    with_figures,
+)
+
+WAREHOUSE_CONN_ID = "recurly_warehouse"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="start everything, backfill the last days, print a summary")
+    _window_args(run)
+    run.add_argument(
+        "--reprocess", choices=bf.REPROCESS_CHOICES, default="completed",
+        help="what to do with runs of the window that exist already (default: run them again)",
+    )
+    run.add_argument("--max-active-runs", type=int, default=1, help="backfill runs at once (default 1)")
+    run.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the backfill")
+    run.add_argument("--accounts", type=int, default=None, help="sandbox accounts per site (sandbox default)")
+
+    sub.add_parser("stop", help="stop the servers started by `run`")
+    sub.add_parser("status", help="show which servers are running")
+    sub.add_parser("settings", help="migrate the metadata database and load airflow_settings.yaml")
+    summary = sub.add_parser("summary", help="print the per-run summary of the last days")
+    _window_args(summary)
+
+
+def _window_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, default=3, help="complete UTC days before today (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    layout = LocalLayout()
+    commands = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "settings": cmd_settings,
+                "summary": cmd_summary}
+    try:
+        return commands[args.command](args, layout)
+    except (SettingsError, ProcessError, bf.BackfillError) as exc:
+        say(f"error: {exc}")
+        return 1
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(text: str) -> None:
+    say(f"==> {text}")
+
+
+# --- steps ------------------------------------------------------------------------------------------
+
+
+def start_sandbox(layout: LocalLayout, settings: Settings, window: bf.BackfillWindow, accounts: int | None) -> None:
+    sandbox = stack.sandbox_process(layout, settings, until=window.today, accounts=accounts)
+    port = sandbox.meta["port"]
+    previous = sandbox.recorded()
+    if sandbox.is_running() and previous and previous.get("meta") != sandbox.meta:
+        say(f"    restarting the sandbox (was {previous.get('meta')}, now {sandbox.meta})")
+        sandbox.stop()
+    if not sandbox.is_running():
+        stack.sandbox_ready_file(layout).unlink(missing_ok=True)  # a stale file would look ready
+    if sandbox.start():
+        say(f"    started (log: {_rel(layout, sandbox.log_file)})")
+    wait_until(lambda: stack.sandbox_ready(layout, port), what=f"the sandbox on port {port}", timeout=300,
+               process=sandbox)
+    say(f"    ready on http://127.0.0.1:{port}, data until {window.today}")
+
+
+def migrate_database(layout: LocalLayout, env: dict[str, str]) -> None:
+    log_file = layout.logs_dir / "airflow-db-migrate.log"
+    with open(log_file, "ab") as log:
+        proc = subprocess.run([stack.bin_path("airflow"), "db", "migrate"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=600)
+    if proc.returncode != 0:
+        raise ProcessError(f"`airflow db migrate` failed; last lines of {log_file}:\n{log_tail(log_file)}")
+
+
+def start_airflow(layout: LocalLayout, env: dict[str, str]) -> None:
+    for component in stack.AIRFLOW_COMPONENTS:
+        process = stack.airflow_process(layout, component, env)
+        started = process.start()
+        say(f"    {component}: {'started' if started else 'already running'} (log: {_rel(layout, process.log_file)})")
+        if component == "api-server":
+            wait_until(lambda: stack.airflow_health(layout), what="the Airflow API server", timeout=180,
+                       process=process)
+    wait_until(lambda: not stack.unhealthy_components(stack.airflow_health(layout)),
+               what=f"healthy {', '.join(stack.REQUIRED_HEALTH)}", timeout=180)
+
+
+def wait_for_dag(layout: LocalLayout, dag_id: str) -> dict[str, str]:
+    """Wait until the DAG processor has parsed the DAG; return the import errors, if any."""
+
+    def check():
+        parsed, errors = bf.dag_parse_status(dag_id)
+        return (parsed or errors) and (parsed, errors)
+
+    _, errors = wait_until(check, what=f"the DAG processor to parse {dag_id}", timeout=180)
+    return errors
+
+
+def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.BackfillWindow, args) -> int | None:
+    active = bf.active_backfill()
+    if active:
+        backfill_id, from_date, to_date = active
+        if (from_date, to_date) == (window.from_date, window.to_date):
+            say(f"    backfill #{backfill_id} for this window is still running: waiting for it")
+            bf.set_paused(False)
+            return backfill_id
+        raise bf.BackfillError(
+            f"backfill #{backfill_id} ({from_date:%Y-%m-%d} to {to_date:%Y-%m-%d}) is still running; "
+            f"wait for it or cancel it in the UI ({layout.ui_url}, Browse > Backfills) and run again"
+        )
+    command = bf.backfill_command(stack.bin_path("airflow"), window, reprocess=args.reprocess,
+                                  max_active_runs=args.max_active_runs)
+    say(f"    airflow {' '.join(command[1:])}")
+    # Paused while the backfill is recorded, so the scheduler's own latest-interval run cannot
+    # take the last day first; unpaused right after (backfill runs only start on an active DAG).
+    bf.set_paused(True)
+    try:
+        bf.run_backfill_create(command, env)
+    finally:
+        bf.set_paused(False)
+    return bf.latest_backfill_id()
+
+
+def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWindow) -> int:
+    """The per-run table, failed tasks' log tails and the UI login. 1 if a run did not succeed."""
+    rows = collect_runs(bf.DAG_ID, window.from_date, window.to_date)
+    figures = warehouse_figures(_warehouse_url(settings), [r.run_id for r in rows])
+    say()
+    say(f"{bf.DAG_ID}: {len(rows)} runs for {window.start:%Y-%m-%d} to {window.end:%Y-%m-%d} (UTC)")
+    say(render_table(with_figures(rows, figures)))
+    if figures.source:
+        say(f"figures: {figures.source}")
+    failed = [r for r in rows if r.state != "success"]
+    for task in failed_tasks(bf.DAG_ID, [r.run_id for r in failed], layout.airflow_home / "logs"):
+        say()
+        say(f"--- {task.state}: {task.run_id} / {task.task_id}"
+            f"{f'[{task.map_index}]' if task.map_index >= 0 else ''} (try {task.try_number}), log tail:")
+        say(render_log_tail(task.log_file))
+    say()
+    for line in login_lines(layout.ui_url, ADMIN_USER, layout.passwords_file):
+        say(line)
+    ok = len(rows) == window.days and not failed
+    if not ok:
+        say(f"{len(failed)} of {len(rows)} runs did not succeed" if failed
+            else f"expected {window.days} runs, found {len(rows)}")
+    return 0 if ok else 1
+
+
+def _warehouse_url(settings: Settings):
+    from recurly_elt.warehouse.engine import url_from_connection
+
+    try:
+        return url_from_connection(settings.connection(WAREHOUSE_CONN_ID))
+    except (SettingsError, ValueError):
+        return "sqlite://"  # no file: the summary shows no figures
+
+
+def _rel(layout: LocalLayout, path) -> str:
+    try:
+        return str(path.relative_to(layout.root))
+    except ValueError:
+        return str(path)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_run(args, layout: LocalLayout) -> int:
+    started = time.monotonic()
+    layout.make_dirs()
+    settings = load_settings(layout.settings_file)
+    window = bf.BackfillWindow.ending_now(args.days)
+    airflow_env = layout.environment()
+    env = {**os.environ, **airflow_env}
+
+    step("Sandbox (the Recurly sites of connection recurly_default)")
+    start_sandbox(layout, settings, window, args.accounts)
+
+    step(f"Airflow metadata database ({_rel(layout, layout.airflow_home)})")
+    migrate_database(layout, env)
+    apply_to_process(airflow_env)
+    report = apply_to_airflow(settings)
+    say(f"    loaded {_rel(layout, layout.settings_file)}: {report.describe()}")
+
+    step("Airflow servers")
+    start_airflow(layout, env)
+
+    step(f"DAG {bf.DAG_ID}")
+    errors = wait_for_dag(layout, bf.DAG_ID)
+    if errors:
+        for filename, trace in errors.items():
+            say(f"import error in {filename}:\n{trace}")
+        return 1
+    say("    parsed, no import errors")
+
+    step(f"Backfill of {window.days} days: [{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d}) UTC")
+    backfill_id = create_backfill(layout, env, window, args)
+    bf.wait_for_runs(window, backfill_id, timeout=args.timeout, out=lambda line: say(f"    {line}"))
+
+    code = print_summary(layout, settings, window)
+    say(f"make run took {time.monotonic() - started:.0f}s; Airflow and the sandbox keep running (`make stop`).")
+    return code
+
+
+def cmd_stop(args, layout: LocalLayout) -> int:
+    for process in reversed(stack.all_processes(layout)):
+        pid = process.pid()
+        if process.stop():
+            say(f"stopped {process.name} (pid {pid})")
+    stack.sandbox_ready_file(layout).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_status(args, layout: LocalLayout) -> int:
+    for process in stack.all_processes(layout):
+        pid = process.pid()
+        say(f"{process.name:22} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def cmd_settings(args, layout: LocalLayout) -> int:
+    layout.make_dirs()
+    settings = load_settings(layout.settings_file)
+    airflow_env = layout.environment()
+    migrate_database(layout, {**os.environ, **airflow_env})
+    apply_to_process(airflow_env)
+    say(f"loaded {_rel(layout, layout.settings_file)}: {apply_to_airflow(settings).describe()}")
+    return 0
+
+
+def cmd_summary(args, layout: LocalLayout) -> int:
+    if not (layout.airflow_home / "airflow.db").exists():
+        say("no local Airflow yet: run `make run` first")
+        return 1
+    apply_to_process(layout.environment())
+    return print_summary(layout, load_settings(layout.settings_file), bf.BackfillWindow.ending_now(args.days))

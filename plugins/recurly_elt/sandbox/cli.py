@@ -1,0 +1,131 @@
+"""`recurly-elt sandbox ...`: serve the offline Recurly API, advance its clock.
+
+  recurly-elt sandbox serve [--host 127.0.0.1] [--port N] [--api-key KEY] [--sites JSON]
+      [--seed S] [--accounts N] [--start-date D] [--until D] [--rate-limit PER_MIN]
+      [--rate-window SECONDS] [--faults SPEC] [--embedded-line-items N] [--request-log FILE]
+      [--ready-file FILE]
+  recurly-elt sandbox advance --url URL [--days N] [--site NAME]
+
+`serve` prints one line when it listens and writes --ready-file (JSON: host, port, url, sites,
+pid) so scripts can wait for it; --port 0 picks a free port. SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+DEFAULT_API_KEY = "sandbox-api-key"
+DEFAULT_SEED = 42
+DEFAULT_ACCOUNTS = 500
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = sub.add_parser("serve", help="serve the sandbox API on loopback until stopped")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    serve.add_argument("--api-key", default=DEFAULT_API_KEY, help="API key of the single site 'sandbox'")
+    serve.add_argument("--sites", type=_sites_json, default=None,
+                       help='several sites: \'{"acme": "key-a", "globex": "key-b"}\' (replaces --api-key)')
+    serve.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    serve.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS, help="accounts per site")
+    serve.add_argument("--start-date", type=date.fromisoformat, default=None,
+                       help="first day of simulated history (default: 365 days before --until)")
+    serve.add_argument("--until", type=date.fromisoformat, default=None,
+                       help="the sandbox clock's day (default: today, UTC)")
+    serve.add_argument("--rate-limit", type=int, default=0, help="requests per minute per site, 0 = off")
+    serve.add_argument("--rate-window", type=float, default=60.0,
+                       help="sliding window in seconds (Recurly: 300, holding 5x the per-minute limit)")
+    serve.add_argument("--faults", default="", help='e.g. "5xx=0.1,slow=0.05:2,drop=0.02,malformed=0.02,storm=30:5"')
+    serve.add_argument("--embedded-line-items", type=int, default=None,
+                       help="line items embedded in an invoice before has_more_line_items (default 10)")
+    serve.add_argument("--request-log", type=Path, default=None, help="also append every request as JSON lines")
+    serve.add_argument("--ready-file", type=Path, default=None, help="written (JSON with the port) once listening")
+    advance = sub.add_parser("advance", help="advance a running sandbox's clock")
+    advance.add_argument("--url", required=True, help="the sandbox's base URL, e.g. http://127.0.0.1:8765")
+    advance.add_argument("--days", type=int, default=1)
+    advance.add_argument("--site", default=None, help="only this site (default: every site)")
+
+
+def _sites_json(text: str) -> dict[str, str]:
+    try:
+        sites = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--sites is not JSON: {exc}") from None
+    if not (isinstance(sites, dict) and sites and all(isinstance(k, str) and isinstance(v, str) and k and v
+                                                        for k, v in sites.items())):
+        raise argparse.ArgumentTypeError('--sites must be a JSON object {"subdomain": "api_key", ...}')
+    return sites
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"serve": serve, "advance": advance}[args.command](args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from recurly_elt.sandbox.index import DEFAULT_EMBEDDED_LINE_ITEMS
+    from recurly_elt.sandbox.requestlog import RequestLog
+    from recurly_elt.sandbox.server import SandboxServer
+    from recurly_elt.sandbox.sites import build_sites
+
+    until = args.until or datetime.now(timezone.utc).date()
+    start_date = args.start_date or until - timedelta(days=365)
+    if start_date >= until:
+        print(f"--start-date {start_date} must be before --until {until}", file=sys.stderr)
+        return 2
+    keys = args.sites or {"sandbox": args.api_key}
+    try:
+        sites = build_sites(
+            keys, seed=args.seed, accounts=args.accounts, start_date=start_date, until=until,
+            rate_limit=args.rate_limit, rate_window=args.rate_window, faults=args.faults,
+            embedded_line_items=args.embedded_line_items or DEFAULT_EMBEDDED_LINE_ITEMS)
+    except ValueError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    server = SandboxServer(sites, args.host, args.port, RequestLog(args.request_log))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    names = ", ".join(f"{s.name} ({sum(s.index.counts().values())} objects)" for s in sites)
+    print(f"sandbox listening on {server.url} (host {args.host}, port {server.port}); sites: {names}", flush=True)
+    if args.ready_file:
+        ready = {"host": args.host, "port": server.port, "url": server.url, "sites": list(keys), "pid": os.getpid()}
+        tmp = args.ready_file.with_suffix(args.ready_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(ready))
+        tmp.replace(args.ready_file)  # atomic: a reader never sees half a file
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        if args.ready_file:
+            args.ready_file.unlink(missing_ok=True)
+    print("sandbox stopped", flush=True)
+    return 0
+
+
+def advance(args: argparse.Namespace) -> int:
+    query = f"days={args.days}" + (f"&site={args.site}" if args.site else "")
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/__sandbox/clock/advance?{query}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            result = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"sandbox at {args.url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"sandbox at {args.url} is not reachable: {exc.reason}", file=sys.stderr)
+        return 1
+    for name, site in result["sites"].items():
+        changed = ", ".join(f"{k} {v}" for k, v in site["changed"].items())
+        print(f"{name}: now {site['now']} (version {site['version']}); changed: {changed}")
+    return 0

@@ -1,0 +1,255 @@
+"""The sandbox HTTP server: an offline Recurly API v3 (v2021-02-25) on loopback.
+
+One request goes through, in order:
+  authentication  the API key (HTTP Basic user name, empty password) selects the site   -> 401
+  API version     Accept must name application/vnd.recurly.v2021-02-25 (or +json, or
+                  the `latest` alias); Recurly requires a version, so a missing one fails -> 406
+  rate limit      the site's sliding window                                              -> 429
+  faults          the site's seeded fault decisions (5xx, 429 storm, slow, drop, malformed)
+  routing         routes.py answers from the site's current index                       -> 400/404
+Every API response carries Recurly-Version and, once the site is known, X-RateLimit-*.
+/__sandbox/... endpoints (control.py) skip all of it.
+
+HTTP/1.1 keep-alive on a ThreadingHTTPServer; each response is written with a single send
+(headers and body together, TCP_NODELAY) so keep-alive clients never wait on Nagle's algorithm.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from recurly_elt.sandbox import control, routes
+from recurly_elt.sandbox.errors import ApiError
+from recurly_elt.sandbox.faults import NO_FAULT, Fault
+from recurly_elt.sandbox.requestlog import RequestLog
+from recurly_elt.sandbox.sites import Site
+
+API_VERSION = "v2021-02-25"
+CONTENT_TYPE = f"application/vnd.recurly.{API_VERSION}+json; charset=utf-8"
+ACCEPTED = {f"application/vnd.recurly.{v}{s}" for v in (API_VERSION, "latest") for s in ("", "+json")}
+STATUS_ERROR_TYPES = {500: "internal_server_error", 502: "service_not_available", 503: "service_not_available"}
+
+
+class SandboxServer(ThreadingHTTPServer):
+    """Serves the given sites; start() runs it in a background thread, stop() ends it cleanly."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, sites: list[Site], host: str = "127.0.0.1", port: int = 0,
+                 request_log: RequestLog | None = None):
+        self.sites_by_key = {s.api_key: s for s in sites}
+        self.sites_by_name = {s.name: s for s in sites}
+        if len(self.sites_by_key) != len(sites) or len(self.sites_by_name) != len(sites):
+            raise ValueError("site names and API keys must be unique")
+        self.request_log = request_log or RequestLog()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        super().__init__((host, port), RequestHandler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server_address[0]}:{self.port}"
+
+    def start(self) -> "SandboxServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="recurly-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close idle keep-alive connections, close the request log file."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.server_close()
+        with self._connections_lock:
+            for conn in list(self._connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.request_log.close()
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def track(self, conn: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(conn)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "recurly-sandbox"
+    sys_version = ""
+    timeout = 300  # an idle keep-alive connection is closed after this many seconds
+    server: SandboxServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
+    def log_message(self, format: str, *args) -> None:  # the request log replaces stderr lines
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        started = time.perf_counter()
+        split = urlsplit(self.path)
+        body = self._read_body()
+        if split.path.startswith(control.PREFIX):
+            self._control(method, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), body)
+            return
+        site: Site | None = None
+        fault = NO_FAULT
+        headers: dict[str, str] = {}
+        total = None
+        try:
+            site = self._authenticate()
+            self._check_version()
+            decision = site.limiter.acquire()
+            headers.update(decision.headers())
+            if not decision.allowed:
+                raise ApiError(429, "rate_limited", "You have made too many API requests in the "
+                               f"last {site.limiter.window:g} seconds; retry after X-RateLimit-Reset.")
+            fault = site.faults.decide()
+            if fault.delay:
+                time.sleep(fault.delay)
+            self._raise_injected(fault, site, headers)
+            if method not in ("GET", "HEAD"):
+                raise ApiError(405, "bad_request", f"the sandbox serves GET and HEAD only, not {method}")
+            params = parse_qsl(split.query, keep_blank_values=True)
+            answer = routes.handle(site.current_index(), method, split.path, params)
+            status, payload, total = 200, answer.body, answer.total
+        except ApiError as err:
+            status, payload = err.status, err.body()
+            headers.update(err.headers)
+        if total is not None:
+            headers["Recurly-Total-Records"] = str(total)
+        self._respond(method, status, payload, headers, fault)
+        seconds = time.perf_counter() - started
+        if site is not None:
+            site.count(status, fault.label, seconds)
+        self.server.request_log.add(method, self.path, site.name if site else None, status, fault.label, seconds)
+
+    def _read_body(self) -> bytes:
+        """Read (and so drain, keeping the connection usable) any request body."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return b""
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _authenticate(self) -> Site:
+        header = self.headers.get("Authorization") or ""
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded.strip():
+            raise ApiError(401, "unauthorized", "Please provide an API key as the HTTP Basic user name.",
+                           headers={"WWW-Authenticate": 'Basic realm="Recurly"'})
+        try:
+            api_key = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            api_key = ""
+        site = self.server.sites_by_key.get(api_key)
+        if site is None:  # never echo the key
+            raise ApiError(401, "invalid_api_key", "The API key is not valid for any site.",
+                           headers={"WWW-Authenticate": 'Basic realm="Recurly"'})
+        return site
+
+    def _check_version(self) -> None:
+        accepts = {part.split(";")[0].strip().lower() for part in (self.headers.get("Accept") or "").split(",")}
+        if not accepts & ACCEPTED:
+            raise ApiError(406, "invalid_api_version",
+                           f"Send Accept: application/vnd.recurly.{API_VERSION} (or +json); "
+                           "got " + (self.headers.get("Accept") or "no Accept header") + ".")
+
+    @staticmethod
+    def _raise_injected(fault: Fault, site: Site, headers: dict[str, str]) -> None:
+        if fault.kind == "storm":
+            reset = math.ceil(fault.storm_ends)
+            headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset),
+                            "Retry-After": str(max(1, reset - int(time.time())))})
+            raise ApiError(429, "rate_limited", "You have made too many API requests; retry after "
+                           "X-RateLimit-Reset.")
+        if fault.kind == "5xx":
+            raise ApiError(fault.status, STATUS_ERROR_TYPES[fault.status],
+                           "The service is temporarily unavailable; please retry.")
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _control(self, method: str, path: str, params: dict[str, str], body: bytes) -> None:
+        try:
+            status, payload = control.handle(self.server, method, path, params, body)
+            data = json.dumps(payload).encode()
+        except ApiError as err:
+            status, data = err.status, err.body()
+        self._write(status, {"Content-Type": "application/json"}, data, method == "HEAD")
+
+    def _respond(self, method: str, status: int, body: bytes, headers: dict[str, str], fault: Fault) -> None:
+        headers = {"Recurly-Version": f"recurly.{API_VERSION}", "Content-Type": CONTENT_TYPE, **headers}
+        head_only = method == "HEAD"
+        if fault.kind == "drop":  # the full length announced, half of it sent, then the socket closed
+            self.close_connection = True
+            if not head_only:
+                cut = self._head_bytes(status, headers, len(body)) + body[: len(body) // 2]
+                self.wfile.write(cut)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault.kind == "malformed" and not head_only and body:
+            body = body[: max(1, len(body) // 2)]  # a complete response with broken JSON
+        self._write(status, headers, body, head_only)
+
+    def _write(self, status: int, headers: dict[str, str], body: bytes, head_only: bool) -> None:
+        data = self._head_bytes(status, headers, None if head_only else len(body))
+        self.wfile.write(data if head_only else data + body)
+
+    def _head_bytes(self, status: int, headers: dict[str, str], length: int | None) -> bytes:
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}",
+                 f"Server: {self.server_version}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

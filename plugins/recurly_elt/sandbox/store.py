@@ -1,0 +1,57 @@
+"""The site's objects by resource, and the one place where objects are created or changed.
+
+Every creation and update goes through `add`/`touch`, which keep `updated_at` true and record
+which objects changed while the clock advances (the counts `SiteSimulation.advance` returns).
+"""
+
+from __future__ import annotations
+
+from recurly_elt.sandbox.ids import IdMint
+
+RESOURCES = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans", "add_ons")
+
+
+def compact(obj: dict) -> dict:
+    """`obj` without its None values.
+
+    Recurly's OpenAPI spec declares no field nullable, so an unset field is left out of the object
+    rather than sent as null; readers treat a missing field as null.
+    """
+    return {k: v for k, v in obj.items() if v is not None}
+
+
+def set_field(obj: dict, key: str, value) -> None:
+    """Set a field, or remove it when the new value is None (see `compact`)."""
+    if value is None:
+        obj.pop(key, None)
+    else:
+        obj[key] = value
+
+
+class SiteStore:
+    def __init__(self, salt: int):
+        self.objects: dict[str, dict[str, dict]] = {r: {} for r in RESOURCES}
+        self.mint = IdMint(salt)
+        # resource -> ids created or updated since tracking started; None while building history
+        # (tracking millions of ids nobody asks for would only cost memory).
+        self.changed: dict[str, set[str]] | None = None
+
+    def add(self, resource: str, obj: dict) -> dict:
+        self.objects[resource][obj["id"]] = obj
+        if self.changed is not None:
+            self.changed[resource].add(obj["id"])
+        return obj
+
+    def touch(self, resource: str, obj: dict, stamp: str) -> None:
+        """Record that `obj` changed at `stamp` (call after changing its fields)."""
+        obj["updated_at"] = stamp
+        if self.changed is not None:
+            self.changed[resource].add(obj["id"])
+
+    def start_tracking(self) -> None:
+        self.changed = {r: set() for r in RESOURCES}
+
+    def stop_tracking(self) -> dict[str, int]:
+        counts = {r: len(ids) for r, ids in (self.changed or {}).items()}
+        self.changed = None
+        return counts

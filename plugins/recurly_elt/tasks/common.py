@@ -1,0 +1,41 @@
+"""What every DAG of the project shares: owner, retries, tags and the variable naming the sites.
+
+Imported by the DAG files at parse time, so it imports nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+OWNER = "recurly-elt"
+PROJECT_TAG = "recurly"
+
+# A fixed start date (never "now"): Airflow needs it stable to compute data intervals.
+START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+# The Airflow Variable holding the JSON list of Recurly connection ids the DAGs read.
+RECURLY_CONN_IDS_VARIABLE = "recurly_elt_recurly_conn_ids"
+WAREHOUSE_CONN_ID = "recurly_warehouse"
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Task defaults: two retries with exponential backoff.
+
+    Two retries cover what the Recurly client does not retry itself (a worker restart, a
+    warehouse lock); more would only delay the alert on a real failure such as a revoked key.
+    """
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+    args.update(overrides)
+    return args
+
+
+def tags(*extra: str) -> list[str]:
+    """The project tag plus the DAG's own (mode, stage ...), so the UI can filter on either."""
+    return [PROJECT_TAG, *extra]

@@ -1,0 +1,98 @@
+"""Read staging into DataFrames: only the columns the transform uses, one site at a time.
+
+Timestamps come back as naive UTC datetime64 whatever the dialect (SQLite hands back text,
+PostgreSQL datetimes); numbers as float; JSON columns stay text. The raw JSON is never read here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from recurly_elt.recurly.resources import get as get_resource
+from recurly_elt.staging.tables import snapshot_table, staging_table
+
+# What each stage reads, per resource (snapshot tables: their key and observed_updated_at are added).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": ("id", "code", "state", "billing_info_id", "billing_info_valid", "card_exp_month",
+                 "card_exp_year", "created_at"),
+    "subscriptions": ("id", "account_id", "plan_id", "plan_code", "plan_name", "state", "currency",
+                      "unit_amount", "quantity", "auto_renew", "current_period_ends_at",
+                      "trial_started_at", "trial_ends_at", "activated_at", "paused_at", "canceled_at",
+                      "expires_at", "expiration_reason", "created_at"),
+    "invoices": ("id", "account_id", "type", "origin", "state", "currency", "subscription_ids", "total",
+                 "paid", "balance", "due_at", "closed_at", "created_at"),
+    "line_items": ("id", "account_id", "invoice_id", "subscription_id", "plan_id", "plan_code",
+                   "add_on_id", "add_on_code", "type", "state", "origin", "currency", "unit_amount",
+                   "quantity", "subtotal", "discount", "proration_rate", "refund", "start_date",
+                   "end_date", "created_at"),
+    "transactions": ("id", "account_id", "invoice_id", "subscription_ids", "type", "origin", "status",
+                     "success", "amount", "currency", "collected_at", "created_at"),
+    "plans": ("id", "code", "name", "interval_unit", "interval_length"),
+    "plan_add_ons": ("id", "plan_id", "code", "add_on_type", "usage_type"),
+}
+SNAPSHOT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subscriptions": ("state", "plan_code", "canceled_at", "paused_at", "expires_at"),
+}
+
+
+@dataclass
+class SiteFrames:
+    """Everything one site's transform reads, as DataFrames."""
+
+    site: str
+    accounts: pd.DataFrame
+    subscriptions: pd.DataFrame
+    invoices: pd.DataFrame
+    line_items: pd.DataFrame
+    transactions: pd.DataFrame
+    plans: pd.DataFrame
+    plan_add_ons: pd.DataFrame
+    subscription_snapshots: pd.DataFrame
+
+    @property
+    def rows_in(self) -> int:
+        return sum(len(f) for f in (self.accounts, self.subscriptions, self.invoices, self.line_items,
+                                    self.transactions, self.plans, self.plan_add_ons,
+                                    self.subscription_snapshots))
+
+
+def _typed(frame: pd.DataFrame, resource_name: str) -> pd.DataFrame:
+    types = {c.name: c.type for c in get_resource(resource_name).columns}
+    for name in frame.columns:
+        t = "timestamp" if name == "observed_updated_at" else types.get(name)
+        if t == "timestamp":
+            frame[name] = pd.to_datetime(frame[name], format="ISO8601", utc=True).dt.tz_localize(None)
+        elif t == "number":
+            frame[name] = pd.to_numeric(frame[name]).astype("float64")
+        elif t == "integer":
+            frame[name] = pd.to_numeric(frame[name]).astype("Float64").astype("float64")
+        elif t == "boolean":
+            frame[name] = frame[name].astype("boolean")
+    return frame
+
+
+def read_table(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], site: str,
+               resource_name: str) -> pd.DataFrame:
+    query = sa.select(*(sa.column(c) for c in columns)).select_from(sa.table(table.name)).where(
+        sa.column("site") == site)
+    # Plain text columns: typing is done once, vectorised, below (not per row by SQLAlchemy).
+    frame = pd.read_sql_query(query, conn)
+    return _typed(frame, resource_name)
+
+
+def read_site(conn: sa.Connection, site: str) -> SiteFrames:
+    frames = {name: read_table(conn, staging_table(name), cols, site, name) for name, cols in COLUMNS.items()}
+    snap_cols = ("id", "observed_updated_at", *SNAPSHOT_COLUMNS["subscriptions"])
+    snaps = read_table(conn, snapshot_table("subscriptions"), snap_cols, site, "subscriptions")
+    return SiteFrames(site=site, subscription_snapshots=snaps, **frames)
+
+
+def staged_sites(conn: sa.Connection) -> list[str]:
+    """Every site with accounts or subscriptions in staging."""
+    out: set[str] = set()
+    for name in ("accounts", "subscriptions"):
+        out.update(conn.execute(sa.select(staging_table(name).c.site).distinct()).scalars())
+    return sorted(out)

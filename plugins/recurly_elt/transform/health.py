@@ -1,0 +1,165 @@
+"""Account health per account and day, in the CustomerSuccessBox manner, scored the Totango way.
+
+For each day d (as of its end, instant t = d + 1 day) and each staged account: MRR and its 30/90-day
+trend, plan names and quantities, invoice money (paid, due, billed, overdue; reporting currency),
+next billing date, trial end, failed payments in the last 30 days, card expiry, risk alerts, the
+account status, and a 0-100 score from include/mappings/health.yaml (see `score`).
+
+Invoice amounts as of a past day come from the latest staged invoice: an invoice closed after t
+counts as open at t for its total; payments of an invoice still open are counted as they are now.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recurly_elt.transform import bands, fx, runs, status
+from recurly_elt.transform.config import TransformConfig
+from recurly_elt.transform.frames import SiteFrames
+
+DAY = pd.Timedelta(days=1)
+
+
+def grade(values: pd.Series, rule: dict, grades: dict) -> pd.Series:
+    """Good / Average / Poor points per value (NaN stays NaN: the metric is left out)."""
+    v = values.astype("float64")
+    if "lower" in rule:
+        good, avg = v <= rule["lower"]["good"], v <= rule["lower"]["average"]
+    else:
+        good, avg = v >= rule["higher"]["good"], v >= rule["higher"]["average"]
+    pts = np.select([good, avg], [grades["good"], grades["average"]], default=grades["poor"]).astype("float64")
+    return pd.Series(np.where(v.isna(), np.nan, pts), index=values.index)
+
+
+def _weighted(parts: list[tuple[float, pd.Series]], index: pd.Index) -> pd.Series:
+    """Weighted mean of the parts present per row (weights re-normalised over the present ones)."""
+    num, den = pd.Series(0.0, index=index), pd.Series(0.0, index=index)
+    for weight, s in parts:
+        present = s.notna()
+        num += np.where(present, s.fillna(0.0) * weight, 0.0)
+        den += np.where(present, weight, 0.0)
+    return (num / den.replace(0.0, np.nan)).round(1)
+
+
+def score(metrics: pd.DataFrame, health: dict) -> pd.Series:
+    """Totango: metric points -> weighted dimension score -> weighted overall score."""
+    grades = health["grades"]
+    dims = []
+    for dim in health["dimensions"].values():
+        parts = [(float(rule["weight"]), grade(metrics[name], rule, grades))
+                 for name, rule in dim["metrics"].items()]
+        dims.append((float(dim["weight"]), _weighted(parts, metrics.index)))
+    return _weighted(dims, metrics.index)
+
+
+def _invoices_reporting(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    inv = f.invoices[(f.invoices["type"] != "credit") & (f.invoices["state"] != "voided")].copy()
+    rate = fx.rates_for(inv["currency"], config)
+    for col in ("total", "paid", "balance"):
+        inv[col] = inv[col] * rate
+    reasons = fx.missing_rate_reasons(inv["currency"], config)
+    bad = inv[reasons.notna()]
+    quarantine = pd.DataFrame({"stage": "health", "object_id": bad["id"].astype(str),
+                               "reason": "invoice " + bad["id"].astype(str) + ": " + reasons[bad.index]})
+    return inv[rate.notna()], quarantine
+
+
+def _per_account(values: pd.Series, accounts: pd.Index, fill=np.nan) -> np.ndarray:
+    return values.reindex(accounts, fill_value=fill).to_numpy()
+
+
+def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFrame, segments: pd.DataFrame,
+                   days: pd.DatetimeIndex, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per account and day of `days`. Returns (health, quarantine)."""
+    accounts = f.accounts.drop_duplicates("id").set_index("id")
+    idx = accounts.index
+    subs = f.subscriptions.drop_duplicates("id").set_index("id")
+    invoices, quarantine = _invoices_reporting(f, config)
+    tx = f.transactions
+    failed_tx = tx[tx["type"].isin(["purchase", "capture"]) & tx["status"].isin(["declined", "error"])]
+    alerts_cfg = config.health["alerts"]
+    card_expires = (pd.to_datetime(pd.DataFrame({"year": accounts["card_exp_year"], "month": accounts["card_exp_month"],
+                                                 "day": 1}), errors="coerce") + pd.offsets.MonthEnd(0))
+    has_billing = (accounts["billing_info_valid"].fillna(False).astype(bool) | accounts["billing_info_id"].notna())
+    first_mrr_day = acct_runs.groupby("account_id")["day_from"].min()
+    expired_subs = subs[subs["expires_at"].notna()].sort_values("expires_at")
+    plan_charges = segments[(segments["origin"] == "plan") & (segments["monthly"] > 0)]
+    renews = subs["canceled_at"].isna() & (subs["auto_renew"].fillna(True).astype(bool))
+
+    out = []
+    for d in days:  # one vectorised pass per day
+        t = d + DAY
+        mrr = _per_account(runs.value_at(acct_runs, "account_id", d, "mrr"), idx, 0.0)
+        m30 = _per_account(runs.value_at(acct_runs, "account_id", d - 30 * DAY, "mrr"), idx, 0.0)
+        m90 = _per_account(runs.value_at(acct_runs, "account_id", d - 90 * DAY, "mrr"), idx, 0.0)
+        live = sub_runs[(sub_runs["day_from"] <= d) & (sub_runs["day_to"] > d) & (sub_runs["mrr"] > 0)]
+        live = live.assign(plan_name=live["subscription_id"].map(subs["plan_name"]).fillna(""),
+                           quantity=live["subscription_id"].map(subs["quantity"]))
+        names = (live.drop_duplicates(["account_id", "plan_name"]).sort_values("plan_name")
+                 .groupby("account_id")["plan_name"].agg(", ".join))
+
+        existing = invoices[invoices["created_at"] < t]
+        open_now = status.open_invoices_at(existing, t)
+        overdue = open_now[open_now["due_at"] < t]
+        settled = existing[~existing["id"].isin(open_now["id"])]
+
+        covering = plan_charges[(plan_charges["day_from"] <= d) & (plan_charges["day_to"] > d)]
+        covering = covering[covering["subscription_id"].map(renews).fillna(False).astype(bool)]
+        trials = subs[(subs["trial_started_at"] < t) & (subs["trial_ends_at"] >= t)]
+        canceling = subs[(subs["canceled_at"] < t) & ~(subs["expires_at"] < t)]
+        paused = subs[(subs["state"] == "paused") & (subs["paused_at"] < t)]
+        churned_sub = expired_subs[expired_subs["expires_at"] < t].groupby("account_id").tail(1).set_index("account_id")
+        recent_failed = failed_tx[(failed_tx["created_at"] >= t - 30 * DAY) & (failed_tx["created_at"] < t)]
+
+        h = pd.DataFrame(index=idx)
+        h["day"] = d
+        h["account_code"] = accounts["code"]
+        h["mrr"], h["mrr_30d_ago"], h["mrr_90d_ago"] = mrr, m30, m90
+        h["mrr_trend_30d_pct"] = np.where(m30 > 0, (mrr - m30) / np.where(m30 > 0, m30, 1) * 100, np.nan).round(1)
+        h["mrr_trend_90d_pct"] = np.where(m90 > 0, (mrr - m90) / np.where(m90 > 0, m90, 1) * 100, np.nan).round(1)
+        h["plan_names"] = names.reindex(idx).to_numpy()
+        h["plan_quantity"] = _per_account(live.groupby("account_id")["quantity"].sum(), idx, 0)
+        h["active_subscriptions"] = _per_account(live.groupby("account_id").size(), idx, 0)
+        h["total_paid"] = _per_account(settled.groupby("account_id")["paid"].sum()
+                                       .add(open_now.groupby("account_id")["paid"].sum(), fill_value=0), idx, 0.0).round(2)
+        h["total_due"] = _per_account(open_now.groupby("account_id")["outstanding"].sum(), idx, 0.0).round(2)
+        h["billed_amount"] = _per_account(existing.groupby("account_id")["total"].sum(), idx, 0.0).round(2)
+        h["overdue_amount"] = _per_account(overdue.groupby("account_id")["outstanding"].sum(), idx, 0.0).round(2)
+        h["overdue_invoice_count"] = _per_account(overdue.groupby("account_id").size(), idx, 0)
+        h["overdue_since"] = overdue.groupby("account_id")["due_at"].min().reindex(idx).to_numpy()
+        h["next_billing_at"] = covering.groupby("account_id")["end_date"].min().reindex(idx).to_numpy()
+        h["days_to_renewal"] = (h["next_billing_at"].dt.normalize() - d).dt.days
+        h["trial_ends_at"] = trials.groupby("account_id")["trial_ends_at"].min().reindex(idx).to_numpy()
+        h["failed_payments_30d"] = _per_account(recent_failed.groupby("account_id").size(), idx, 0)
+        h["card_expires_on"] = card_expires.to_numpy()
+        h["card_expiring_30d"] = ((card_expires >= d) & (card_expires < d + alerts_cfg["card_expiring_days"] * DAY)).to_numpy()
+        h["has_billing_info"] = has_billing.to_numpy()
+        h["cancellation_scheduled"] = idx.isin(canceling["account_id"])
+        h["churn_reason"] = status.churn_reason(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
+        h["churn_type"] = status.churn_type(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
+
+        had_mrr = _per_account(first_mrr_day, idx, pd.NaT) <= d
+        h["account_status"] = np.select(
+            [(mrr > 0) & (h["overdue_invoice_count"] > 0), (mrr > 0) & h["cancellation_scheduled"]
+             & h["next_billing_at"].isna(), mrr > 0, idx.isin(trials["account_id"]), idx.isin(paused["account_id"]),
+             had_mrr, idx.isin(subs.loc[subs["created_at"] < t, "account_id"])],
+            ["past_due", "canceling", "active", "trialing", "paused", "churned", "inactive"],
+            default="never_subscribed")
+        h.loc[h["account_status"] != "churned", ["churn_reason", "churn_type"]] = None
+
+        h["alert_past_due_invoice"] = h["overdue_invoice_count"] > 0
+        h["alert_failed_payment"] = h["failed_payments_30d"] > 0
+        h["alert_cancellation_scheduled"] = h["cancellation_scheduled"]
+        h["alert_contraction"] = h["mrr_trend_30d_pct"] < -float(alerts_cfg["contraction_pct"])
+        h["alert_trial_ending_without_billing_info"] = (
+            (h["trial_ends_at"] < t + alerts_cfg["trial_ending_days"] * DAY) & ~h["has_billing_info"])
+        h["alert_card_expiring"] = h["card_expiring_30d"]
+        alert_cols = [c for c in h.columns if c.startswith("alert_")]
+        h["alert_count"] = h[alert_cols].sum(axis=1)
+        h["health_score"] = score(h.assign(cancellation_scheduled=h["cancellation_scheduled"].astype(float),
+                                           card_expiring_30d=h["card_expiring_30d"].astype(float)), config.health)
+        h["health_band"] = bands.label(h["health_score"], [(str(l), float(b)) for l, b in config.health["bands"]])
+        out.append(h.rename_axis("account_id").reset_index())
+    health = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    return health, quarantine.drop_duplicates("object_id")

@@ -1,0 +1,117 @@
+"""The transform's output tables (the marts), one declaration each.
+
+Keys make every write idempotent: a run replaces exactly the rows of its site and date range
+(store.py). Money is in the reporting currency unless the column says native.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+
+_money = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
+
+
+def _t(name: str, *cols: sa.Column, **kw) -> sa.Table:
+    return sa.Table(name, METADATA, *cols, **kw)
+
+
+def _pk(name: str, type_=sa.Text) -> sa.Column:
+    return sa.Column(name, type_(), primary_key=True, nullable=False)
+
+
+MRR_SUBSCRIPTION_RUNS = _t(
+    "mrr_subscription_runs",
+    _pk("site"), _pk("subscription_id"), _pk("day_from", sa.Date),
+    sa.Column("day_to", sa.Date(), nullable=False),  # exclusive
+    sa.Column("account_id", sa.Text()), sa.Column("currency", sa.Text()),
+    sa.Column("mrr", _money(), nullable=False),        # native currency
+    sa.Column("mrr_reporting", _money()),              # NULL: no FX rate (quarantined)
+)
+
+MRR_ACCOUNT_RUNS = _t(
+    "mrr_account_runs",
+    _pk("site"), _pk("account_id"), _pk("day_from", sa.Date),
+    sa.Column("day_to", sa.Date(), nullable=False),
+    sa.Column("mrr", _money(), nullable=False),
+)
+
+MRR_MOVEMENTS = _t(
+    "mrr_movements_monthly",
+    _pk("site"), _pk("month", sa.Date), _pk("account_id"),
+    sa.Column("opening_mrr", _money(), nullable=False), sa.Column("closing_mrr", _money(), nullable=False),
+    sa.Column("movement", _money(), nullable=False), sa.Column("movement_type", sa.Text(), nullable=False),
+    sa.Column("as_of", sa.Date(), nullable=False),  # the day whose MRR closes the month
+)
+
+SUBSCRIPTION_OVERVIEW = _t(
+    "subscription_overview",
+    _pk("site"), _pk("subscription_id"),
+    *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "plan_code", "plan_name",
+                                         "plan_interval", "status", "state", "currency")),
+    sa.Column("quantity", sa.BigInteger()),
+    sa.Column("mrr", _money()), sa.Column("mrr_reporting", _money()),
+    *(sa.Column(n, sa.DateTime()) for n in ("activated_at", "trial_ends_at", "current_period_ends_at",
+                                             "canceled_at", "expires_at")),
+    sa.Column("churn_reason", sa.Text()), sa.Column("churn_type", sa.Text()),
+    sa.Column("tenure_months", sa.BigInteger()), sa.Column("cohort_month", sa.Date()),
+    sa.Column("mrr_band", sa.Text()), sa.Column("quantity_band", sa.Text()), sa.Column("tenure_band", sa.Text()),
+    sa.Column("as_of", sa.Date(), nullable=False),
+)
+
+ACCOUNT_HEALTH = _t(
+    "account_health_daily",
+    _pk("site"), _pk("day", sa.Date), _pk("account_id"),
+    sa.Column("account_code", sa.Text()), sa.Column("account_status", sa.Text()),
+    *(sa.Column(n, _money()) for n in ("mrr", "mrr_30d_ago", "mrr_90d_ago", "mrr_trend_30d_pct",
+                                        "mrr_trend_90d_pct")),
+    sa.Column("plan_names", sa.Text()),
+    sa.Column("plan_quantity", sa.BigInteger()), sa.Column("active_subscriptions", sa.BigInteger()),
+    *(sa.Column(n, _money()) for n in ("total_paid", "total_due", "billed_amount", "overdue_amount")),
+    sa.Column("overdue_invoice_count", sa.BigInteger()), sa.Column("overdue_since", sa.DateTime()),
+    sa.Column("next_billing_at", sa.DateTime()), sa.Column("days_to_renewal", sa.BigInteger()),
+    sa.Column("trial_ends_at", sa.DateTime()), sa.Column("failed_payments_30d", sa.BigInteger()),
+    sa.Column("card_expires_on", sa.Date()),
+    *(sa.Column(n, sa.Boolean()) for n in ("card_expiring_30d", "has_billing_info", "cancellation_scheduled")),
+    sa.Column("churn_reason", sa.Text()), sa.Column("churn_type", sa.Text()),
+    *(sa.Column(n, sa.Boolean()) for n in (
+        "alert_past_due_invoice", "alert_failed_payment", "alert_cancellation_scheduled", "alert_contraction",
+        "alert_trial_ending_without_billing_info", "alert_card_expiring")),
+    sa.Column("alert_count", sa.BigInteger()),
+    sa.Column("health_score", _money()), sa.Column("health_band", sa.Text()),
+)
+
+LIFECYCLE_EVENTS = _t(
+    "lifecycle_events",
+    _pk("event_id"),
+    sa.Column("site", sa.Text(), nullable=False), sa.Column("event_name", sa.Text(), nullable=False),
+    sa.Column("occurred_at", sa.DateTime(), nullable=False),
+    *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "subscription_id", "invoice_id",
+                                         "transaction_id", "object_id", "plan_code")),
+    sa.Column("amount", _money()), sa.Column("currency", sa.Text()), sa.Column("detail", sa.Text()),
+    sa.Index("ix_lifecycle_events_site_time", "site", "occurred_at"),
+)
+
+QUARANTINE = _t(
+    "transform_quarantine",
+    _pk("site"), _pk("stage"), _pk("object_id"),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(), nullable=False),
+)
+
+CALENDAR = _t("calendar_days", _pk("day", sa.Date))
+
+RUN_LOG = _t(
+    "transform_run_log",
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("site", sa.Text(), nullable=False), sa.Column("run_id", sa.Text()),
+    sa.Column("window_start", sa.Date(), nullable=False), sa.Column("window_end", sa.Date(), nullable=False),
+    sa.Column("rows_in", sa.BigInteger()), sa.Column("rows_out", sa.BigInteger()),
+    sa.Column("quarantined", sa.BigInteger()), sa.Column("seconds", sa.Float()),
+    sa.Column("finished_at", sa.DateTime(), nullable=False),
+)
+
+
+def create_transform_tables(engine: sa.Engine) -> None:
+    METADATA.create_all(engine)

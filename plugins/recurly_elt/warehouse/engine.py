@@ -1,0 +1,115 @@
+"""SQLAlchemy engines for the warehouse: from a URL, or from the Airflow connection `recurly_warehouse`.
+
+SQLite is the embedded default. Mapped extraction tasks run in separate processes and write to the
+same file at once, so every SQLite engine gets:
+
+- `journal_mode=WAL`: readers never block the writer and the writer never blocks readers;
+- `busy_timeout`: a writer waits for the lock instead of failing with "database is locked";
+- `synchronous=NORMAL`: durable at each checkpoint, safe with WAL, much faster than FULL;
+- transactions opened through `write_transaction()` start with `BEGIN IMMEDIATE`, taking the write
+  lock up front. A deferred transaction that reads first and writes later can fail with SQLITE_BUSY
+  without waiting (another writer committed since its read snapshot); taking the lock first makes
+  the busy timeout apply. Plain reads keep SQLite's deferred BEGIN and never block writers.
+
+PostgreSQL uses psycopg 3 (`postgresql+psycopg://`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+WAREHOUSE_CONN_ID = "recurly_warehouse"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+_IMMEDIATE = "recurly_elt_begin_immediate"
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide how a transaction starts (the pysqlite driver would
+    # otherwise issue its own deferred BEGIN lazily before the first write).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def normalize_url(url: str | sa.URL) -> sa.URL:
+    """Accept the short forms people type: `postgresql://` means psycopg 3, a bare path means SQLite."""
+    if isinstance(url, sa.URL):
+        parsed = url
+    elif "://" not in str(url):
+        parsed = sa.make_url(f"sqlite:///{Path(str(url)).expanduser()}")
+    else:
+        parsed = sa.make_url(str(url))
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_engine_from_url(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
+    """An engine for a warehouse URL, with the SQLite settings above when the URL is SQLite."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        engine = sa.create_engine(parsed, **kwargs)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(parsed, **kwargs)
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection inside one transaction that holds the write lock from its start (see module doc)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(**{_IMMEDIATE: True})
+        with conn.begin():
+            yield conn
+
+
+def url_from_connection(conn: Any) -> sa.URL:
+    """The SQLAlchemy URL an Airflow Connection describes (sqlite file path, or postgres parts).
+
+    Relative SQLite paths are taken as they are (relative to the working directory); the local
+    settings loader resolves them against the project when it creates the connection.
+    """
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    if extra.get("sqlalchemy_url"):
+        return normalize_url(extra["sqlalchemy_url"])
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type == "sqlite":
+        return normalize_url(conn.host or conn.schema or "")
+    if conn_type in ("postgres", "postgresql"):
+        return sa.URL.create(
+            "postgresql+psycopg",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        )
+    raise ValueError(
+        f"connection {conn.conn_id!r}: conn_type {conn.conn_type!r} is not a supported warehouse "
+        "(use sqlite or postgres, or set extra.sqlalchemy_url)"
+    )
+
+
+def engine_for_connection(conn_id: str = WAREHOUSE_CONN_ID, **kwargs: Any) -> sa.Engine:
+    """The warehouse engine of an Airflow connection (default `recurly_warehouse`)."""
+    from airflow.sdk import BaseHook  # Airflow only when a connection is asked for
+
+    return create_engine_from_url(url_from_connection(BaseHook.get_connection(conn_id)), **kwargs)

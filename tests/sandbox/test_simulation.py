@@ -1,0 +1,259 @@
+"""The sandbox's data generator: determinism, schema conformance, billing invariants, daily churn."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from recurly_elt.sandbox.simulation import RESOURCES, SiteSimulation
+
+ROOT = Path(__file__).resolve().parents[2]
+START = date(2025, 11, 22)
+UNTIL = date(2026, 11, 22)
+SCHEMAS = {"accounts": "Account", "subscriptions": "Subscription", "invoices": "Invoice",
+           "line_items": "LineItem", "transactions": "Transaction", "plans": "Plan", "add_ons": "AddOn"}
+ID = re.compile(r"^[0-9a-z]{12}$")
+
+
+def dump(sim: SiteSimulation) -> str:
+    return json.dumps(sim.objects, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def sim() -> SiteSimulation:
+    return SiteSimulation(subdomain="acme", seed=42, accounts=600, start_date=START, until=UNTIL)
+
+
+def test_same_arguments_give_identical_objects():
+    a = SiteSimulation(subdomain="acme", seed=7, accounts=150, start_date=START, until=START + timedelta(days=200))
+    b = SiteSimulation(subdomain="acme", seed=7, accounts=150, start_date=START, until=START + timedelta(days=200))
+    assert dump(a) == dump(b)
+    other_site = SiteSimulation(subdomain="globex", seed=7, accounts=150, start_date=START,
+                                until=START + timedelta(days=200))
+    assert dump(other_site) != dump(a)
+
+
+def test_advancing_equals_building_to_the_later_date():
+    end = START + timedelta(days=240)
+    direct = SiteSimulation(subdomain="acme", seed=3, accounts=150, start_date=START, until=end)
+    stepped = SiteSimulation(subdomain="acme", seed=3, accounts=150, start_date=START, until=end - timedelta(days=40))
+    versions = [stepped.version]
+    for days in (1, 1, 3, 0, 35):
+        stepped.advance(days)
+        versions.append(stepped.version)
+    assert stepped.now == direct.now
+    assert dump(stepped) == dump(direct)
+    assert versions == sorted(set(versions))
+
+
+def test_clock_and_timestamps(sim):
+    assert sim.now.isoformat() == "2026-11-22T00:00:00+00:00"
+    now = sim.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = START.isoformat()
+    for resource in RESOURCES:
+        for obj in sim.iter_objects(resource):
+            assert start <= obj["created_at"] <= obj["updated_at"] < now, (resource, obj["id"])
+
+
+def test_ids_are_recurly_like_and_unique(sim):
+    seen = set()
+    for resource in RESOURCES:
+        for obj_id, obj in sim.objects[resource].items():
+            assert obj["id"] == obj_id and ID.match(obj_id), (resource, obj_id)
+            assert obj_id not in seen
+            seen.add(obj_id)
+            assert obj["object"] == resource[:-1]
+    codes = [a["code"] for a in sim.iter_objects("accounts")]
+    assert len(set(codes)) == len(codes) and all(re.match(r"^acct-\d{6}$", c) for c in codes)
+
+
+def _openapi_components():
+    spec_path = Path(os.environ.get("RECURLY_OPENAPI_SPEC")
+                     or ROOT.parent / "shared" / "reference" / "recurly-v3-openapi.yaml")
+    if not spec_path.exists():
+        pytest.skip(f"the Recurly OpenAPI spec is not at {spec_path.name} (set RECURLY_OPENAPI_SPEC)")
+    import yaml
+
+    with spec_path.open() as f:
+        return _without_js_patterns(yaml.safe_load(f)["components"])
+
+
+def _without_js_patterns(node):
+    """The spec writes some regexes JavaScript-style ("/^[a-z0-9_-]+$/i"), which no Python regex
+    engine can match; they are dropped (every other constraint, enums included, is checked)."""
+    if isinstance(node, dict):
+        return {k: _without_js_patterns(v) for k, v in node.items()
+                if not (k == "pattern" and isinstance(v, str) and v.startswith("/"))}
+    if isinstance(node, list):
+        return [_without_js_patterns(v) for v in node]
+    return node
+
+
+def test_objects_conform_to_the_openapi_schemas(sim):
+    from openapi_schema_validator import OAS30Validator
+
+    components = _openapi_components()
+    for resource, schema_name in SCHEMAS.items():
+        validator = OAS30Validator({"$ref": f"#/components/schemas/{schema_name}", "components": components})
+        objects = list(sim.iter_objects(resource))
+        sample = objects[:: max(1, len(objects) // 400)]
+        for obj in sample:
+            errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+            assert not errors, (resource, obj["id"], errors[:5])
+
+
+def test_invoices_own_their_line_items_and_add_up(sim):
+    line_items, invoices = sim.objects["line_items"], sim.objects["invoices"]
+    listed = set()
+    for invoice in invoices.values():
+        assert invoice["line_items"], invoice["id"]
+        for line in invoice["line_items"]:
+            assert line_items[line["id"]] is line
+            assert line["invoice_id"] == invoice["id"] and line["invoice_number"] == invoice["number"]
+            assert line["updated_at"] <= invoice["updated_at"]
+            listed.add(line["id"])
+        for field in ("subtotal", "discount", "tax"):
+            assert invoice[field] == pytest.approx(sum(li[field] for li in invoice["line_items"]), abs=0.011)
+        assert invoice["total"] == pytest.approx(invoice["subtotal"] - invoice["discount"] + invoice["tax"], abs=0.011)
+        assert invoice["type"] == ("credit" if invoice["total"] < 0 else "charge")
+        if invoice["state"] == "paid":
+            assert invoice["paid"] == invoice["total"] and invoice["balance"] == 0
+    assert listed == set(line_items)
+
+
+def test_references_resolve(sim):
+    o = sim.objects
+    plan_codes = {p["code"] for p in o["plans"].values()}
+    for add_on in o["add_ons"].values():
+        assert add_on["plan_id"] in o["plans"]
+    for sub in o["subscriptions"].values():
+        assert sub["plan"]["id"] in o["plans"] and sub["plan"]["code"] in plan_codes
+        assert sub["account"]["id"] in o["accounts"]
+        for item in sub["add_ons"]:
+            assert o["add_ons"][item["add_on"]["id"]]["plan_id"] == sub["plan"]["id"]
+    for txn in o["transactions"].values():
+        assert txn["invoice"]["id"] in o["invoices"] and txn["account"]["id"] in o["accounts"]
+        if txn["type"] == "refund":
+            original = o["transactions"][txn["original_transaction_id"]]
+            assert original["type"] == "purchase" and original["success"] and original["refunded"]
+    for invoice in o["invoices"].values():
+        assert all(s in o["subscriptions"] for s in invoice["subscription_ids"])
+
+
+def test_subscription_states_are_consistent(sim):
+    for sub in sim.iter_objects("subscriptions"):
+        state = sub["state"]
+        assert (state == "expired") == ("expiration_reason" in sub), sub["id"]
+        if state == "expired":
+            assert sub["expires_at"] <= sub["updated_at"]
+            assert sub["expiration_reason"] in ("canceled", "nonpayment", "nonpayment_trial")
+        if state == "canceled":
+            assert sub["canceled_at"] < sub["expires_at"] == sub["current_period_ends_at"]
+        if state == "paused":
+            assert "paused_at" in sub and sub["remaining_pause_cycles"] >= 1
+        assert sub["subtotal"] == pytest.approx(sub["unit_amount"] * sub["quantity"] + sub["add_ons_total"])
+
+
+def test_renewals_cover_the_service_periods_without_gap_or_overlap(sim):
+    periods = defaultdict(list)
+    for invoice in sim.iter_objects("invoices"):
+        if invoice["origin"] in ("purchase", "renewal"):
+            for line in invoice["line_items"]:
+                if line["origin"] in ("plan", "plan_trial") and line["type"] == "charge":
+                    periods[line["subscription_id"]].append((line["start_date"], line["end_date"]))
+    checked = 0
+    for sub_id, spans in periods.items():
+        if sim.subscription_state(sub_id).pauses:
+            continue  # a pause leaves a gap on purpose
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert end == start, (sub_id, spans)
+        checked += 1
+    assert checked > 100
+
+
+def test_dunning_leaves_declined_transactions(sim):
+    declined = Counter(t["invoice"]["id"] for t in sim.iter_objects("transactions") if t["status"] == "declined")
+    states = Counter()
+    for invoice in sim.iter_objects("invoices"):
+        states[invoice["state"]] += 1
+        if invoice["state"] in ("past_due", "failed"):
+            # the failed renewal, then one declined retry per dunning notice
+            assert declined[invoice["id"]] == 1 + invoice["dunning_events_sent"], invoice["id"]
+        if invoice["state"] == "failed":
+            assert invoice["dunning_events_sent"] >= 2 and invoice["final_dunning_event"]
+    assert states["failed"] and states["paid"] and states["closed"]
+
+
+def test_account_flags_are_true_to_the_data(sim):
+    subs_by_account = defaultdict(list)
+    for sub in sim.iter_objects("subscriptions"):
+        subs_by_account[sub["account"]["id"]].append(sub["state"])
+    past_due = {i["account"]["id"] for i in sim.iter_objects("invoices") if i["state"] == "past_due"}
+    for account in sim.iter_objects("accounts"):
+        states = set(subs_by_account[account["id"]])
+        assert account["has_active_subscription"] == ("active" in states)
+        assert account["has_canceled_subscription"] == ("canceled" in states)
+        assert account["has_paused_subscription"] == ("paused" in states)
+        assert account["has_live_subscription"] == bool(states & {"active", "canceled", "paused", "future"})
+        assert account["has_past_due_invoice"] == (account["id"] in past_due)
+
+
+def test_the_business_shows_every_behaviour(sim):
+    subs = list(sim.iter_objects("subscriptions"))
+    invoices = list(sim.iter_objects("invoices"))
+    lines = list(sim.iter_objects("line_items"))
+    assert {s["state"] for s in subs} >= {"active", "canceled", "expired", "paused"}
+    assert {s.get("expiration_reason") for s in subs} >= {"canceled", "nonpayment", "nonpayment_trial"}
+    assert any("converted_at" in s for s in subs) and any("trial_started_at" in s for s in subs)
+    assert {i["origin"] for i in invoices} >= {"purchase", "renewal", "immediate_change", "refund"}
+    assert {li["origin"] for li in lines} >= {"plan", "plan_trial", "add_on", "one_time"}
+    assert any(li.get("proration_rate") and li["type"] == "credit" for li in lines)
+    assert any(li["refund"] for li in lines) and any(li.get("refunded_quantity") for li in lines)
+    assert any(li["tax"] > 0 for li in lines) and any(li["tax"] == 0 and li["amount"] > 0 for li in lines)
+    assert any(li["discount"] > 0 for li in lines)
+    assert any(s["coupon_redemptions"] for s in subs)
+    assert {s["currency"] for s in subs} == {"USD", "EUR", "GBP"}
+    assert {p["interval_unit"] for p in sim.iter_objects("plans")} == {"days", "months"}
+    assert {p["interval_length"] for p in sim.iter_objects("plans")} >= {1, 3, 12}
+    per_account = Counter(s["account"]["id"] for s in subs)
+    assert max(per_account.values()) >= 2
+    accounts = list(sim.iter_objects("accounts"))
+    assert any("billing_info" not in a for a in accounts)
+    assert any(a["billing_info"]["updated_at"] > a["billing_info"]["created_at"] for a in accounts if "billing_info" in a)
+    assert all(a["custom_fields"] for a in accounts) and any(s["custom_fields"] for s in subs)
+    # every day has new business
+    signup_days = {a["created_at"][:10] for a in accounts}
+    assert len(signup_days) >= 360
+
+
+def test_advancing_one_day_changes_a_realistic_share():
+    sim = SiteSimulation(subdomain="acme", seed=42, accounts=1000, start_date=START, until=UNTIL)
+    before = {r: len(sim.objects[r]) for r in RESOURCES}
+    stamp = sim.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed = sim.advance(1)
+    assert sim.now.date() == UNTIL + timedelta(days=1)
+    for resource in RESOURCES:  # the counts are exactly the objects stamped during that day
+        in_window = sum(1 for o in sim.iter_objects(resource) if o["updated_at"] >= stamp)
+        assert changed[resource] == in_window, resource
+    assert changed["plans"] == changed["add_ons"] == 0
+    assert 0.005 <= changed["subscriptions"] / before["subscriptions"] <= 0.15
+    assert 0 < changed["invoices"] / before["invoices"] <= 0.05
+    assert changed["accounts"] >= 1000 // 365
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="'acme'.*before start_date"):
+        SiteSimulation(subdomain="acme", seed=1, accounts=10, start_date=START, until=START - timedelta(days=1))
+    sim = SiteSimulation(subdomain="acme", seed=1, accounts=10, start_date=START, until=START)
+    assert sim.objects["accounts"] == {} and len(sim.objects["plans"]) == 8
+    with pytest.raises(ValueError, match="'acme'"):
+        sim.advance(-1)
+    with pytest.raises(KeyError, match="unknown sandbox resource"):
+        sim.iter_objects("coupons")

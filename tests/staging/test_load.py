@@ -1,0 +1,74 @@
+"""Bulk upserts into staging and snapshots, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from recurly_elt.staging import tables
+from recurly_elt.staging.checksum import table_checksum
+from recurly_elt.staging.load import UpsertResult, upsert_records
+from recurly_elt.warehouse.engine import create_engine_from_url
+
+
+def _sub(id_: str, state: str = "active", updated: str = "2024-01-01T00:00:00Z", **extra) -> dict:
+    return {"object": "subscription", "id": id_, "uuid": f"u{id_}", "state": state, "updated_at": updated,
+            "created_at": "2023-12-01T00:00:00Z", "unit_amount": 10.5, "quantity": 2,
+            "plan": {"id": "p1", "code": "gold", "name": "Gold"}, "account": {"id": "a1", "code": "c1"},
+            "add_ons": [], **extra}
+
+
+def _rows(engine, table):
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+
+
+def test_insert_update_unchanged_counts_and_snapshots(warehouse_url):
+    engine = create_engine_from_url(warehouse_url)
+    first = upsert_records(engine, "subscriptions", "acme", [_sub("s1"), _sub("s2")], run_id="r1")
+    assert first == UpsertResult(inserted=2, updated=0, unchanged=0, snapshots=2)
+
+    # s1 changes state (snapshot column), s2 changes a non-snapshot field only, s3 is new
+    second = upsert_records(engine, "subscriptions", "acme", [
+        _sub("s1", state="canceled", updated="2024-01-02T00:00:00Z"),
+        _sub("s2", updated="2024-01-02T00:00:00Z", collection_method="manual"),
+        _sub("s3"),
+    ], run_id="r2")
+    assert second == UpsertResult(inserted=1, updated=2, unchanged=0, snapshots=2)
+
+    again = upsert_records(engine, "subscriptions", "acme", [
+        _sub("s1", state="canceled", updated="2024-01-02T00:00:00Z"),
+        _sub("s3"),
+    ], run_id="r3")
+    assert again == UpsertResult(inserted=0, updated=0, unchanged=2, snapshots=0)
+
+    stg = _rows(engine, tables.staging_table("subscriptions"))
+    assert [(r["id"], r["state"], r["_run_id"]) for r in stg] == [
+        ("s1", "canceled", "r2"), ("s2", "active", "r2"), ("s3", "active", "r2")]
+    assert stg[0]["unit_amount"] == 10.5 and stg[0]["quantity"] == 2 and stg[0]["plan_code"] == "gold"
+    snaps = _rows(engine, tables.snapshot_table("subscriptions"))
+    assert [(r["id"], r["state"]) for r in snaps] == [("s1", "active"), ("s1", "canceled"), ("s2", "active"),
+                                                      ("s3", "active")]
+
+
+def test_sites_are_separate_keys_and_unknown_fields_stay_in_raw_json(warehouse_url):
+    engine = create_engine_from_url(warehouse_url)
+    upsert_records(engine, "subscriptions", "acme", [_sub("s1")])
+    res = upsert_records(engine, "subscriptions", "globex", [_sub("s1", brand_new_field={"x": 1})])
+    assert res.inserted == 1
+    stg = _rows(engine, tables.staging_table("subscriptions"))
+    assert [(r["site"], r["id"]) for r in stg] == [("acme", "s1"), ("globex", "s1")]
+    assert json.loads(stg[1]["raw_json"])["brand_new_field"] == {"x": 1}
+
+
+def test_checksum_ignores_row_order_and_load_metadata(warehouse_url, tmp_path):
+    a = create_engine_from_url(warehouse_url)
+    b = create_engine_from_url(f"sqlite:///{tmp_path / 'other.db'}")
+    upsert_records(a, "subscriptions", "acme", [_sub("s1"), _sub("s2")], run_id="one")
+    upsert_records(b, "subscriptions", "acme", [_sub("s2")], run_id="two")
+    upsert_records(b, "subscriptions", "acme", [_sub("s1")], run_id="three")
+    table = tables.staging_table("subscriptions")
+    assert table_checksum(a, table) == table_checksum(b, table)
+    upsert_records(b, "subscriptions", "acme", [_sub("s1", state="expired", updated="2024-02-01T00:00:00Z")])
+    assert table_checksum(a, table) != table_checksum(b, table)

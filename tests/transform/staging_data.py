@@ -1,0 +1,35 @@
+"""Test data for the transform: a sandbox simulation, or hand-made objects, loaded into staging."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+
+from recurly_elt.staging.load import upsert_records
+
+# The sandbox's resource names -> staging resource names
+SANDBOX_TO_STAGING = {"accounts": "accounts", "subscriptions": "subscriptions", "invoices": "invoices",
+                      "line_items": "line_items", "transactions": "transactions", "plans": "plans",
+                      "add_ons": "plan_add_ons"}
+
+# The sandbox's default dataset (seed and size of `recurly-elt sandbox serve`), with a fixed clock.
+DEFAULT_SEED, DEFAULT_ACCOUNTS = 42, 500
+DEFAULT_UNTIL = date(2026, 1, 1)
+DEFAULT_START = DEFAULT_UNTIL - timedelta(days=365)
+
+
+def simulation(accounts: int = DEFAULT_ACCOUNTS, seed: int = DEFAULT_SEED, until: date = DEFAULT_UNTIL,
+               site: str = "sandbox"):
+    from recurly_elt.sandbox.simulation import SiteSimulation
+
+    return SiteSimulation(subdomain=site, seed=seed, accounts=accounts, start_date=until - timedelta(days=365),
+                          until=until)
+
+
+def load_objects(engine: sa.Engine, site: str, objects: dict[str, dict | list]) -> None:
+    """Upsert {sandbox resource name: {id: object} or [objects]} into staging."""
+    for name, objs in objects.items():
+        values = list(objs.values()) if isinstance(objs, dict) else list(objs)
+        if values:
+            upsert_records(engine, SANDBOX_TO_STAGING.get(name, name), site, values)
