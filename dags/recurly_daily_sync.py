@@ -10,6 +10,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
 from recurly_elt.tasks.extract import build_extraction
+from recurly_elt.tasks.transform import build_transform
 
 DOC_MD = """
 ### Recurly daily sync
@@ -25,6 +26,9 @@ a backfill over a date range re-reads exactly those days.
 3. **extract_&lt;site&gt;.extract**: one task per resource (mapped), in the site's pool
    `recurly_<site>`: pages of 200 records sorted by updated_at into `stg_*` / `snap_*`, a
    checkpoint per page (a retry resumes), a row per resource in `extract_run_log`.
+4. **transform.build_marts**: MRR, movements, status, segments, lifecycle events and account
+   health for the interval's day (docs/transform.md), replacing exactly that day's rows.
+5. **transform.check** (mapped): data-quality checks; a failure names the offending rows.
 """
 
 
@@ -52,8 +56,9 @@ def recurly_daily_sync():
 
         return check_sites()
 
-    checked, _extracted = build_extraction("daily")
+    checked, extracted = build_extraction("daily")
     preflight() >> checked
+    build_transform("daily", extracted)
 
 
 recurly_daily_sync()

@@ -10,6 +10,7 @@ from airflow.sdk import Param, dag
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
 from recurly_elt.tasks.extract import RESOURCE_NAMES, build_extraction
+from recurly_elt.tasks.transform import build_transform
 
 DOC_MD = """
 ### Recurly one-time import
@@ -22,6 +23,9 @@ committed page when retried. Counts per (run, site, resource) land in `extract_r
 
 Params: `sites` and `resources` (empty = all; the others are skipped), `start_date` /
 `end_date` (optional, `[start, end)` on updated_at).
+
+Then **transform**: the marts over the whole history (MRR runs, monthly movements, lifecycle
+events, subscription overview; account health for the last day), and the data-quality checks.
 """
 
 
@@ -46,7 +50,8 @@ Params: `sites` and `resources` (empty = all; the others are skipped), `start_da
     },
 )
 def recurly_one_time_import():
-    build_extraction("import")
+    _checked, extracted = build_extraction("import")
+    build_transform("import", extracted)
 
 
 recurly_one_time_import()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -194,3 +195,21 @@ def test_a_cursor_is_bound_to_its_sort_and_order(sandbox):
     cursor = first["next"].split("cursor=")[1].split("&")[0]
     response = client.get(f"/accounts?limit=2&sort=created_at&order=asc&cursor={cursor}")
     assert response.status_code == 400 and response.json()["error"]["params"][0]["param"] == "cursor"
+
+
+def test_served_objects_stay_equal_to_the_generators_across_advances():
+    """Cached bytes are reused by (id, updated_at): this fails if any object changes without updated_at moving."""
+    sites = make_sites({"acme": "key-acme"}, accounts=100, embedded_line_items=1000)
+    site = sites[0]
+    with running(sites) as server:
+        client = Client(server.url, "key-acme")
+        for _ in range(3):
+            client.session.post(server.url + "/__sandbox/clock/advance?days=5")
+            for resource in LISTS:
+                served = {r["id"]: r for r in client.read_all(f"/{resource}?limit=200")}
+                source = json.loads(json.dumps(site.sim.objects[resource]))
+                if resource == "invoices":
+                    source = {i: {**o, "has_more_line_items": False} for i, o in source.items()}
+                stale = [i for i in source if served.get(i) != source[i]]
+                assert not stale, f"{resource}: {len(stale)} served objects differ, e.g. {stale[0]}"
+        client.close()

@@ -7,9 +7,10 @@ it frees. Each reader then:
 
 - keeps `reserve` requests untouched (one per concurrent reader, the Airflow pool's slot count),
   so readers deciding at the same moment on the same stale figure do not overdraw together;
-- spreads what is left over the time to the reset, its share being 1/readers of the pace:
-  next request no earlier than last + (reset - now) * readers / (remaining - reserve).
-  With a window that resets all at once this spends the budget evenly up to the reset; with a
+- spreads what is left over the time to the reset: next request no earlier than
+  last + (reset - now) / (remaining - reserve). Concurrent readers each pace this way; as they
+  spend, `remaining` falls and every reader's interval grows, so together they settle at the rate
+  the budget frees, and a reader left alone (the others finished) uses the whole budget. With a
   sliding window whose reset is when the next slot frees, the interval shrinks to nothing while
   plenty is left, and reading runs at full speed until the reserve is reached;
 - at or below the reserve, waits until the reset;
@@ -59,7 +60,7 @@ class RateBudget:
             spare = s.remaining - self.reserve
             if spare <= 0:
                 return to_reset + self._min_wait_after_reset
-            interval = to_reset * self.readers / spare
+            interval = to_reset / spare
             earliest = (self._last_request_at or now) + interval
             return max(0.0, earliest - now)
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from bisect import bisect_left, bisect_right
 import json
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import islice
 from urllib.parse import urlencode
 
 from recurly_elt.sandbox.errors import bad_parameter
 from recurly_elt.sandbox.filters import FILTERS, Filter
-from recurly_elt.sandbox.index import SiteIndex, SortedView
+from recurly_elt.sandbox.index import Entry, ResourceIndex, SiteIndex, SortedView
 from recurly_elt.sandbox.timestamps import to_micros
 
 MAX_LIMIT = 200
@@ -108,12 +109,8 @@ def decode_cursor(cursor: str, sort: str, order: str) -> tuple[int, str]:
     return value, ident
 
 
-def _matches(entry, query: ListQuery, site: SiteIndex) -> bool:
-    return all(flt.match(entry, value, site) for flt, value in query.filters)
-
-
-def _walk(view: SortedView, query: ListQuery):
-    """Entries in the requested order within [begin, end] and after the cursor, filtered."""
+def _matching(view: SortedView, query: ListQuery, site: SiteIndex):
+    """Entries in the requested order, within [begin, end], after the cursor, passing the filters."""
     keys, entries = view.sorted_by(query.sort)
     lo, hi = view.span(query.sort, query.begin, query.end)
     if query.order == "asc":
@@ -124,45 +121,42 @@ def _walk(view: SortedView, query: ListQuery):
         if query.after is not None:
             hi = min(hi, bisect_left(keys, query.after))
         positions = range(hi - 1, lo - 1, -1)
-    return (entries[i] for i in positions)
+    if not query.filters:
+        return (entries[i] for i in positions)
+    filters = query.filters
+    return (entries[i] for i in positions
+            if all(flt.match(entries[i], value, site) for flt, value in filters))
 
 
-def count(view: SortedView, query: ListQuery, site: SiteIndex, resource_index=None) -> int:
+def _by_ids(resource: ResourceIndex, view: SortedView, ids: list[str]) -> list[Entry]:
+    """The named entries of this list, each once, unknown ids ignored (as Recurly does)."""
+    members = resource.by_id if view is resource.view else {e.id: e for e in view.entries}
+    found: dict[str, Entry] = {}
+    for ident in ids:
+        if ident in members:
+            found.setdefault(ident, members[ident])
+    return list(found.values())
+
+
+def count(resource: ResourceIndex, view: SortedView, query: ListQuery, site: SiteIndex) -> int:
     """Recurly-Total-Records: how many records the whole (unpaged) list holds."""
     if query.ids is not None:
-        return len(_by_ids(view, query, resource_index))
+        return len(_by_ids(resource, view, query.ids))
     if not query.filters:
         lo, hi = view.span(query.sort, query.begin, query.end)
         return hi - lo
-    return sum(1 for e in _walk(view, query) if _matches(e, query, site))
+    return sum(1 for _ in _matching(view, query, site))
 
 
-def _by_ids(view: SortedView, query: ListQuery, resource_index) -> list:
-    members = resource_index.by_id if view is resource_index.view else {e.id: e for e in view.entries}
-    seen, found = set(), []
-    for ident in query.ids:
-        entry = members.get(ident)
-        if entry is not None and ident not in seen:
-            seen.add(ident)
-            found.append(entry)
-    return found
-
-
-def page(path: str, view: SortedView, query: ListQuery, site: SiteIndex, resource_index) -> bytes:
+def page(path: str, resource: ResourceIndex, view: SortedView, query: ListQuery, site: SiteIndex) -> bytes:
     """One page as the spec's list envelope, JSON bytes joined from the cached object bytes."""
+    next_link = None
     if query.ids is not None:
-        chosen, next_link = _by_ids(view, query, resource_index), None
+        chosen = _by_ids(resource, view, query.ids)
     else:
-        chosen, more = [], False
-        for entry in _walk(view, query):
-            if query.filters and not _matches(entry, query, site):
-                continue
-            if len(chosen) == query.limit:
-                more = True
-                break
-            chosen.append(entry)
-        next_link = None
-        if more:
+        chosen = list(islice(_matching(view, query, site), query.limit + 1))
+        if len(chosen) > query.limit:  # one more than the page: there is a next page
+            del chosen[query.limit:]
             last = chosen[-1]
             position = (last.updated if query.sort == "updated_at" else last.created, last.id)
             cursor = encode_cursor(query.sort, query.order, position)

@@ -75,5 +75,5 @@ def _get(resource: ResourceIndex, ident: str):
 def _list(site: SiteIndex, resource: ResourceIndex, view, method: str, path: str, params) -> Response:
     query = listing.parse_query(resource.name, params)
     if method == "HEAD":
-        return Response(total=listing.count(view, query, site, resource))
-    return Response(listing.page(path, view, query, site, resource))
+        return Response(total=listing.count(resource, view, query, site))
+    return Response(listing.page(path, resource, view, query, site))

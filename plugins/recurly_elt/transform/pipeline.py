@@ -58,6 +58,14 @@ def prepare(engine: sa.Engine) -> None:
     views.create_views(engine)
 
 
+def drop_outputs(engine: sa.Engine) -> None:
+    """Drop the transform's views and tables (a full rebuild starts from here)."""
+    with engine.begin() as conn:
+        for name in views.VIEWS:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+    tables.METADATA.drop_all(engine)
+
+
 def transform_site(engine: sa.Engine, site: str, start: pd.Timestamp, end: pd.Timestamp, config: TransformConfig,
                    health_days: int | None = None, run_id: str | None = None) -> SiteResult:
     result, clock = SiteResult(site), None
