@@ -1,8 +1,9 @@
 """A tiny stand-in for SiteSimulation with the same contract, for server tests that need exact control.
 
-Objects carry only a few fields, each shaped as the Recurly OpenAPI spec says. Invoice i has
-i % 4 + 1 line items, so a small embedded limit truncates some and not others. advance(days)
-touches every third account and subscription per day and adds one invoice per day.
+Objects carry only a few fields, each shaped as the Recurly OpenAPI spec says. Timestamps tie on
+purpose (two accounts per hour, an account's objects share its second), which the real generator
+rarely does, so cursors are tested on ties. Invoice i has i % 4 + 1 line items. advance(days)
+touches every third account and subscription per day, all at one timestamp, and adds an invoice.
 """
 
 from __future__ import annotations

@@ -14,21 +14,9 @@ ACCEPT = {"Accept": "application/vnd.recurly.v2021-02-25+json"}
 START, UNTIL = date(2025, 1, 1), date(2025, 7, 1)
 
 
-def simulation_factory():
-    """The real generator once it is importable, else the tests' fake with the same contract."""
-    try:
-        from recurly_elt.sandbox.simulation import SiteSimulation
-    except ImportError:
-        from fake_site import FakeSite
-
-        return FakeSite
-    return SiteSimulation
-
-
 def make_sites(keys: dict[str, str], accounts: int = 40, seed: int = 7, **options) -> list[Site]:
-    return build_sites(keys, seed=seed, accounts=accounts, start_date=START, until=UNTIL,
-                       simulation_factory=options.pop("simulation_factory", None) or simulation_factory(),
-                       **options)
+    """Sites simulated by the real generator (or `simulation_factory=`, e.g. the tests' FakeSite)."""
+    return build_sites(keys, seed=seed, accounts=accounts, start_date=START, until=UNTIL, **options)
 
 
 @contextmanager

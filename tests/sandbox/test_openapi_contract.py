@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
@@ -113,7 +114,8 @@ def _ids(site) -> dict[str, object]:
     }
 
 
-def _success_paths(site) -> list[str]:
+def _endpoint_paths(site) -> list[str]:
+    """Every endpoint once, and each alternative id form."""
     o = _ids(site)
     a, s, i, p = o["account"], o["subscription"], o["invoice"], o["plan"]
     return [
@@ -126,6 +128,20 @@ def _success_paths(site) -> list[str]:
         f"/plans/{p['id']}", f"/plans/code-{p['code']}", f"/plans/{p['id']}/add_ons/{o['add_on']['id']}",
         f"/accounts/{a['id']}/subscriptions", f"/accounts/{a['id']}/invoices",
         f"/accounts/{a['id']}/line_items", f"/accounts/{a['id']}/transactions",
+    ]
+
+
+def _list_paths(site) -> list[str]:
+    return [p for p in _endpoint_paths(site)
+            if p.rsplit("/", 1)[-1] in ("accounts", "subscriptions", "invoices", "line_items", "transactions",
+                                        "plans", "add_ons")]
+
+
+def _success_paths(site) -> list[str]:
+    o = _ids(site)
+    a, i, p = o["account"], o["invoice"], o["plan"]
+    return [
+        *_endpoint_paths(site),
         # parameters and filters, each as the spec lists them
         "/accounts?limit=200&order=asc&sort=updated_at&begin_time=2025-03-01T00:00:00Z&end_time=2025-06-01",
         "/accounts?subscriber=true", "/accounts?past_due=true", f"/accounts?email={a.get('email') or ''}",
@@ -188,45 +204,59 @@ def test_not_found_answers_404(spec, sandbox):
         assert client.get(path).json()["error"]["type"] == "not_found"
 
 
-def test_authentication_and_version_errors(spec, sandbox):
+def test_every_endpoint_answers_401_406_and_5xx_in_the_error_envelope(spec, sandbox):
     server, client, site = sandbox
     anonymous, wrong = Client(server.url, None), Client(server.url, "not-a-key")
-    for method in ("GET", "HEAD"):
-        _check(spec, anonymous.session.request(method, server.url + "/accounts"), "/accounts", 401)
-        _check(spec, wrong.session.request(method, server.url + "/invoices"), "/invoices", 401)
-        for accept in ("application/vnd.recurly.v2019-10-10", "application/json", None):
-            headers = {"Accept": accept} if accept else {"Accept": ""}
-            response = client.session.request(method, server.url + "/plans", headers=headers)
-            _check(spec, response, "/plans", 406)
+    for path in _endpoint_paths(site):
+        for method in ("GET", "HEAD"):
+            _check(spec, anonymous.session.request(method, server.url + path), path, 401)
+            _check(spec, wrong.session.request(method, server.url + path), path, 401)
+            for accept in ("application/vnd.recurly.v2019-10-10", "application/json", ""):
+                response = client.session.request(method, server.url + path, headers={"Accept": accept})
+                _check(spec, response, path, 406)
     assert anonymous.get("/accounts").json()["error"]["type"] == "unauthorized"
     body = wrong.get("/accounts").text
     assert "invalid_api_key" in body and "not-a-key" not in body  # the key is never echoed
     assert client.get("/plans", headers={"Accept": "application/vnd.recurly.v2019-10-10"}).json()[
         "error"]["type"] == "invalid_api_version"
     assert client.get("/plans", headers={"Accept": "application/vnd.recurly.latest"}).status_code == 200
-
-
-def test_rate_limit_and_server_errors_answer_in_the_error_envelope(spec):
-    sites = make_sites({"acme": "key-acme"}, accounts=5, rate_limit=2, rate_window=60)
-    with running(sites) as server:
-        client = Client(server.url, "key-acme")
-        for _ in range(2):
-            _check(spec, client.get("/accounts"), "/accounts", 200)
-        for method in ("GET", "HEAD"):
-            response = client.session.request(method, server.url + "/accounts/code-x/invoices")
-            _check(spec, response, "/accounts/code-x/invoices", 429)
-            assert response.headers["X-RateLimit-Remaining"] == "0" and int(response.headers["Retry-After"]) >= 1
-        assert client.get("/plans").json()["error"]["type"] == "rate_limited"
-        client.close()
-    sites = make_sites({"acme": "key-acme"}, accounts=5, faults="5xx=1")
-    with running(sites) as server:
-        client = Client(server.url, "key-acme")
+    requests.put(server.url + "/__sandbox/faults", data="5xx=1")
+    try:
         seen = set()
-        for path in ("/accounts", "/subscriptions", "/invoices", "/line_items", "/transactions", "/plans") * 4:
-            response = client.get(path)
-            seen.add(response.status_code)
-            _check(spec, response, path, response.status_code)
-            expected = "internal_server_error" if response.status_code == 500 else "service_not_available"
-            assert response.json()["error"]["type"] == expected
-        assert seen <= {500, 502, 503} and len(seen) >= 2
+        for path in _endpoint_paths(site):
+            for method in ("GET", "HEAD"):
+                response = client.session.request(method, server.url + path)
+                seen.add(response.status_code)
+                assert response.status_code in (500, 502, 503)
+                _check(spec, response, path, response.status_code)
+                if method == "GET":
+                    expected = "internal_server_error" if response.status_code == 500 else "service_not_available"
+                    assert response.json()["error"]["type"] == expected
+        assert seen == {500, 502, 503}
+    finally:
+        requests.put(server.url + "/__sandbox/faults", data="")
+    anonymous.close(), wrong.close()
+
+
+def test_bad_parameters_on_scoped_lists(spec, sandbox):
+    server, client, site = sandbox
+    for path in _list_paths(site):
+        for query, param in (("limit=201", "limit"), ("sort=id", "sort"), ("end_time=soon", "end_time")):
+            for method in ("GET", "HEAD"):
+                _check(spec, client.session.request(method, f"{server.url}{path}?{query}"), path, 400)
+            assert client.get(f"{path}?{query}").json()["error"]["params"][0]["param"] == param
+
+
+def test_every_endpoint_answers_429_when_over_the_budget(spec):
+    sites = make_sites({"acme": "key-acme"}, accounts=40, rate_limit=1, rate_window=60)
+    with running(sites) as server:
+        client = Client(server.url, "key-acme")
+        _check(spec, client.get("/accounts"), "/accounts", 200)  # the window's one request
+        for path in _endpoint_paths(sites[0]):
+            for method in ("GET", "HEAD"):
+                response = client.session.request(method, server.url + path)
+                _check(spec, response, path, 429)
+                assert response.headers["X-RateLimit-Remaining"] == "0"
+                assert int(response.headers["Retry-After"]) >= 1
+        assert client.get("/plans").json()["error"]["type"] == "rate_limited"
         client.close()

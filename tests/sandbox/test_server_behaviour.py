@@ -53,6 +53,7 @@ def test_429_headers_and_per_site_budgets_over_http():
         assert int(refused.headers["X-RateLimit-Reset"]) >= int(time.time())
         assert int(refused.headers["Retry-After"]) >= 1
         assert globex.get("/plans").status_code == 200  # another site, another budget
+        assert requests.get(server.url + "/__sandbox/stats").status_code == 200  # never rate-limited
         time.sleep(max(0.0, int(refused.headers["X-RateLimit-Reset"]) - time.time()) + 0.05)
         assert acme.get("/plans").status_code == 200  # waiting until Reset is enough
         statuses = [e["status"] for e in server.request_log.entries("acme")]
@@ -81,6 +82,25 @@ def test_storms_answer_429_in_the_last_seconds_of_each_period():
     assert [i for i, k in enumerate(kinds) if k == "storm"] == [7, 8, 9, 17, 18, 19]
     clock.now = 8.5
     assert injector.decide().storm_ends == 10.0
+
+
+def test_a_storm_over_http_answers_429_with_headers_saying_when_it_ends():
+    sites = make_sites({"acme": "key-a"}, accounts=5, faults="storm=1:0.5")
+    with running(sites) as server:
+        client = Client(server.url, "key-a")
+        seen = {}
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline and len(seen) < 2:
+            response = client.get("/plans")
+            seen.setdefault(response.status_code, response)
+            time.sleep(0.02)
+        assert set(seen) == {200, 429}
+        storm = seen[429]
+        assert storm.json()["error"]["type"] == "rate_limited"
+        assert storm.headers["X-RateLimit-Remaining"] == "0" and int(storm.headers["Retry-After"]) >= 1
+        assert int(storm.headers["X-RateLimit-Reset"]) <= time.time() + 2
+        assert "storm" in {e["fault"] for e in server.request_log.entries()}
+        client.close()
 
 
 def _faulted_run(seed: int, spec: str, requests_count: int = 80) -> list[tuple]:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from fake_site import FakeSite
 from http_helpers import Client, make_sites, running
 from recurly_elt.sandbox.timestamps import to_micros
 
@@ -212,4 +213,21 @@ def test_served_objects_stay_equal_to_the_generators_across_advances():
                     source = {i: {**o, "has_more_line_items": False} for i, o in source.items()}
                 stale = [i for i in source if served.get(i) != source[i]]
                 assert not stale, f"{resource}: {len(stale)} served objects differ, e.g. {stale[0]}"
+        client.close()
+
+
+def test_cursors_on_tied_timestamps_serve_every_record_once():
+    """The cursor is (sort value, id): records sharing a timestamp are neither repeated nor skipped."""
+    sites = make_sites({"acme": "key-acme"}, accounts=30, simulation_factory=FakeSite)
+    site = sites[0]
+    with running(sites) as server:
+        client = Client(server.url, "key-acme")
+        for resource in ("accounts", "subscriptions", "line_items"):
+            stamps = [o["updated_at"] for o in site.sim.objects[resource].values()]
+            assert len(set(stamps)) < len(stamps) / 1.5  # the fixture really ties
+            for limit in (1, 2, 3):
+                for order in ("asc", "desc"):
+                    for sort in ("created_at", "updated_at"):
+                        ids = [r["id"] for r in client.read_all(f"/{resource}?limit={limit}&order={order}&sort={sort}")]
+                        assert sorted(ids) == sorted(site.sim.objects[resource]), (resource, limit, order, sort)
         client.close()

@@ -72,6 +72,7 @@ def sandbox_process(layout: LocalLayout, settings: Settings, until: date, accoun
         log_file=layout.logs_dir / "sandbox.log",
         pid_file=layout.run_dir / "sandbox.pid",
         meta={"until": until.isoformat(), "port": port, "accounts": accounts},
+        secret_options=("--sites",),
     )
 
 

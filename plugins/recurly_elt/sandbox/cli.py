@@ -13,6 +13,7 @@ pid) so scripts can wait for it; --port 0 picks a free port. SIGTERM or SIGINT s
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -91,6 +92,10 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
+    # The simulations are a large, long-lived heap: keep the cyclic GC from walking it again and
+    # again while requests allocate (objects replaced later are still freed by reference counting).
+    gc.collect()
+    gc.freeze()
     server = SandboxServer(sites, args.host, args.port, RequestLog(args.request_log))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

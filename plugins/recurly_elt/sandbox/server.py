@@ -23,6 +23,7 @@ import math
 import socket
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -66,6 +67,8 @@ class SandboxServer(ThreadingHTTPServer):
         return f"http://{self.server_address[0]}:{self.port}"
 
     def start(self) -> "SandboxServer":
+        for site in self.sites_by_name.values():  # storm periods count from when serving starts
+            site.set_faults(site.faults.spec)
         self._thread = threading.Thread(target=self.serve_forever, name="recurly-sandbox", daemon=True)
         self._thread.start()
         return self
@@ -154,7 +157,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             fault = site.faults.decide()
             if fault.delay:
                 time.sleep(fault.delay)
-            self._raise_injected(fault, site, headers)
+            self._raise_injected(fault, headers)
             if method not in ("GET", "HEAD"):
                 raise ApiError(405, "bad_request", f"the sandbox serves GET and HEAD only, not {method}")
             params = parse_qsl(split.query, keep_blank_values=True)
@@ -163,6 +166,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         except ApiError as err:
             status, payload = err.status, err.body()
             headers.update(err.headers)
+        except Exception:  # a bug: say so on stderr, answer as Recurly would, keep serving
+            traceback.print_exc()
+            err = ApiError(500, "internal_server_error", f"the sandbox failed on {method} {split.path}")
+            status, payload = err.status, err.body()
         if total is not None:
             headers["Recurly-Total-Records"] = str(total)
         self._respond(method, status, payload, headers, fault)
@@ -204,7 +211,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                            "got " + (self.headers.get("Accept") or "no Accept header") + ".")
 
     @staticmethod
-    def _raise_injected(fault: Fault, site: Site, headers: dict[str, str]) -> None:
+    def _raise_injected(fault: Fault, headers: dict[str, str]) -> None:
         if fault.kind == "storm":
             reset = math.ceil(fault.storm_ends)
             headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset),
@@ -230,10 +237,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         head_only = method == "HEAD"
         if fault.kind == "drop":  # the full length announced, half of it sent, then the socket closed
             self.close_connection = True
-            if not head_only:
-                cut = self._head_bytes(status, headers, len(body)) + body[: len(body) // 2]
-                self.wfile.write(cut)
-            self.connection.shutdown(socket.SHUT_RDWR)
+            try:
+                if not head_only:
+                    self.wfile.write(self._head_bytes(status, headers, len(body)) + body[: len(body) // 2])
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client left first
+                pass
             return
         if fault.kind == "malformed" and not head_only and body:
             body = body[: max(1, len(body) // 2)]  # a complete response with broken JSON
