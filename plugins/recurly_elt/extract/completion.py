@@ -5,11 +5,19 @@ from `/invoices/{id}/line_items`. The staged invoice then carries its complete `
 its raw JSON: the embedded items as the API sent them, then the missing ones in created_at order,
 and `has_more_line_items` false, since the staged object is no longer truncated.
 Only truncated invoices cost a request, so a day's incremental read stays near its minimum.
+
+A completion is declared per resource by the boolean field that says a record needs it. The
+extractor's fetching thread finds those records with a decoder that reads only that field, decodes
+just them into objects and completes them; every other record stays raw bytes.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Sequence
+
+import msgspec
 
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
 
@@ -33,6 +41,25 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict]) -> 
     return requests
 
 
-PAGE_COMPLETERS: dict[str, Callable[[RecurlyClient, list[dict]], int]] = {
-    "invoices": complete_invoice_line_items,
+@dataclass(frozen=True)
+class Completion:
+    flag: str                                              # a boolean field: true = complete this record
+    complete: Callable[[RecurlyClient, list[dict]], int]   # completes objects in place, returns requests
+
+    @cached_property
+    def _flag_decoder(self) -> msgspec.json.Decoder:
+        flag = msgspec.defstruct("CompletionFlag", [("flag", bool | None, None)], rename={"flag": self.flag})
+        return msgspec.json.Decoder(flag, strict=False)
+
+    def complete_page(self, client: RecurlyClient, records: Sequence[bytes]) -> dict[int, dict]:
+        """Complete the records of a page that need it: {position in the page: completed object}."""
+        decode = self._flag_decoder.decode
+        flagged = {at: msgspec.json.decode(raw) for at, raw in enumerate(records) if decode(raw).flag}
+        if flagged:
+            self.complete(client, list(flagged.values()))
+        return flagged
+
+
+COMPLETIONS: dict[str, Completion] = {
+    "invoices": Completion("has_more_line_items", complete_invoice_line_items),
 }

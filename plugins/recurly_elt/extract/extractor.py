@@ -2,12 +2,19 @@
 
 For one (site, resource, window) it reads the list sorted by updated_at ascending (the order in
 which a record changed during the read moves ahead of the cursor instead of being skipped), 200
-records a page, and commits every page in one transaction together with:
+records a page, turns the page into staging rows (staging/rows.py: records stay raw bytes; only
+those that need changing are decoded into objects), and commits every page in one transaction
+together with:
   - the page checkpoint (the `next` link), so a killed task resumes at the next page on retry;
   - the run-log counters.
 The last page's transaction also completes the window: watermark forward, checkpoint removed,
-run log `success`. Fetching page n+1 overlaps writing page n (one prefetch thread, which does all
-the HTTP), so a read costs about max(network, warehouse) rather than their sum.
+run log `success`.
+
+Threads: one prefetch thread does all the HTTP (list pages, invoice completion), so page n+1 is
+on its way while page n is written. Converting records to rows is CPU work and stays in the main
+thread, before the write lock is taken: in the prefetch thread it competed for the GIL with the
+writer's many short database calls (each gives up the GIL and has to win it back), which made the
+time spent holding SQLite's single write lock about twice as long.
 
 Child resources (plan add-ons) are read per parent: every parent id from the parent's list, then
 the child list of each, with the same window; the checkpoint then also names the parent.
@@ -24,14 +31,15 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
-from recurly_elt.extract.completion import PAGE_COMPLETERS
+from recurly_elt.extract.completion import COMPLETIONS
 from recurly_elt.extract.progress import Progress
 from recurly_elt.extract.window import Window
 from recurly_elt.recurly.client import PAGE_SIZE, Page, RecurlyClient, RequestStats
 from recurly_elt.recurly.errors import RecurlyRequestError
 from recurly_elt.recurly.resources import RESOURCES, Resource
 from recurly_elt.staging import runlog, state
-from recurly_elt.staging.load import ensure_staging_tables, prepare_rows, upsert_page
+from recurly_elt.staging.load import dedupe, ensure_staging_tables, loaded_at_text, upsert_page
+from recurly_elt.staging.rows import converter, datetime_text, decode_object, encode_object
 from recurly_elt.staging.tables import parse_timestamp
 from recurly_elt.warehouse.engine import write_transaction
 
@@ -62,7 +70,7 @@ class ExtractResult:
 @dataclass
 class _Fetched:
     page: Page
-    records: list[dict]
+    completed: dict[int, dict]  # records changed by a completion: {position in the page: object}
     parent_id: str | None
     last: bool              # the window's last page: its commit completes the window
     stats: RequestStats     # the client's counters once this page (and its completion) was fetched
@@ -83,6 +91,10 @@ class Extraction:
         self.result = ExtractResult(site=self.site, resource=resource.name)
         self.progress = Progress(f"{self.site}/{resource.name} {window}", progress_every)
         self._max_updated_at: datetime | None = None
+        self._convert = converter(resource.name)
+        # The window as stored timestamp text: rows carry their cursor in that form, which orders as text.
+        self._from = datetime_text(window.start) if window.start else None
+        self._until = datetime_text(window.end) if window.end else None
 
     # -- the read -----------------------------------------------------------------------------
     def run(self) -> ExtractResult:
@@ -117,8 +129,8 @@ class Extraction:
         return self.result
 
     def _fetch(self, checkpoint: state.Checkpoint | None) -> Iterator[_Fetched]:
-        """Every page still to read, completed (invoice line items), in order; runs in the prefetch thread."""
-        completer = PAGE_COMPLETERS.get(self.resource.name)
+        """Every page still to read, completed, in order; runs in the prefetch thread."""
+        completion = COMPLETIONS.get(self.resource.name)
         if self.resource.parent is None:
             parents: list[str | None] = [None]
         else:
@@ -130,14 +142,36 @@ class Extraction:
             start_url = checkpoint.next_url if checkpoint and checkpoint.parent_id == parent_id else None
             path = self.resource.path.format(parent_id=parent_id)
             for page in self._pages(path, start_url, checkpoint):
-                records = [r for r in page.data if self.window.contains(parse_timestamp(r.get(self.resource.cursor)))]
-                if parent_id is not None and self.resource.parent_key:
-                    for r in records:
-                        r.setdefault(self.resource.parent_key, parent_id)
-                if completer:
-                    completer(self.client, records)
+                completed = completion.complete_page(self.client, page.records) if completion else {}
                 last = page.next_url is None and position == len(parents)
-                yield _Fetched(page, records, parent_id, last, self.client.stats.snapshot())
+                yield _Fetched(page, completed, parent_id, last, self.client.stats.snapshot())
+
+    def _rows(self, fetched: _Fetched) -> list[tuple]:
+        """The page's records inside the window as staging rows (main thread, before the write lock).
+
+        Records are converted from their raw bytes, except those a completion changed and children
+        without their parent's id (decoded, filled in): their raw_json is the changed object's JSON.
+        """
+        convert, site, stamp, run_id = self._convert, self.site, loaded_at_text(), self.run_id
+        cursor_at = convert.cursor_index
+        lower, upper = self._from, self._until
+        parent_id = fetched.parent_id
+        parent_key = self.resource.parent_key if parent_id is not None else None
+        parent_at = convert.index[parent_key] if parent_key else None
+        rows: list[tuple] = []
+        for at, raw in enumerate(fetched.page.records):
+            obj = fetched.completed.get(at)
+            row = convert.from_raw(raw, site, stamp, run_id) if obj is None else None
+            if parent_at is not None and (row is None or row[parent_at] is None):
+                obj = obj if obj is not None else decode_object(raw)
+                obj.setdefault(parent_key, parent_id)
+            if obj is not None:
+                row = convert.from_object(obj, site, stamp, run_id, raw_json=encode_object(obj).decode())
+            cursor = row[cursor_at] if cursor_at is not None else None
+            if cursor is not None and ((lower is not None and cursor < lower) or (upper is not None and cursor >= upper)):
+                continue  # outside [start, end): belongs to another window
+            rows.append(row)
+        return rows
 
     def _pages(self, path: str, start_url: str | None, checkpoint: state.Checkpoint | None) -> Iterator[Page]:
         params = {"limit": PAGE_SIZE, "sort": self.resource.cursor, "order": "asc",
@@ -166,19 +200,21 @@ class Extraction:
 
     # -- writes -------------------------------------------------------------------------------
     def _commit(self, fetched: _Fetched) -> None:
-        records = fetched.records
-        last = max(records, key=lambda r: (r.get(self.resource.cursor) or "", r.get("id") or ""), default=None)
-        last_updated_at = parse_timestamp(last.get(self.resource.cursor)) if last else None
+        page_rows = self._rows(fetched)  # before the write lock
+        records = len(page_rows)
+        cursor_at, key_at = self._convert.cursor_index, self._convert.key_index
+        last = max(page_rows, key=lambda r: (r[cursor_at] or "", r[key_at] or ""), default=None)
+        last_updated_at = parse_timestamp(last[cursor_at]) if last else None
         if last_updated_at and (self._max_updated_at is None or last_updated_at > self._max_updated_at):
             self._max_updated_at = last_updated_at
-        rows = prepare_rows(self.resource, self.site, records, run_id=self.run_id)  # before the lock
+        rows = dedupe(self.resource, page_rows, self.site)
         with write_transaction(self.engine) as conn:
             upserted = upsert_page(conn, self.resource, self.site, rows=rows)
             self.result.pages += 1
-            self.result.records += len(records)
+            self.result.records += records
             for key, value in upserted.as_dict().items():
                 setattr(self.result, key, getattr(self.result, key) + value)
-            increments = {**upserted.as_dict(), "pages": 1, "records": len(records),
+            increments = {**upserted.as_dict(), "pages": 1, "records": records,
                           **self._stats_since_logged(fetched.stats)}
             runlog.add(conn, run_id=self.run_id, site=self.site, resource=self.resource.name, **increments)
             if fetched.last:
@@ -187,11 +223,11 @@ class Extraction:
                 state.save_checkpoint(conn, self.site, self.resource.name, self.window.start, self.window.end,
                                       state.Checkpoint(
                                           parent_id=fetched.parent_id, next_url=fetched.page.next_url,
-                                          last_updated_at=last_updated_at, last_id=last.get("id") if last else None,
+                                          last_updated_at=last_updated_at, last_id=last[key_at] if last else None,
                                           pages=self._pages_before + self.result.pages,
                                           records=self._records_before + self.result.records),
                                       self.run_id)
-        self.progress.page(len(records))
+        self.progress.page(records)
 
     def _stats_since_logged(self, now: RequestStats) -> dict[str, float]:
         delta = now.since(self._logged_stats)

@@ -229,18 +229,27 @@ def wait_for_runs(
         sleep(every)
 
 
-def dag_parse_status(dag_id: str = DAG_ID) -> tuple[bool, dict[str, str]]:
-    """(is the DAG serialized, {file: error} of the current import errors).
+def dag_parse_status(dag_id: str = DAG_ID, parsed_since: datetime | None = None) -> tuple[bool, dict[str, str]]:
+    """(is the DAG serialized [and parsed again since `parsed_since`], {file: error} of import errors).
 
-    The same data `airflow dags list-import-errors` prints, read from the metadata database.
+    The import errors are what `airflow dags list-import-errors` prints, read from the metadata
+    database. `parsed_since` matters when the DAG processor was already running: a DAG file may
+    read Variables at parse time, so the DAG must be parsed again after the settings were loaded.
     """
     from sqlalchemy import select
 
+    from airflow.models.dag import DagModel
     from airflow.models.errors import ParseImportError
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        parsed = session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag_id).limit(1))
+        serialized = session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag_id).limit(1))
+        last_parsed = session.scalar(select(DagModel.last_parsed_time).where(DagModel.dag_id == dag_id))
         errors = {e.filename: e.stacktrace for e in session.scalars(select(ParseImportError))}
-    return parsed is not None, errors
+    fresh = parsed_since is None or (last_parsed is not None and _utc(last_parsed) >= parsed_since)
+    return serialized is not None and fresh, errors
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

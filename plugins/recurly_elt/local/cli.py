@@ -15,6 +15,7 @@ import argparse
 import os
 import subprocess
 import time
+from datetime import datetime, timezone
 
 from recurly_elt.local import backfill as bf
 from recurly_elt.local import stack
@@ -117,11 +118,11 @@ def start_airflow(layout: LocalLayout, env: dict[str, str]) -> None:
                what=f"healthy {', '.join(stack.REQUIRED_HEALTH)}", timeout=180)
 
 
-def wait_for_dag(layout: LocalLayout, dag_id: str) -> dict[str, str]:
-    """Wait until the DAG processor has parsed the DAG; return the import errors, if any."""
+def wait_for_dag(dag_id: str, parsed_since: datetime) -> dict[str, str]:
+    """Wait until the DAG processor has parsed the DAG since `parsed_since`; return import errors."""
 
     def check():
-        parsed, errors = bf.dag_parse_status(dag_id)
+        parsed, errors = bf.dag_parse_status(dag_id, parsed_since)
         return (parsed or errors) and (parsed, errors)
 
     _, errors = wait_until(check, what=f"the DAG processor to parse {dag_id}", timeout=180)
@@ -163,11 +164,16 @@ def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
     if figures.source:
         say(f"figures: {figures.source}")
     failed = [r for r in rows if r.state != "success"]
-    for task in failed_tasks(bf.DAG_ID, [r.run_id for r in failed], layout.airflow_home / "logs"):
+    tasks = failed_tasks(bf.DAG_ID, [r.run_id for r in failed], layout.airflow_home / "logs")
+    for task in (t for t in tasks if t.state == "failed"):
         say()
-        say(f"--- {task.state}: {task.run_id} / {task.task_id}"
-            f"{f'[{task.map_index}]' if task.map_index >= 0 else ''} (try {task.try_number}), log tail:")
+        say(f"--- failed: {task.run_id} / {task.label} (try {task.try_number}), log tail ({_rel(layout, task.log_file)}):")
         say(render_log_tail(task.log_file))
+    skipped = [t for t in tasks if t.state == "upstream_failed"]
+    if skipped:
+        say()
+        say(f"{len(skipped)} task(s) did not run because an upstream task failed: "
+            + ", ".join(sorted({t.label for t in skipped})))
     say()
     for line in login_lines(layout.ui_url, ADMIN_USER, layout.passwords_file):
         say(line)
@@ -212,13 +218,14 @@ def cmd_run(args, layout: LocalLayout) -> int:
     migrate_database(layout, env)
     apply_to_process(airflow_env)
     report = apply_to_airflow(settings)
+    settings_loaded_at = datetime.now(timezone.utc)
     say(f"    loaded {_rel(layout, layout.settings_file)}: {report.describe()}")
 
     step("Airflow servers")
     start_airflow(layout, env)
 
     step(f"DAG {bf.DAG_ID}")
-    errors = wait_for_dag(layout, bf.DAG_ID)
+    errors = wait_for_dag(bf.DAG_ID, parsed_since=settings_loaded_at)
     if errors:
         for filename, trace in errors.items():
             say(f"import error in {filename}:\n{trace}")

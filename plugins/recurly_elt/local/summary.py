@@ -219,6 +219,10 @@ class FailedTask:
     state: str
     log_file: Path
 
+    @property
+    def label(self) -> str:
+        return f"{self.task_id}[{self.map_index}]" if self.map_index >= 0 else self.task_id
+
 
 def failed_tasks(dag_id: str, run_ids: Sequence[str], logs_folder: Path) -> list[FailedTask]:
     from sqlalchemy import select

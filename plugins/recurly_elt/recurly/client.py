@@ -14,13 +14,14 @@ Failures are sorted once, here:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterator
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
+import msgspec
 import requests
 
 from recurly_elt.recurly.errors import (
@@ -66,11 +67,27 @@ class RequestStats:
                 "retries": self.retries - earlier.retries}
 
 
+class _ListEnvelope(msgspec.Struct):
+    """A list response with each record left undecoded: its bytes become the staged raw_json."""
+    data: list[msgspec.Raw]
+    object: str | None = None
+    has_more: bool = False
+    next: str | None = None
+
+
+_DECODE_LIST = msgspec.json.Decoder(_ListEnvelope).decode
+
+
 @dataclass
 class Page:
-    data: list[dict]
-    next_url: str | None      # the `next` link when has_more, else None
-    url: str                  # what was requested (path and query), for logs
+    records: list[msgspec.Raw]  # each record's JSON bytes, as the API sent them
+    next_url: str | None        # the `next` link when has_more, else None
+    url: str                    # what was requested (path and query), for logs
+
+    @cached_property
+    def data(self) -> list[dict]:
+        """The records decoded (for callers that need whole objects rather than staging rows)."""
+        return [msgspec.json.decode(raw) for raw in self.records]
 
 
 @dataclass
@@ -92,16 +109,20 @@ class RecurlyClient:
         """List pages of `path` with `params`, or from a saved `next` link (`start_url`)."""
         url, query = (start_url, None) if start_url else (path, dict(params or {}))
         while url:
-            body = self.get_json(url, query, expect_list=True)
-            has_more = bool(body.get("has_more"))
-            next_url = body.get("next") if has_more else None
-            if has_more and not next_url:
+            body = self._get(url, query, _decode_list)
+            next_url = body.next if body.has_more else None
+            if body.has_more and not next_url:
                 raise RecurlyUnavailableError(f"{self._who()}: list page of {url} has has_more but no next link")
-            yield Page(data=body["data"], next_url=next_url, url=url if query is None else f"{url}?{_qs(query)}")
+            yield Page(records=body.data, next_url=next_url,
+                       url=url if query is None else f"{url}?{urlencode(query)}")
             url, query = next_url, None
 
-    def get_json(self, url: str, params: dict[str, Any] | None = None, *, expect_list: bool = False) -> dict:
-        """One GET with the budget, retries and error handling; returns the decoded JSON body."""
+    def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict:
+        """One GET with the budget, retries and error handling; returns the decoded JSON object."""
+        return self._get(url, params, _decode_object)
+
+    def _get(self, url: str, params: dict[str, Any] | None, decode: Callable[[bytes], Any]) -> Any:
+        """One GET; `decode` turns a 2xx body into the result or raises MalformedResponse (retried)."""
         full_url = urljoin(self.site.base_url + "/", url.lstrip("/"))
         attempt = 0
         rate_limited_for = 0.0
@@ -136,7 +157,7 @@ class RecurlyClient:
             if status >= 400:
                 raise self._client_error(resp, url)
             try:
-                return _decode(resp, expect_list)
+                return decode(resp.content)
             except MalformedResponse as exc:
                 self._retry_or_raise(attempt, url, f"malformed body ({exc})")
 
@@ -167,15 +188,26 @@ class RecurlyClient:
                                    status=resp.status_code, error_type=error_type)
 
 
-def _decode(resp: requests.Response, expect_list: bool) -> dict:
+def _decode_object(content: bytes) -> dict:
     try:
-        body = json.loads(resp.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError as exc:
         raise MalformedResponse(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedResponse("not a JSON object")
-    if expect_list and (body.get("object") != "list" or not isinstance(body.get("data"), list)):
-        raise MalformedResponse("not a list envelope")
+    return body
+
+
+def _decode_list(content: bytes) -> _ListEnvelope:
+    """The list envelope; the records stay bytes, but msgspec has checked they are well-formed JSON."""
+    try:
+        body = _DECODE_LIST(content)
+    except msgspec.ValidationError as exc:
+        raise MalformedResponse(f"not a list envelope: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedResponse(f"not JSON: {exc}") from None
+    if body.object != "list":
+        raise MalformedResponse(f"not a list envelope (object {body.object!r})")
     return body
 
 
@@ -193,9 +225,3 @@ def _error_type(resp: requests.Response) -> str:
 
 def _error_message(resp: requests.Response) -> str:
     return str(_error_body(resp).get("message") or resp.reason or "")[:300]
-
-
-def _qs(params: dict[str, Any]) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode(params)

@@ -2,7 +2,8 @@
 
 For each resource: `stg_<name>` holds the latest version of every record, keyed by (site, id),
 with typed columns plus the whole raw JSON; `snap_<name>` is append-only and holds one row per
-observed change of the resource's snapshot columns (see recurly/resources.py).
+observed change of the resource's snapshot columns (see recurly/resources.py). Rows are made
+by rows.py.
 
 Load-time metadata columns start with an underscore (`_loaded_at`, `_run_id`) so that business
 checksums can leave them aside.
@@ -10,14 +11,13 @@ checksums can leave them aside.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
-from recurly_elt.recurly.resources import RESOURCES, Column, Resource
+from recurly_elt.recurly.resources import RESOURCES, Column
 
 METADATA = sa.MetaData()
 
@@ -76,15 +76,6 @@ def create_staging_tables(engine: sa.Engine) -> None:
     METADATA.create_all(engine, tables=all_tables())
 
 
-def _dig(obj: dict, parts: tuple[str, ...]) -> Any:
-    cur: Any = obj
-    for part in parts:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
 def parse_timestamp(value: Any) -> datetime | None:
     """ISO-8601 (with Z or an offset) to a naive UTC datetime."""
     if value in (None, ""):
@@ -99,50 +90,3 @@ def parse_timestamp(value: Any) -> datetime | None:
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return dt
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-_CONVERTERS = {
-    "timestamp": parse_timestamp,
-    "json": _json_text,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "string": _text,
-}
-
-
-_EXTRACTORS: dict[str, tuple[tuple[str, tuple[str, ...], Any], ...]] = {}
-
-
-def _extractors(resource: Resource) -> tuple[tuple[str, tuple[str, ...], Any], ...]:
-    """(column, path parts, converter) per declared column, computed once per resource."""
-    found = _EXTRACTORS.get(resource.name)
-    if found is None:
-        found = _EXTRACTORS[resource.name] = tuple(
-            (c.name, tuple(c.path.split(".")), _CONVERTERS[c.type]) for c in resource.columns)
-    return found
-
-
-def to_row(resource: Resource, obj: dict, site: str, *, raw_json: str | None = None,
-           loaded_at: datetime | None = None, run_id: str | None = None) -> dict:
-    """One API object to one staging row (typed columns + raw JSON + load metadata)."""
-    row: dict[str, Any] = {"site": site}
-    for name, parts, convert in _extractors(resource):
-        value = obj.get(parts[0]) if len(parts) == 1 else _dig(obj, parts)
-        row[name] = None if value is None else convert(value)
-    row["raw_json"] = raw_json if raw_json is not None else json.dumps(obj, separators=(",", ":"))
-    row["_loaded_at"] = loaded_at or datetime.now(timezone.utc).replace(tzinfo=None)
-    row["_run_id"] = run_id
-    return row
-
-
-def to_rows(resource: Resource, objs: Iterable[dict], site: str, **kw: Any) -> list[dict]:
-    return [to_row(resource, o, site, **kw) for o in objs]

@@ -87,7 +87,8 @@ def build_transform(mode: str, upstream: Any) -> Any:
     def marts() -> dict:
         return build_marts(mode)
 
-    @task(task_id="check", map_index_template="{{ task.op_kwargs['name'] }}")  # a failed check raises AirflowFailException: no retry
+    # A failed check raises AirflowFailException: the task fails at once, without retries.
+    @task(task_id="check", map_index_template="{{ task.op_kwargs['name'] }}")
     def check(name: str) -> int:
         return run_check(name)
 

@@ -68,7 +68,7 @@ def drop_outputs(engine: sa.Engine) -> None:
 
 def transform_site(engine: sa.Engine, site: str, start: pd.Timestamp, end: pd.Timestamp, config: TransformConfig,
                    health_days: int | None = None, run_id: str | None = None) -> SiteResult:
-    result, clock = SiteResult(site), None
+    result = SiteResult(site)
     clock = _Clock(result)
     last_day = end - DAY
     with engine.connect() as conn:

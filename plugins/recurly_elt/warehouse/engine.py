@@ -6,24 +6,41 @@ same file at once, so every SQLite engine gets:
 - `journal_mode=WAL`: readers never block the writer and the writer never blocks readers;
 - `busy_timeout`: a writer waits for the lock instead of failing with "database is locked";
 - `synchronous=NORMAL`: durable at each checkpoint, safe with WAL, much faster than FULL;
+- `wal_autocheckpoint=10000` pages (40 MB with 4 KiB pages, instead of 4 MB): a page of 200
+  records writes about 100 database pages, so the default checkpointed (and fsynced) every few
+  commits; a larger WAL cut the write cost per record by about a quarter. `journal_size_limit`
+  truncates the WAL back to 64 MB after a checkpoint so it does not stay large on disk;
 - transactions opened through `write_transaction()` start with `BEGIN IMMEDIATE`, taking the write
   lock up front. A deferred transaction that reads first and writes later can fail with SQLITE_BUSY
   without waiting (another writer committed since its read snapshot); taking the lock first makes
-  the busy timeout apply. Plain reads keep SQLite's deferred BEGIN and never block writers.
+  the busy timeout apply. Plain reads keep SQLite's deferred BEGIN and never block writers;
+- `write_transaction()` also queues writers on a blocking OS lock (`flock` on `<database>-writer.lock`
+  next to the file) before BEGIN. SQLite's own busy handler polls with sleeps growing to 100 ms, so
+  with several writers the write lock sat idle most of the time (3 readers wrote slower than 1);
+  queued on the OS lock, the next writer starts the moment the previous one commits. Writers that
+  do not use `write_transaction()` stay correct (SQLite's lock is still the guard), they only poll.
 
 PostgreSQL uses psycopg 3 (`postgresql+psycopg://`).
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 import sqlalchemy as sa
 
 WAREHOUSE_CONN_ID = "recurly_warehouse"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
+SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _IMMEDIATE = "recurly_elt_begin_immediate"
 
 
@@ -35,6 +52,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+    cur.execute(f"PRAGMA journal_size_limit = {SQLITE_JOURNAL_SIZE_LIMIT}")
     cur.close()
 
 
@@ -71,10 +90,40 @@ def create_engine_from_url(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(parsed, **kwargs)
 
 
+def writer_lock_path(engine: sa.Engine) -> Path | None:
+    """The file writers of this SQLite database queue on; None for other databases and in-memory ones."""
+    if engine.dialect.name != "sqlite" or fcntl is None:
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}-writer.lock")
+
+
+@contextmanager
+def _queued_writer(engine: sa.Engine) -> Iterator[None]:
+    """Hold the OS writer lock of a SQLite file (see module doc); a no-op elsewhere.
+
+    A new descriptor per transaction: flock belongs to an open file description, so threads of one
+    process exclude each other as processes do. The lock file is left in place (removing it would let
+    two writers lock different files).
+    """
+    path = writer_lock_path(engine)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection inside one transaction that holds the write lock from its start (see module doc)."""
-    with engine.connect() as conn:
+    with _queued_writer(engine), engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn = conn.execution_options(**{_IMMEDIATE: True})
         with conn.begin():

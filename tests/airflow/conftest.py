@@ -1,0 +1,71 @@
+"""Fixtures for tests that need Airflow's metadata database or a running sandbox.
+
+The session's AIRFLOW_HOME (a temporary folder, SQLite, examples off) is set by tests/conftest.py
+before anything imports Airflow; here the database is migrated once per session, and DAG runs
+get their connections and variables as AIRFLOW_CONN_* / AIRFLOW_VAR_* built from the project's
+airflow_settings.yaml, pointed at a sandbox and a warehouse of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recurly_elt.local.processes import ManagedProcess, wait_until
+from recurly_elt.local.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}
+SANDBOX_DATES = ("2025-01-01", "2025-03-10")  # history start, clock day
+SANDBOX_ACCOUNTS = 25
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata database in the session's AIRFLOW_HOME (migrated once)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    assert ROOT not in home.parents, "tests must never use the project's own .local Airflow"
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(tmp_path_factory):
+    """A sandbox with two small sites (keys in SANDBOX_KEYS) on an ephemeral port."""
+    folder = tmp_path_factory.mktemp("sandbox")
+    ready = folder / "ready.json"
+    server = ManagedProcess(
+        name="sandbox",
+        argv=[sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--host", "127.0.0.1", "--port", "0",
+              "--sites", json.dumps(SANDBOX_KEYS), "--accounts", str(SANDBOX_ACCOUNTS),
+              "--start-date", SANDBOX_DATES[0], "--until", SANDBOX_DATES[1], "--ready-file", str(ready)],
+        log_file=folder / "sandbox.log",
+        pid_file=folder / "sandbox.pid",
+    )
+    server.start()
+    try:
+        wait_until(ready.exists, what="the sandbox", timeout=120, process=server)
+        port = wait_until(lambda: json.loads(ready.read_text() or "{}").get("port"), what="its port", timeout=10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def run_settings(sandbox_url, tmp_path, monkeypatch):
+    """The project's settings pointed at the test sandbox and a fresh warehouse, as env vars."""
+    settings = (
+        load_settings(ROOT / "airflow_settings.yaml")
+        .with_connection("recurly_default", host=sandbox_url, password=json.dumps(SANDBOX_KEYS))
+        .with_connection("recurly_warehouse", host=str(tmp_path / "warehouse.db"))
+    )
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    return settings

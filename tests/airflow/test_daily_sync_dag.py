@@ -1,0 +1,96 @@
+"""recurly_daily_sync run in process with dag.test() against a sandbox the test starts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import requests
+
+from conftest import SANDBOX_KEYS
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_ID = "recurly_daily_sync"
+
+
+def _parse_daily_sync():
+    """Parsed after the test's AIRFLOW_VAR_* are set (the DAG reads Variables at parse time)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def _xcom(run_id: str, task_id: str):
+    from sqlalchemy import select
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run_id,
+                                    XComModel.task_id == task_id, XComModel.key == "return_value")
+        ).one()
+        return XComModel.deserialize_value(row)
+
+
+def _accounts_per_site(sandbox_url: str) -> dict[str, int]:
+    """What the sandbox itself says, asked directly (not through the code under test)."""
+    counts = {}
+    for site, key in SANDBOX_KEYS.items():
+        response = requests.head(f"{sandbox_url}/accounts", auth=(key, ""), timeout=30,
+                                 headers={"Accept": "application/vnd.recurly.v2021-02-25+json"})
+        counts[site] = int(response.headers["Recurly-Total-Records"])
+    return counts
+
+
+def _task_states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+def test_preflight_reaches_every_site_and_logs_the_window(airflow_db, run_settings, sandbox_url, capfd, caplog):
+    dag = _parse_daily_sync().partial_subset(task_ids=["preflight"], include_upstream=False)
+    # dag.test() makes a manual run at `logical_date`: it covers the day that ended then.
+    dag_run = dag.test(logical_date=datetime(2025, 3, 9, tzinfo=timezone.utc))
+    assert _task_states(dag_run) == {"preflight": "success"}
+    expected = _accounts_per_site(sandbox_url)
+    assert set(expected) == set(SANDBOX_KEYS) and all(expected.values())
+    assert _xcom(dag_run.run_id, "preflight") == expected
+
+    output = capfd.readouterr().out + caplog.text
+    assert "Window (data interval): [2025-03-08 00:00:00+00:00, 2025-03-09 00:00:00+00:00)" in output
+    assert f"Site acme via recurly_default: Recurly-Total-Records={expected['acme']}" in output
+    for key in SANDBOX_KEYS.values():
+        assert key not in output
+
+
+def test_preflight_fails_naming_the_connection_never_the_key(airflow_db, run_settings, monkeypatch, capfd, caplog):
+    wrong = {"acme": "revoked-key-acme", "globex": "revoked-key-globex"}
+    monkeypatch.setenv("AIRFLOW_CONN_RECURLY_DEFAULT",
+                       run_settings.with_connection("recurly_default", password=json.dumps(wrong))
+                       .connection("recurly_default").as_json())
+    dag = _parse_daily_sync().partial_subset(task_ids=["preflight"], include_upstream=False)
+    for task in dag.tasks:
+        task.retries = 0  # fail at once instead of waiting for the retry delay
+    dag_run = dag.test(logical_date=datetime(2025, 3, 8, tzinfo=timezone.utc))
+    assert _task_states(dag_run) == {"preflight": "failed"}
+
+    output = capfd.readouterr().out + caplog.text
+    assert "connection 'recurly_default', site 'acme'" in output
+    assert "the API key was refused (HTTP 401)" in output
+    for key in wrong.values():
+        assert key not in output
+
+
+@pytest.mark.slow
+def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url):
+    """Every task of the DAG, extraction and transforms included, for one data interval."""
+    dag_run = _parse_daily_sync().test(logical_date=datetime(2025, 3, 10, tzinfo=timezone.utc))
+    states = _task_states(dag_run)
+    assert states and set(states.values()) == {"success"}, states
+    assert _xcom(dag_run.run_id, "preflight") == _accounts_per_site(sandbox_url)

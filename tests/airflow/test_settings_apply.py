@@ -1,0 +1,57 @@
+"""Loading airflow_settings.yaml into a real metadata database: complete and idempotent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recurly_elt.local.settings import apply_to_airflow, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stored():
+    from sqlalchemy import select
+
+    from airflow.models import Connection, Pool, Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        conns = {c.conn_id: (c.conn_type, c.host, c.password, c.extra_dejson)
+                 for c in session.scalars(select(Connection))}
+        pools = {p.pool: (p.slots, p.description) for p in session.scalars(select(Pool))}
+        variables = {v.key: v.val for v in session.scalars(select(Variable))}
+    return conns, pools, variables
+
+
+def test_apply_twice_gives_the_same_database(airflow_db):
+    settings = load_settings(ROOT / "airflow_settings.yaml")
+    report = apply_to_airflow(settings)
+    assert set(report.connections) == {c.conn_id for c in settings.connections}
+    first = _stored()
+    apply_to_airflow(settings)
+    assert _stored() == first
+
+    conns, pools, variables = first
+    conn_type, host, password, extra = conns["recurly_default"]
+    assert (conn_type, host) == ("http", "http://127.0.0.1:8765")
+    assert set(json.loads(password)) == {"acme", "globex"}
+    assert extra == {"region": "sandbox"}
+    assert conns["recurly_warehouse"][1] == str(ROOT / ".local" / "warehouse.db")
+    assert pools["recurly_acme"] == (3, settings.pools[0].description)
+    assert json.loads(variables["recurly_elt_recurly_conn_ids"]) == ["recurly_default"]
+
+
+def test_apply_updates_changed_values_and_leaves_others_alone(airflow_db):
+    from airflow.models import Pool, Variable
+
+    settings = load_settings(ROOT / "airflow_settings.yaml")
+    apply_to_airflow(settings)
+    Variable.set("made_in_the_ui", "keep me")
+    changed = settings.with_connection("recurly_default", host="http://127.0.0.1:9999")
+    apply_to_airflow(changed)
+    conns, pools, variables = _stored()
+    assert conns["recurly_default"][1] == "http://127.0.0.1:9999"
+    assert variables["made_in_the_ui"] == "keep me"
+    assert "default_pool" in pools and Pool.get_pool("recurly_globex").slots == 3
+    apply_to_airflow(settings)
