@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from recurly_elt.local.backfill import BackfillError, BackfillWindow, Progress, backfill_command, wait_for_runs
+from recurly_elt.local.backfill import BackfillError, BackfillWindow, Progress, backfill_command, wait_for_progress
 
 UTC = timezone.utc
 
@@ -80,10 +80,6 @@ class FakeClock:
         self.now += seconds
 
 
-def _window():
-    return BackfillWindow(today=date(2025, 3, 10))
-
-
 def test_wait_prints_changes_and_returns_when_finished():
     states = iter([
         Progress({"queued": 3}, 0, 3, False),
@@ -92,8 +88,8 @@ def test_wait_prints_changes_and_returns_when_finished():
         Progress({"success": 3}, 3, 3, True),
     ])
     clock, lines = FakeClock(), []
-    result = wait_for_runs(_window(), 7, timeout=100, every=5, out=lines.append,
-                           read=lambda window, backfill_id: next(states), sleep=clock.sleep, clock=clock)
+    result = wait_for_progress(lambda: next(states), timeout=100, every=5, out=lines.append,
+                               sleep=clock.sleep, clock=clock)
     assert result.runs == {"success": 3}
     assert [line.split("] ")[1] for line in lines] == [
         "runs: 3 queued, 0 running, 0 success, 0 failed | tasks done: 0/3",
@@ -106,17 +102,17 @@ def test_wait_repeats_an_unchanged_line_every_30_seconds():
     clock, lines = FakeClock(), []
     calls = {"n": 0}
 
-    def read(window, backfill_id):
+    def read():
         calls["n"] += 1
         return Progress({"success": 3}, 3, 3, True) if calls["n"] > 8 else Progress({"running": 1}, 0, 1, False)
 
-    wait_for_runs(_window(), 1, timeout=100, every=5, out=lines.append, read=read, sleep=clock.sleep, clock=clock)
+    wait_for_progress(read, timeout=100, every=5, out=lines.append, sleep=clock.sleep, clock=clock)
     assert [line[:8] for line in lines] == ["[    0s]", "[   30s]", "[   40s]"]
 
 
 def test_wait_times_out_with_a_clear_error():
     clock = FakeClock()
     with pytest.raises(BackfillError, match="did not finish within 20s"):
-        wait_for_runs(_window(), 1, timeout=20, every=5, out=lambda line: None,
-                      read=lambda window, backfill_id: Progress({"running": 1}, 0, 1, False),
-                      sleep=clock.sleep, clock=clock)
+        wait_for_progress(lambda: Progress({"running": 1}, 0, 1, False), timeout=20, every=5,
+                          out=lambda line: None, sleep=clock.sleep, clock=clock)
+

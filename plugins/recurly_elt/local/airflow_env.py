@@ -61,6 +61,10 @@ class LocalLayout:
         return self.root / "airflow_settings.yaml"
 
     @property
+    def metadata_db(self) -> Path:
+        return self.airflow_home / "airflow.db"
+
+    @property
     def passwords_file(self) -> Path:
         """Written by the simple auth manager when the API server starts: {"admin": "<password>"}."""
         return self.airflow_home / "simple_auth_manager_passwords.json.generated"
@@ -114,7 +118,9 @@ def airflow_environment(
         # New DAGs start paused: `local run` creates its backfill first, then unpauses, so the
         # scheduler's own catch-up run cannot race the backfill for the same data interval.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # Four servers and the task workers share one SQLite file: wait up to 30 s for a lock
+        # (Python's default is 5 s) rather than fail with "database is locked".
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
         "AIRFLOW__API__HOST": api_host,
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",

@@ -6,13 +6,13 @@ interval start (the logical date), and `airflow backfill create` takes the *logi
 cover, both ends inclusive: so `--from-date D-N --to-date D-1` creates exactly N runs. (A run
 whose interval has not ended yet is never created, so `--to-date D` would give the same N.)
 
-Creating goes through the `airflow backfill create` command, as a user would type it; the
-scheduler runs the backfill; `wait_for_runs` polls the metadata database and prints progress.
+Creating goes through the `airflow backfill create` command, as a user would type it (see
+airflow_cli.py); the scheduler runs the backfill; `wait_for_progress` polls the metadata
+database and prints progress.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -91,21 +91,6 @@ def backfill_command(
     ]
 
 
-def run_backfill_create(command: list[str], env: dict[str, str], *, attempts: int = 4) -> str:
-    """Run `airflow backfill create`; retried on SQLite's "database is locked" (a known upstream race)."""
-    for attempt in range(1, attempts + 1):
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        output = (proc.stdout or "") + (proc.stderr or "")
-        if proc.returncode == 0:
-            return output
-        if "database is locked" in output and attempt < attempts:
-            time.sleep(2 * attempt)
-            continue
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        raise BackfillError(f"`{' '.join(command[1:])}` failed (exit {proc.returncode}):\n{tail}")
-    raise AssertionError("unreachable")
-
-
 # --- the metadata database (needs the local Airflow environment in os.environ) -------------------
 
 
@@ -128,6 +113,35 @@ def active_backfill(dag_id: str = DAG_ID):
     return tuple(row) if row else None
 
 
+def cancel_backfill(backfill_id: int) -> None:
+    """Cancel a backfill as the UI does: pause it, fail its queued runs, mark it complete."""
+    from sqlalchemy import select, update
+
+    from airflow.models.backfill import Backfill, BackfillDagRun
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(update(Backfill).where(Backfill.id == backfill_id).values(is_paused=True))
+    with create_session() as session:
+        run_ids = select(BackfillDagRun.dag_run_id).where(BackfillDagRun.backfill_id == backfill_id)
+        session.execute(
+            update(DagRun).where(DagRun.id.in_(run_ids), DagRun.state == "queued").values(state="failed")
+        )
+        session.execute(
+            update(Backfill).where(Backfill.id == backfill_id).values(completed_at=datetime.now(timezone.utc))
+        )
+
+
+def cancel_backfill_of(window: BackfillWindow, dag_id: str = DAG_ID) -> int | None:
+    """Cancel the running backfill of exactly this window, if any (a half-made one); its id."""
+    active = active_backfill(dag_id)
+    if active and (as_utc(active[1]), as_utc(active[2])) == (window.from_date, window.to_date):
+        cancel_backfill(active[0])
+        return active[0]
+    return None
+
+
 def latest_backfill_id(dag_id: str = DAG_ID) -> int | None:
     from sqlalchemy import func, select
 
@@ -139,6 +153,7 @@ def latest_backfill_id(dag_id: str = DAG_ID) -> int | None:
 
 
 def set_paused(paused: bool, dag_id: str = DAG_ID) -> None:
+    """Pause or unpause a DAG (what the UI toggle does)."""
     from sqlalchemy import update
 
     from airflow.models.dag import DagModel
@@ -166,7 +181,13 @@ class Progress:
         return f"[{elapsed:5.0f}s] runs: {runs} | tasks done: {self.tasks_done}/{self.tasks_total}"
 
 
-def read_progress(window: BackfillWindow, backfill_id: int | None, dag_id: str = DAG_ID) -> Progress:
+def read_progress(
+    window: BackfillWindow | None,
+    backfill_id: int | None,
+    dag_id: str = DAG_ID,
+    run_ids: list[str] | None = None,
+) -> Progress:
+    """The runs of `dag_id` whose logical date lies in `window` (or the runs `run_ids`)."""
     from sqlalchemy import select
 
     from airflow.models.backfill import Backfill
@@ -174,18 +195,17 @@ def read_progress(window: BackfillWindow, backfill_id: int | None, dag_id: str =
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
 
+    query = select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id)
+    if window is not None:
+        query = query.where(DagRun.logical_date >= window.from_date, DagRun.logical_date <= window.to_date)
+    if run_ids is not None:
+        query = query.where(DagRun.run_id.in_(run_ids))
     with create_session() as session:
-        runs = session.execute(
-            select(DagRun.run_id, DagRun.state).where(
-                DagRun.dag_id == dag_id,
-                DagRun.logical_date >= window.from_date,
-                DagRun.logical_date <= window.to_date,
-            )
-        ).all()
-        run_ids = [r.run_id for r in runs]
+        runs = session.execute(query).all()
+        found = [r.run_id for r in runs]
         task_states = session.scalars(
-            select(TI.state).where(TI.dag_id == dag_id, TI.run_id.in_(run_ids))
-        ).all() if run_ids else []
+            select(TI.state).where(TI.dag_id == dag_id, TI.run_id.in_(found))
+        ).all() if found else []
         complete = True
         if backfill_id is not None:
             complete = session.scalar(select(Backfill.completed_at).where(Backfill.id == backfill_id)) is not None
@@ -194,25 +214,23 @@ def read_progress(window: BackfillWindow, backfill_id: int | None, dag_id: str =
     return Progress(runs=dict(states), tasks_done=done, tasks_total=len(task_states), backfill_complete=complete)
 
 
-def wait_for_runs(
-    window: BackfillWindow,
-    backfill_id: int | None,
+def wait_for_progress(
+    read: Callable[[], Progress],
     *,
     timeout: float,
     every: float = 5.0,
     out: Callable[[str], None] = print,
-    read: Callable[..., Progress] = read_progress,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Progress:
-    """Poll until the backfill is complete and every run of the window has finished.
+    """Poll `read` until the runs it describes have finished (see `Progress.finished`).
 
     Prints a progress line whenever the figures change, and at least every 30 s.
     """
     started = clock()
     last_line, last_print = None, 0.0
     while True:
-        progress = read(window, backfill_id)
+        progress = read()
         elapsed = clock() - started
         line = progress.line(elapsed)
         body = line.split("]", 1)[1]
@@ -223,7 +241,7 @@ def wait_for_runs(
             return progress
         if elapsed > timeout:
             raise BackfillError(
-                f"the backfill did not finish within {timeout:.0f}s ({line.strip()}); "
+                f"the runs did not finish within {timeout:.0f}s ({line.strip()}); "
                 "the scheduler log is in .local/logs/airflow-scheduler.log"
             )
         sleep(every)
@@ -247,9 +265,9 @@ def dag_parse_status(dag_id: str = DAG_ID, parsed_since: datetime | None = None)
         serialized = session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag_id).limit(1))
         last_parsed = session.scalar(select(DagModel.last_parsed_time).where(DagModel.dag_id == dag_id))
         errors = {e.filename: e.stacktrace for e in session.scalars(select(ParseImportError))}
-    fresh = parsed_since is None or (last_parsed is not None and _utc(last_parsed) >= parsed_since)
+    fresh = parsed_since is None or (last_parsed is not None and as_utc(last_parsed) >= parsed_since)
     return serialized is not None and fresh, errors
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -1,6 +1,7 @@
 """`recurly-elt local ...`: a real local Airflow running the daily sync against the sandbox.
 
-    run       sandbox + Airflow up, settings loaded, backfill of the last N days, summary (make run)
+    run       sandbox + Airflow up, settings loaded, the history imported if the warehouse is
+              empty, backfill of the last N days, summary (make run)
     stop      stop every server `run` started (make stop)
     status    which servers are running
     settings  migrate the metadata database and load airflow_settings.yaml into it
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import time
 from datetime import datetime, timezone
 
 from recurly_elt.local import backfill as bf
-from recurly_elt.local import stack
+from recurly_elt.local import initial_import, stack
+from recurly_elt.local.airflow_cli import AirflowCommandError, run_airflow_command
 from recurly_elt.local.airflow_env import ADMIN_USER, LocalLayout, apply_to_process
 from recurly_elt.local.processes import ProcessError, log_tail, wait_until
 from recurly_elt.local.settings import Settings, SettingsError, apply_to_airflow, load_settings
@@ -47,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-active-runs", type=int, default=1, help="backfill runs at once (default 1)")
     run.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the backfill")
     run.add_argument("--accounts", type=int, default=None, help="sandbox accounts per site (sandbox default)")
+    run.add_argument(
+        "--skip-import", action="store_true",
+        help="do not run the one-time import of the history first, even when the warehouse is empty",
+    )
 
     sub.add_parser("stop", help="stop the servers started by `run`")
     sub.add_parser("status", help="show which servers are running")
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 "summary": cmd_summary}
     try:
         return commands[args.command](args, layout)
-    except (SettingsError, ProcessError, bf.BackfillError) as exc:
+    except (SettingsError, ProcessError, bf.BackfillError, AirflowCommandError) as exc:
         say(f"error: {exc}")
         return 1
 
@@ -104,6 +111,10 @@ def migrate_database(layout: LocalLayout, env: dict[str, str]) -> None:
                               stderr=subprocess.STDOUT, timeout=600)
     if proc.returncode != 0:
         raise ProcessError(f"`airflow db migrate` failed; last lines of {log_file}:\n{log_tail(log_file)}")
+    # Write-ahead logging (a property of the file, kept once set): readers such as the API server
+    # and this command's progress polling no longer block the scheduler's writes, or the reverse.
+    with sqlite3.connect(layout.metadata_db, timeout=30) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def start_airflow(layout: LocalLayout, env: dict[str, str]) -> None:
@@ -118,7 +129,7 @@ def start_airflow(layout: LocalLayout, env: dict[str, str]) -> None:
                what=f"healthy {', '.join(stack.REQUIRED_HEALTH)}", timeout=180)
 
 
-def wait_for_dag(dag_id: str, parsed_since: datetime) -> dict[str, str]:
+def wait_for_dag(dag_id: str, parsed_since: datetime | None) -> dict[str, str]:
     """Wait until the DAG processor has parsed the DAG since `parsed_since`; return import errors."""
 
     def check():
@@ -133,7 +144,7 @@ def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.Backfil
     active = bf.active_backfill()
     if active:
         backfill_id, from_date, to_date = active
-        if (from_date, to_date) == (window.from_date, window.to_date):
+        if (bf.as_utc(from_date), bf.as_utc(to_date)) == (window.from_date, window.to_date):
             say(f"    backfill #{backfill_id} for this window is still running: waiting for it")
             bf.set_paused(False)
             return backfill_id
@@ -148,10 +159,46 @@ def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.Backfil
     # take the last day first; unpaused right after (backfill runs only start on an active DAG).
     bf.set_paused(True)
     try:
-        bf.run_backfill_create(command, env)
+        run_airflow_command(command, env, clean_up=lambda: bf.cancel_backfill_of(window))
     finally:
         bf.set_paused(False)
     return bf.latest_backfill_id()
+
+
+def run_initial_import(env: dict[str, str], window: bf.BackfillWindow, timeout: float) -> tuple[str, bool]:
+    """Trigger recurly_one_time_import up to the window's start and wait: (run id, succeeded)."""
+    errors = wait_for_dag(initial_import.IMPORT_DAG_ID, parsed_since=None)
+    if errors:
+        raise bf.BackfillError("import errors: " + "; ".join(errors))
+    run_id, command = initial_import.trigger_command(stack.bin_path("airflow"), window)
+    say(f"    airflow {' '.join(command[1:])}")
+    bf.set_paused(False, initial_import.IMPORT_DAG_ID)  # manual-only DAG: unpausing schedules nothing
+    run_airflow_command(command, env)
+    progress = bf.wait_for_progress(
+        lambda: bf.read_progress(None, None, initial_import.IMPORT_DAG_ID, run_ids=[run_id]),
+        timeout=timeout, out=lambda line: say(f"    {line}"),
+    )
+    return run_id, progress.runs == {"success": 1}
+
+
+def print_failed_tasks(layout: LocalLayout, dag_id: str, run_ids: list[str]) -> None:
+    """The log tail of each failed task, and the tasks that never ran because of one."""
+    tasks = failed_tasks(dag_id, run_ids, layout.airflow_home / "logs")
+    for task in (t for t in tasks if t.state == "failed"):
+        say()
+        say(f"--- failed: {task.run_id} / {task.label} (try {task.try_number}), "
+            f"log tail ({_rel(layout, task.log_file)}):")
+        say(render_log_tail(task.log_file))
+    skipped = sorted({t.label for t in tasks if t.state == "upstream_failed"})
+    if skipped:
+        say()
+        say(f"did not run because an upstream task failed: {', '.join(skipped)}")
+
+
+def print_login(layout: LocalLayout) -> None:
+    say()
+    for line in login_lines(layout.ui_url, ADMIN_USER, layout.passwords_file):
+        say(line)
 
 
 def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWindow) -> int:
@@ -164,19 +211,8 @@ def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
     if figures.source:
         say(f"figures: {figures.source}")
     failed = [r for r in rows if r.state != "success"]
-    tasks = failed_tasks(bf.DAG_ID, [r.run_id for r in failed], layout.airflow_home / "logs")
-    for task in (t for t in tasks if t.state == "failed"):
-        say()
-        say(f"--- failed: {task.run_id} / {task.label} (try {task.try_number}), log tail ({_rel(layout, task.log_file)}):")
-        say(render_log_tail(task.log_file))
-    skipped = [t for t in tasks if t.state == "upstream_failed"]
-    if skipped:
-        say()
-        say(f"{len(skipped)} task(s) did not run because an upstream task failed: "
-            + ", ".join(sorted({t.label for t in skipped})))
-    say()
-    for line in login_lines(layout.ui_url, ADMIN_USER, layout.passwords_file):
-        say(line)
+    print_failed_tasks(layout, bf.DAG_ID, [r.run_id for r in failed])
+    print_login(layout)
     ok = len(rows) == window.days and not failed
     if not ok:
         say(f"{len(failed)} of {len(rows)} runs did not succeed" if failed
@@ -232,9 +268,20 @@ def cmd_run(args, layout: LocalLayout) -> int:
         return 1
     say("    parsed, no import errors")
 
+    warehouse_url = _warehouse_url(settings)
+    if not args.skip_import and initial_import.warehouse_is_empty(warehouse_url):
+        step(f"Empty warehouse: one-time import of the history before {window.start:%Y-%m-%d}")
+        run_id, ok = run_initial_import(env, window, args.timeout)
+        if not ok:
+            say(f"the one-time import {run_id} did not succeed")
+            print_failed_tasks(layout, initial_import.IMPORT_DAG_ID, [run_id])
+            print_login(layout)
+            return 1
+
     step(f"Backfill of {window.days} days: [{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d}) UTC")
     backfill_id = create_backfill(layout, env, window, args)
-    bf.wait_for_runs(window, backfill_id, timeout=args.timeout, out=lambda line: say(f"    {line}"))
+    bf.wait_for_progress(lambda: bf.read_progress(window, backfill_id), timeout=args.timeout,
+                         out=lambda line: say(f"    {line}"))
 
     code = print_summary(layout, settings, window)
     say(f"make run took {time.monotonic() - started:.0f}s; Airflow and the sandbox keep running (`make stop`).")
@@ -268,7 +315,7 @@ def cmd_settings(args, layout: LocalLayout) -> int:
 
 
 def cmd_summary(args, layout: LocalLayout) -> int:
-    if not (layout.airflow_home / "airflow.db").exists():
+    if not layout.metadata_db.exists():
         say("no local Airflow yet: run `make run` first")
         return 1
     apply_to_process(layout.environment())

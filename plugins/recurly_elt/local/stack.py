@@ -55,7 +55,9 @@ def sandbox_sites(settings: Settings) -> tuple[int, dict[str, str]]:
     return parsed.port, keys
 
 
-def sandbox_process(layout: LocalLayout, settings: Settings, until: date, accounts: int | None = None) -> ManagedProcess:
+def sandbox_process(
+    layout: LocalLayout, settings: Settings, until: date, accounts: int | None = None
+) -> ManagedProcess:
     port, keys = sandbox_sites(settings)
     argv = [
         sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve",

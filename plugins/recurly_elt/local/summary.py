@@ -100,7 +100,8 @@ def _run_log_figures(conn: Any, inspector: Any, run_ids: list[str]) -> Warehouse
         by_run: dict[str, dict[str, int]] = {}
         for run_id, resource, records in conn.execute(query):
             by_run.setdefault(run_id, {})[str(resource)] = int(records or 0)
-        return WarehouseFigures(source=f"records read per resource (warehouse table {table})", by_run=by_run)
+        source = f"records read per resource, all attempts of the run (warehouse table {table})"
+        return WarehouseFigures(source=source, by_run=by_run)
     return None
 
 

@@ -26,6 +26,7 @@ for well-typed records (tests/staging/test_rows.py).
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable, Iterable
@@ -160,7 +161,7 @@ def _compile(resource: Resource) -> tuple[type, str, Callable[..., tuple]]:
     a name with a dash) works. The generated function reads each column's value through the nested
     Structs (None when a parent object is missing or null) and applies `_AFTER_DECODE`.
     """
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
     lines: list[str] = []
     expressions: dict[str, str] = {}   # column name -> variable holding its final value
     helpers: dict[str, Any] = {}

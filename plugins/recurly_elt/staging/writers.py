@@ -101,7 +101,7 @@ def _pg_upsert_changed(conn, table, key, rows, changed) -> tuple[int, int]:
         + ", ".join(f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in key)
         + f" WHERE {target}.{_q(changed)} IS DISTINCT FROM EXCLUDED.{_q(changed)} RETURNING (xmax = 0)"
     ).scalars().all()
-    conn.exec_driver_sql(f"TRUNCATE {_q(temp)}")
+    conn.exec_driver_sql(f"DELETE FROM {_q(temp)}")  # for a second load in this transaction; no lock, no new file
     inserted = sum(1 for f in flags if f)
     return inserted, len(flags) - inserted
 

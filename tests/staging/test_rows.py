@@ -1,0 +1,77 @@
+"""Rows from raw JSON (the compiled fast path) equal rows from objects (the plain path)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from recurly_elt.extract.verify import SOURCE_NAMES
+from recurly_elt.recurly.resources import RESOURCES
+from recurly_elt.staging import tables
+from recurly_elt.staging.load import upsert_records
+from recurly_elt.staging.rows import converter, json_text, timestamp_text
+from recurly_elt.warehouse.engine import create_engine_from_url
+
+
+@pytest.fixture(scope="module")
+def sandbox_objects() -> dict:
+    from recurly_elt.sandbox.simulation import SiteSimulation
+
+    return SiteSimulation("rows", seed=3, accounts=60, start_date=date(2025, 1, 1), until=date(2025, 4, 1)).objects
+
+
+@pytest.mark.parametrize("resource", list(RESOURCES))
+def test_fast_path_equals_plain_path_on_sandbox_objects(resource, sandbox_objects):
+    convert = converter(resource)
+    objects = list(sandbox_objects[SOURCE_NAMES.get(resource, resource)].values())
+    assert objects
+    for obj in objects:
+        raw = json.dumps(obj).encode()
+        row = convert.from_raw(raw, "acme", "2025-01-01 00:00:00.000000", "run")
+        assert row == convert.from_object(obj, "acme", "2025-01-01 00:00:00.000000", "run", raw_json=raw.decode())
+        assert len(row) == len(tables.staging_table(resource).columns)
+        assert row[convert.index["raw_json"]] == raw.decode()  # the response's own bytes
+
+
+def test_unexpected_types_missing_parents_and_new_fields():
+    convert = converter("accounts")
+    raw = json.dumps({
+        "id": 123, "code": "c1", "state": "active", "has_live_subscription": True,
+        "billing_info": None, "address": {"country": "DE"}, "custom_fields": [{"value": "b", "name": "a"}],
+        "created_at": "2025-01-02T03:04:05Z", "updated_at": "2025-01-02T03:04:05.25+01:00",
+        "brand_new_field": {"x": 1},
+    }).encode()
+    row = dict(zip(convert.columns, convert.from_raw(raw, "acme", "now", None)))
+    assert row["id"] == "123"                       # a number where a string is declared: coerced
+    assert row["card_exp_year"] is None and row["billing_info_id"] is None  # null parent
+    assert row["country"] == "DE"
+    assert row["custom_fields"] == '[{"name":"a","value":"b"}]'  # canonical JSON text
+    assert row["created_at"] == "2025-01-02 03:04:05.000000"
+    assert row["updated_at"] == "2025-01-02 02:04:05.250000"    # converted to UTC
+    assert json.loads(row["raw_json"])["brand_new_field"] == {"x": 1}
+
+
+def test_timestamp_and_json_text():
+    assert timestamp_text("2025-01-02T03:04:05Z") == "2025-01-02 03:04:05.000000"
+    assert timestamp_text("2025-01-02T03:04:05.123456Z") == "2025-01-02 03:04:05.123456"
+    assert timestamp_text("2025-01-02T00:30:00-02:00") == "2025-01-02 02:30:00.000000"
+    assert timestamp_text(None) is None and timestamp_text("") is None
+    assert json_text({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == '{"a":"é","b":[1,{"c":2,"d":1}]}'
+
+
+def test_stored_timestamps_read_back_as_datetimes_and_compare_with_bound_datetimes(warehouse_url):
+    engine = create_engine_from_url(warehouse_url)
+    upsert_records(engine, "plans", "acme", [
+        {"id": "p1", "code": "a", "created_at": "2025-01-02T00:00:00Z", "updated_at": "2025-01-02T00:00:00Z"},
+        {"id": "p2", "code": "b", "created_at": "2025-01-01T23:59:59Z", "updated_at": "2025-01-01T23:59:59.5Z"},
+    ])
+    table = tables.staging_table("plans")
+    with engine.connect() as conn:
+        stamps = dict(conn.execute(sa.select(table.c.id, table.c.updated_at)).all())
+        # A record at exactly midnight is inside a window that starts at midnight (text order on SQLite).
+        inside = conn.execute(sa.select(table.c.id).where(table.c.updated_at >= datetime(2025, 1, 2))).scalars().all()
+    assert stamps == {"p1": datetime(2025, 1, 2), "p2": datetime(2025, 1, 1, 23, 59, 59, 500000)}
+    assert inside == ["p1"]
