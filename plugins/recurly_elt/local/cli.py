@@ -210,6 +210,8 @@ def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
     say(render_table(with_figures(rows, figures)))
     if figures.source:
         say(f"figures: {figures.source}")
+    say()
+    say(_health_summary(settings))
     failed = [r for r in rows if r.state != "success"]
     print_failed_tasks(layout, bf.DAG_ID, [r.run_id for r in failed])
     print_login(layout)
@@ -218,6 +220,18 @@ def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
         say(f"{len(failed)} of {len(rows)} runs did not succeed" if failed
             else f"expected {window.days} runs, found {len(rows)}")
     return 0 if ok else 1
+
+
+def _health_summary(settings: Settings) -> str:
+    """MRR, last month's movements and accounts by health band, read from the warehouse."""
+    from recurly_elt.transform.summary import health_summary
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    engine = create_engine_from_url(_warehouse_url(settings))
+    try:
+        return health_summary(engine)
+    finally:
+        engine.dispose()
 
 
 def _warehouse_url(settings: Settings):
