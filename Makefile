@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test stop venv bench bench-sandbox bench-extract bench-transform lint clean
+.PHONY: run test stop venv bench bench-sandbox bench-extract bench-transform clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=python3.x (3.11 to 3.13)"; exit 1; }

@@ -18,6 +18,7 @@ import pytest
 
 from recurly_elt.local.processes import ManagedProcess, wait_until
 from recurly_elt.local.settings import load_settings
+from recurly_elt.local.stack import write_private
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}
@@ -40,11 +41,12 @@ def airflow_db():
 def sandbox_url(tmp_path_factory):
     """A sandbox with two small sites (keys in SANDBOX_KEYS) on an ephemeral port."""
     folder = tmp_path_factory.mktemp("sandbox")
-    ready = folder / "ready.json"
+    ready, sites_file = folder / "ready.json", folder / "sites.json"
+    write_private(sites_file, json.dumps(SANDBOX_KEYS))  # as `make run` passes the keys
     server = ManagedProcess(
         name="sandbox",
         argv=[sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--host", "127.0.0.1", "--port", "0",
-              "--sites", json.dumps(SANDBOX_KEYS), "--accounts", str(SANDBOX_ACCOUNTS),
+              "--sites-file", str(sites_file), "--accounts", str(SANDBOX_ACCOUNTS),
               "--start-date", SANDBOX_DATES[0], "--until", SANDBOX_DATES[1], "--ready-file", str(ready)],
         log_file=folder / "sandbox.log",
         pid_file=folder / "sandbox.pid",

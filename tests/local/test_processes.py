@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -105,10 +106,15 @@ def test_sandbox_is_configured_from_the_recurly_default_connection(tmp_path):
     process = sandbox_process(LocalLayout(root=tmp_path), settings, until=date(2025, 3, 10))
     argv = process.argv
     assert argv[argv.index("--port") + 1] == "8765" and argv[argv.index("--until") + 1] == "2025-03-10"
-    assert json.loads(argv[argv.index("--sites") + 1]) == {"acme": "key-a", "globex": "key-b"}
-    # the keys never reach the log header or the pid file
-    shown = " ".join(process.shown_argv())
-    assert "key-a" not in shown and "--sites ***" in shown
+    # the keys never reach the command line (ps), the log header or the pid file: a private file
+    assert "--sites" not in argv and not any("key-a" in arg for arg in argv)
+    sites_file = Path(argv[argv.index("--sites-file") + 1])
+    assert json.loads(sites_file.read_text()) == {"acme": "key-a", "globex": "key-b"}
+    assert stat.S_IMODE(sites_file.stat().st_mode) == 0o600
+    assert "key-a" not in json.dumps(process.meta)
+    # other keys, another sandbox: `make run` restarts a running one
+    other = settings.with_connection("recurly_default", password='{"acme": "key-c", "globex": "key-b"}')
+    assert sandbox_process(LocalLayout(root=tmp_path), other, until=date(2025, 3, 10)).meta != process.meta
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import requests
 import yaml
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
-from http_helpers import Client, make_sites, running
+from .http_helpers import Client, make_sites, running
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = Path(os.environ.get("RECURLY_OPENAPI_SPEC") or ROOT.parent / "shared/reference/recurly-v3-openapi.yaml")

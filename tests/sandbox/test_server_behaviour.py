@@ -9,10 +9,11 @@ import time
 import pytest
 import requests
 
-from http_helpers import Client, make_sites, running
 from recurly_elt.sandbox.faults import FaultInjector, FaultSpec
 from recurly_elt.sandbox.ratelimit import UNLIMITED, SlidingWindowLimiter
 from recurly_elt.sandbox.requestlog import RequestLog
+
+from .http_helpers import Client, make_sites, running
 
 
 class FakeClock:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +73,20 @@ def test_bad_sites_json_is_refused():
     result = subprocess.run(_cli("sandbox", "serve", "--sites", '["acme"]'), capture_output=True, text=True,
                             env=_env(), timeout=60)
     assert result.returncode == 2 and "--sites must be a JSON object" in result.stderr
+
+
+def test_sites_file_gives_the_sites_without_keys_on_the_command_line(tmp_path, capsys):
+    from recurly_elt.cli import build_parser
+
+    parser = build_parser("sandbox")
+    sites_file = tmp_path / "sites.json"
+    sites_file.write_text('{"acme": "key-a", "globex": "key-g"}')
+    args = parser.parse_args(["sandbox", "serve", "--sites-file", str(sites_file)])
+    assert args.sites == {"acme": "key-a", "globex": "key-g"}
+    for argv, message in (
+        (["--sites-file", str(tmp_path / "missing.json")], "cannot read"),
+        (["--sites", '{"acme": "key-a"}', "--sites-file", str(sites_file)], "not allowed with argument"),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sandbox", "serve", *argv])
+        assert message in capsys.readouterr().err

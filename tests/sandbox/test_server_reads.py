@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from fake_site import FakeSite
-from http_helpers import Client, make_sites, running
 from recurly_elt.sandbox.timestamps import to_micros
+
+from .fake_site import FakeSite
+from .http_helpers import Client, make_sites, running
 
 LISTS = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans")
 

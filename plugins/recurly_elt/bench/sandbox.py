@@ -22,8 +22,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from recurly_elt.sandbox.server import API_VERSION
+
 API_KEY = "bench-key"
-HEADERS = {"Accept": "application/vnd.recurly.v2021-02-25",
+HEADERS = {"Accept": f"application/vnd.recurly.{API_VERSION}",
            "Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()}
 LISTS = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans")
 

@@ -6,6 +6,8 @@
     status    which servers are running
     settings  migrate the metadata database and load airflow_settings.yaml into it
     summary   the per-run table of the last N days again, without running anything
+    env       the environment `run` gives Airflow, as shell exports: eval "$(recurly-elt local env)"
+              before any `airflow ...` command that should reach the local Airflow
 
 Everything lives in <project>/.local (AIRFLOW_HOME, server logs, pid files, warehouse).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sqlite3
 import subprocess
 import time
@@ -34,8 +37,7 @@ from recurly_elt.local.summary import (
     warehouse_figures,
     with_figures,
 )
-
-WAREHOUSE_CONN_ID = "recurly_warehouse"
+from recurly_elt.tasks.common import WAREHOUSE_CONN_ID
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("settings", help="migrate the metadata database and load airflow_settings.yaml")
     summary = sub.add_parser("summary", help="print the per-run summary of the last days")
     _window_args(summary)
+    sub.add_parser("env", help='print the local Airflow environment as exports: eval "$(recurly-elt local env)"')
 
 
 def _window_args(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +72,7 @@ def _window_args(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     layout = LocalLayout()
     commands = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "settings": cmd_settings,
-                "summary": cmd_summary}
+                "summary": cmd_summary, "env": cmd_env}
     try:
         return commands[args.command](args, layout)
     except (SettingsError, ProcessError, bf.BackfillError, AirflowCommandError) as exc:
@@ -99,8 +102,11 @@ def start_sandbox(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
         stack.sandbox_ready_file(layout).unlink(missing_ok=True)  # a stale file would look ready
     if sandbox.start():
         say(f"    started (log: {_rel(layout, sandbox.log_file)})")
-    wait_until(lambda: stack.sandbox_ready(layout, port), what=f"the sandbox on port {port}", timeout=300,
-               process=sandbox)
+    try:
+        wait_until(lambda: stack.sandbox_ready(layout, port), what=f"the sandbox on port {port}", timeout=300,
+                   process=sandbox)
+    finally:  # read at start-up: no need to leave the keys on disk
+        stack.sandbox_sites_file(layout).unlink(missing_ok=True)
     say(f"    ready on http://127.0.0.1:{port}, data until {window.today}")
 
 
@@ -308,6 +314,7 @@ def cmd_stop(args, layout: LocalLayout) -> int:
         if process.stop():
             say(f"stopped {process.name} (pid {pid})")
     stack.sandbox_ready_file(layout).unlink(missing_ok=True)
+    stack.sandbox_sites_file(layout).unlink(missing_ok=True)
     return 0
 
 
@@ -334,3 +341,9 @@ def cmd_summary(args, layout: LocalLayout) -> int:
         return 1
     apply_to_process(layout.environment())
     return print_summary(layout, load_settings(layout.settings_file), bf.BackfillWindow.ending_now(args.days))
+
+
+def cmd_env(args, layout: LocalLayout) -> int:
+    """Shell exports of the local Airflow's environment (no secret: the UI password is generated)."""
+    say("\n".join(f"export {name}={shlex.quote(value)}" for name, value in layout.environment().items()))
+    return 0

@@ -58,7 +58,11 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 @dataclass
 class ManagedProcess:
-    """One background server: its command, environment, log file and pid file."""
+    """One background server: its command, environment, log file and pid file.
+
+    `argv` is visible to every local user (`ps`) and is written to the log and the pid file as it
+    is: pass secrets in a private file or the environment, never here.
+    """
 
     name: str
     argv: list[str]
@@ -66,14 +70,6 @@ class ManagedProcess:
     pid_file: Path
     env: dict[str, str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    # Options whose value is a secret (API keys): shown as *** in the log and the pid file.
-    secret_options: tuple[str, ...] = ()
-
-    def shown_argv(self) -> list[str]:
-        return [
-            "***" if i > 0 and self.argv[i - 1] in self.secret_options else arg
-            for i, arg in enumerate(self.argv)
-        ]
 
     def recorded(self) -> dict[str, Any] | None:
         try:
@@ -104,7 +100,7 @@ class ManagedProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(self.shown_argv())}\n".encode())
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(self.argv)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 self.argv,
@@ -114,7 +110,7 @@ class ManagedProcess:
                 env=self.env,
                 start_new_session=True,  # its own process group: stop() signals the whole group
             )
-        record = {"pid": proc.pid, "started": _start_ticks(proc.pid), "argv": self.shown_argv(), "meta": self.meta}
+        record = {"pid": proc.pid, "started": _start_ticks(proc.pid), "argv": self.argv, "meta": self.meta}
         self.pid_file.write_text(json.dumps(record))
         self._popen = proc
         return True

@@ -2,6 +2,8 @@
 
 The sandbox plays the Recurly sites of the `recurly_default` connection in airflow_settings.yaml
 (its port and its {"subdomain": "api_key"} map), so the settings file stays the single source.
+Its keys reach it through a file only this user can read (`--sites-file`), never its command
+line, which every local user sees in `ps`.
 
 Airflow runs as four components rather than `airflow standalone`: each gets its own log file and
 pid file (a failing component is visible at once, `make stop` stops exactly what was started),
@@ -11,7 +13,9 @@ overrides the environment built in airflow_env.py (standalone forces some settin
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -58,24 +62,44 @@ def sandbox_sites(settings: Settings) -> tuple[int, dict[str, str]]:
 def sandbox_process(
     layout: LocalLayout, settings: Settings, until: date, accounts: int | None = None
 ) -> ManagedProcess:
+    """The sandbox server of `make run`; writes the sites file its command line points at."""
     port, keys = sandbox_sites(settings)
+    sites_json = json.dumps(keys, sort_keys=True)
+    sites_file = sandbox_sites_file(layout)
+    write_private(sites_file, sites_json)
     argv = [
         sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve",
         "--host", "127.0.0.1", "--port", str(port),
-        "--sites", json.dumps(keys),
+        "--sites-file", str(sites_file),
         "--until", until.isoformat(),
         "--ready-file", str(sandbox_ready_file(layout)),
     ]
     if accounts is not None:
         argv += ["--accounts", str(accounts)]
+    # A digest of the sites, not the keys: a running sandbox whose keys differ from the settings
+    # file is restarted like one with another day or size.
+    sites_digest = hashlib.sha256(sites_json.encode()).hexdigest()[:12]
     return ManagedProcess(
         name="sandbox",
         argv=argv,
         log_file=layout.logs_dir / "sandbox.log",
         pid_file=layout.run_dir / "sandbox.pid",
-        meta={"until": until.isoformat(), "port": port, "accounts": accounts},
-        secret_options=("--sites",),
+        meta={"until": until.isoformat(), "port": port, "accounts": accounts, "sites": sites_digest},
     )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by this user only (0600 from the start, never wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # an existing file would keep its old permissions
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def sandbox_sites_file(layout: LocalLayout) -> Path:
+    """The sandbox's {"subdomain": "api_key"} map; it reads it once at start, `local run` then removes it."""
+    return layout.run_dir / "sandbox.sites.json"
 
 
 def sandbox_ready_file(layout: LocalLayout) -> Path:
@@ -114,9 +138,9 @@ def unhealthy_components(health: dict | None) -> list[str]:
     ]
 
 
-def all_processes(layout: LocalLayout, env: dict[str, str] | None = None) -> list[ManagedProcess]:
+def all_processes(layout: LocalLayout) -> list[ManagedProcess]:
     """Every server `make run` may have started, in start order (to stop: by pid file alone)."""
     sandbox = ManagedProcess(
         name="sandbox", argv=[], log_file=layout.logs_dir / "sandbox.log", pid_file=layout.run_dir / "sandbox.pid"
     )
-    return [sandbox, *(airflow_process(layout, c, env or {}) for c in AIRFLOW_COMPONENTS)]
+    return [sandbox, *(airflow_process(layout, c, {}) for c in AIRFLOW_COMPONENTS)]

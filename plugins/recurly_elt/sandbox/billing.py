@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from recurly_elt.sandbox.customers import Customer
 from recurly_elt.sandbox.store import SiteStore, compact
-from recurly_elt.sandbox.simclock import iso
+from recurly_elt.sandbox.timestamps import iso
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recurly_elt.sandbox.ids import IdMint
-from recurly_elt.sandbox.simclock import iso
+from recurly_elt.sandbox.timestamps import iso
 from recurly_elt.sandbox.store import compact
 
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -95,20 +95,16 @@ class Catalog:
     def __init__(self, mint: IdMint, created_ts: int):
         self.plans: dict[str, dict] = {}          # plan id -> Plan object
         self.add_ons: dict[str, dict] = {}        # add-on id -> AddOn object
-        self.plan_ids: dict[str, str] = {}        # plan code -> plan id
         self.plan_minis: dict[str, dict] = {}     # plan code -> PlanMini
-        self.add_on_objects: dict[tuple[str, str], dict] = {}  # (plan code, add-on code) -> AddOn
-        self.add_on_minis: dict[tuple[str, str], dict] = {}
+        self.add_on_minis: dict[tuple[str, str], dict] = {}  # (plan code, add-on code) -> AddOnMini
         stamp = iso(created_ts)
         for spec in PLANS:
             plan_id = mint.next_id()
-            self.plan_ids[spec.code] = plan_id
             self.plans[plan_id] = _plan_object(plan_id, spec, stamp)
             self.plan_minis[spec.code] = {"id": plan_id, "object": "plan", "code": spec.code, "name": spec.name}
             for code in spec.add_on_codes:
                 add_on = _add_on_object(mint.next_id(), plan_id, ADD_ONS[code], stamp)
                 self.add_ons[add_on["id"]] = add_on
-                self.add_on_objects[spec.code, code] = add_on
                 self.add_on_minis[spec.code, code] = {
                     "id": add_on["id"], "object": "add_on", "code": code, "name": add_on["name"],
                     "add_on_type": "fixed", "accounting_code": code,

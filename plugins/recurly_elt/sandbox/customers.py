@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-from recurly_elt.sandbox.simclock import date_to_ts, iso, year_month
+from recurly_elt.sandbox.timestamps import date_to_ts, iso, year_month
 from recurly_elt.sandbox.store import compact
 
 FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",

@@ -1,4 +1,4 @@
-"""Deterministic Recurly-like identifiers.
+"""Deterministic Recurly-like identifiers, and the seeds they (and the sites' RNGs) start from.
 
 Recurly ids are 12-13 character lowercase alphanumerics and uuids are 32 hex digits. Here every
 object of a site takes the next number of one counter, and the number is spread over the id space
@@ -7,6 +7,8 @@ the site's salt and the order of creation - which the event queue makes determin
 """
 
 from __future__ import annotations
+
+import hashlib
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_SPACE = 36**12
@@ -23,6 +25,12 @@ def _golden_multiplier(space: int) -> int:
 
 _ID_MULT = _golden_multiplier(_ID_SPACE)
 _UUID_MULT = _golden_multiplier(_UUID_SPACE)
+
+
+def derive_seed(*parts: object, size: int = 8) -> int:
+    """A seed of `size` bytes from `parts`, the same on every run and machine (unlike hash())."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:size], "big")
 
 
 class IdMint:

@@ -21,7 +21,6 @@ import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from functools import cached_property
 
 from recurly_elt.sandbox.filters import FACET_FIELDS
@@ -44,16 +43,9 @@ DEFAULT_EMBEDDED_LINE_ITEMS = 10
 MAX_ID = "\U0010ffff"
 
 
-def _json_default(value):
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def dumps(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+    """Compact JSON bytes; the generator's objects hold JSON types only (timestamps are strings)."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _micros_or_none(value) -> int | None:

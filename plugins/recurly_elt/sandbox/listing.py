@@ -28,7 +28,6 @@ from recurly_elt.sandbox.timestamps import to_micros
 
 MAX_LIMIT = 200
 MAX_IDS = 200
-PAGING_PARAMS = ("limit", "order", "sort", "begin_time", "end_time", "cursor")
 
 
 @dataclass

@@ -172,11 +172,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             status, payload = err.status, err.body()
         if total is not None:
             headers["Recurly-Total-Records"] = str(total)
-        self._respond(method, status, payload, headers, fault)
+        # Logged before the response is sent: a client that has its answer finds its request in
+        # the log (a test reading GET /__sandbox/requests right after its last call sees it).
         seconds = time.perf_counter() - started
         if site is not None:
             site.count(status, fault.label, seconds)
         self.server.request_log.add(method, self.path, site.name if site else None, status, fault.label, seconds)
+        self._respond(method, status, payload, headers, fault)
 
     def _read_body(self) -> bytes:
         """Read (and so drain, keeping the connection usable) any request body."""

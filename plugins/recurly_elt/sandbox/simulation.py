@@ -18,7 +18,6 @@ exactly what building to D + N gives. docs/sandbox-data.md describes the rates a
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterator
@@ -28,22 +27,17 @@ from recurly_elt.sandbox import customers
 from recurly_elt.sandbox.billing import EXPIRED_CARD, INSUFFICIENT_FUNDS, Billing, Charge
 from recurly_elt.sandbox.catalog import ADD_ONS, PLANS, Catalog, PlanSpec, local_prices, neighbour_plan
 from recurly_elt.sandbox.customers import Customer
+from recurly_elt.sandbox.ids import derive_seed
 from recurly_elt.sandbox.rates import DEFAULT_RATES, DUNNING_RETRY_DAYS, SimulationRates
 from recurly_elt.sandbox.store import RESOURCES, SiteStore
 from recurly_elt.sandbox.subscriptions import COUPONS, Subscription, coupon_redemption, new_subscription_object
-from recurly_elt.sandbox.simclock import DAY, date_to_ts, iso, ts_to_datetime
+from recurly_elt.sandbox.timestamps import DAY, date_to_ts, iso, ts_to_datetime
 
 __all__ = ["SiteSimulation", "SimulationRates", "RESOURCES"]
 
 _PLAN_WEIGHTS = [p.weight for p in PLANS]
 _SEATS = (1, 1, 1, 2, 2, 3, 3, 4, 5, 5, 8, 10, 12, 15, 20, 25, 40)
 _LIVE = frozenset(("active", "canceled", "future", "paused"))
-
-
-def _derive_seed(subdomain: str, seed: int) -> int:
-    """Each site gets its own stream: same seed, different subdomain -> different data."""
-    digest = hashlib.sha256(f"{subdomain}:{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
 
 
 class SiteSimulation:
@@ -60,7 +54,7 @@ class SiteSimulation:
         self.accounts_per_year = accounts
         self.start_date = start_date
         self.rates = rates
-        salt = _derive_seed(subdomain, seed)
+        salt = derive_seed(subdomain, seed)  # same seed, different subdomain -> different data
         self._rng = random.Random(salt)
         self._store = SiteStore(salt)
         self.objects = self._store.objects

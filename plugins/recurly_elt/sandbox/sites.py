@@ -7,7 +7,6 @@ as separate Recurly sites would. The API key selects the site, as on Recurly.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import Counter
@@ -15,8 +14,10 @@ from datetime import date
 from typing import Callable, Protocol
 
 from recurly_elt.sandbox.faults import FaultInjector, FaultSpec
+from recurly_elt.sandbox.ids import derive_seed
 from recurly_elt.sandbox.index import DEFAULT_EMBEDDED_LINE_ITEMS, EntryCache, SiteIndex
 from recurly_elt.sandbox.ratelimit import SlidingWindowLimiter
+from recurly_elt.sandbox.timestamps import from_micros
 
 
 class Simulation(Protocol):
@@ -27,12 +28,6 @@ class Simulation(Protocol):
     version: int
 
     def advance(self, days: int = 1) -> dict[str, int]: ...
-
-
-def derive_seed(seed: int, *parts: str) -> int:
-    """A stable seed per site (and per purpose): the same inputs give the same seed on every run."""
-    digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 class Site:
@@ -46,7 +41,7 @@ class Site:
         self.sim = simulation
         self.seed = seed
         self.limiter = limiter or SlidingWindowLimiter(0)
-        self.faults = FaultInjector(faults or FaultSpec(), derive_seed(seed, "faults"))
+        self.set_faults(faults or FaultSpec())
         self.statuses: Counter[int] = Counter()
         self.fault_counts: Counter[str] = Counter()
         self.busy_seconds = 0.0  # time spent answering API requests (faults' delays included)
@@ -79,7 +74,7 @@ class Site:
 
     def set_faults(self, spec: FaultSpec) -> None:
         """New faults start a fresh RNG from the same seed, so a run is reproducible from the change."""
-        self.faults = FaultInjector(spec, derive_seed(self.seed, "faults"))
+        self.faults = FaultInjector(spec, derive_seed(self.seed, "faults", size=4))
 
     def count(self, status: int, fault: str | None, seconds: float) -> None:
         with self._lock:
@@ -90,7 +85,7 @@ class Site:
 
     def clock(self) -> dict:
         index = self.current_index()
-        return {"now": _iso(self.sim.now), "version": index.version}
+        return {"now": from_micros(index.now), "version": index.version}
 
     def stats(self) -> dict:
         index = self.current_index()
@@ -111,10 +106,6 @@ class Site:
         }
 
 
-def _iso(moment) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if hasattr(moment, "isoformat") else str(moment)
-
-
 def default_simulation_factory() -> Callable[..., Simulation]:
     from recurly_elt.sandbox.simulation import SiteSimulation
 
@@ -132,7 +123,7 @@ def build_sites(keys: dict[str, str], seed: int, accounts: int, start_date: date
         raise ValueError("each site needs its own API key")
     sites = []
     for subdomain, api_key in keys.items():
-        site_seed = derive_seed(seed, subdomain)
+        site_seed = derive_seed(seed, subdomain, size=4)
         sim = factory(subdomain=subdomain, seed=site_seed, accounts=accounts, start_date=start_date, until=until)
         sites.append(Site(subdomain, api_key, sim, site_seed, SlidingWindowLimiter(rate_limit, rate_window),
                           spec, embedded_line_items))

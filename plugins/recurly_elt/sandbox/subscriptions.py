@@ -9,7 +9,7 @@ from __future__ import annotations
 from recurly_elt.sandbox.billing import Charge
 from recurly_elt.sandbox.catalog import ADD_ONS, Catalog, PlanSpec
 from recurly_elt.sandbox.customers import Customer
-from recurly_elt.sandbox.simclock import DAY, add_months, iso
+from recurly_elt.sandbox.timestamps import DAY, add_months, iso
 from recurly_elt.sandbox.store import compact
 
 # Coupons: recurring percent-off discounts (forever), so net-of-discount MRR is testable.

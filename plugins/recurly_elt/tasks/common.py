@@ -1,6 +1,7 @@
 """What every DAG of the project shares: owner, retries, tags and the variable naming the sites.
 
-Imported by the DAG files at parse time, so it imports nothing beyond the standard library.
+Imported by the DAG files at parse time, so it imports nothing beyond the standard library at
+module level (Airflow's task SDK only inside the functions tasks call).
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     }
     args.update(overrides)
     return args
+
+
+def recurly_conn_ids() -> list[str]:
+    """The Recurly connection ids to read, from the Variable `recurly_elt_recurly_conn_ids` (run time).
+
+    Raises ValueError naming the Variable and what it should hold when it is missing or malformed.
+    """
+    from airflow.sdk import Variable
+
+    value = Variable.get(RECURLY_CONN_IDS_VARIABLE, default=None, deserialize_json=True)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"Variable {RECURLY_CONN_IDS_VARIABLE!r} must be a non-empty JSON list of connection "
+                         f'ids, e.g. ["recurly_default"] (see airflow_settings.yaml); got {value!r}')
+    return value
 
 
 def tags(*extra: str) -> list[str]:

@@ -11,46 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.sdk import BaseHook, Variable, get_current_context
+from airflow.sdk import get_current_context
 
-from recurly_elt.tasks.common import RECURLY_CONN_IDS_VARIABLE
+from recurly_elt.tasks.common import recurly_conn_ids
 
 log = logging.getLogger(__name__)
 
-RECURLY_ACCEPT = "application/vnd.recurly.v2021-02-25+json"
 TOTAL_RECORDS_HEADER = "Recurly-Total-Records"
 
 
 class PreflightError(RuntimeError):
     """A site that cannot be read; the message names the connection and the site, never the key."""
-
-
-def _conn_ids(variable: str) -> list[str]:
-    value = Variable.get(variable, deserialize_json=True)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise PreflightError(f"Variable {variable!r} must be a non-empty JSON list of connection ids")
-    return value
-
-
-def load_sites(conn_ids: list[str]) -> list:
-    """Every site of every connection, each API key registered with the log masker first."""
-    from airflow.sdk.log import mask_secret
-
-    from recurly_elt.recurly.sites import sites_from_connection
-
-    sites = []
-    for conn_id in conn_ids:
-        conn = BaseHook.get_connection(conn_id)
-        if conn.password:
-            mask_secret(conn.password)  # the whole {"subdomain": "key"} map as well as each key
-        for site in sites_from_connection(
-            conn_id, host=conn.host, password=conn.password, login=conn.login, extra=conn.extra_dejson
-        ):
-            mask_secret(site.api_key)
-            sites.append(site)
-    return sites
 
 
 def count_accounts(site: Any, timeout: float = 30.0) -> int:
@@ -59,9 +30,10 @@ def count_accounts(site: Any, timeout: float = 30.0) -> int:
     from requests.auth import HTTPBasicAuth
 
     from airflow.providers.http.hooks.http import HttpHook
+    from recurly_elt.recurly.client import ACCEPT
 
     hook = HttpHook(method="HEAD", http_conn_id=site.conn_id)
-    session = hook.get_conn(headers={"Accept": RECURLY_ACCEPT})
+    session = hook.get_conn(headers={"Accept": ACCEPT})
     session.auth = HTTPBasicAuth(site.api_key, "")  # Recurly: the key is the user name, no password
     # The site's own base URL: a connection may name a region instead of a host.
     request = session.prepare_request(Request("HEAD", f"{site.base_url}/accounts"))
@@ -80,13 +52,15 @@ def count_accounts(site: Any, timeout: float = 30.0) -> int:
     return int(total)
 
 
-def preflight(conn_ids_variable: str = RECURLY_CONN_IDS_VARIABLE) -> dict[str, int]:
+def preflight() -> dict[str, int]:
     """Check every configured site; return {subdomain: accounts}."""
+    from recurly_elt.recurly.hook import sites_of  # registers every key with the log masker
+
     context = get_current_context()
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     log.info("Window (data interval): [%s, %s)", start, end)
 
-    sites = load_sites(_conn_ids(conn_ids_variable))
+    sites = sites_of(recurly_conn_ids())
     counts: dict[str, int] = {}
     for site in sites:
         counts[site.subdomain] = count_accounts(site)

@@ -8,6 +8,7 @@ through the ORM.
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime, timezone
 
 import numpy as np
@@ -19,22 +20,30 @@ from recurly_elt.transform import tables as t
 
 
 def _values(s: pd.Series, col: sa.Column) -> list:
-    """One column as plain Python values the driver stores as SQLAlchemy would (dates as ISO text)."""
+    """One column as plain Python values the driver stores as SQLAlchemy would (dates as ISO text,
+    missing values as None). Each branch converts the whole column in numpy and makes its Python
+    objects once, in `tolist()`: at millions of rows this is a large part of the write."""
     typ = col.type
     if isinstance(typ, (sa.DateTime, sa.Date)):
         arr = pd.to_datetime(s).to_numpy(dtype="datetime64[us]")
         if isinstance(typ, sa.DateTime):
-            text = np.char.replace(np.datetime_as_string(arr), "T", " ")
+            out = np.char.replace(np.datetime_as_string(arr), "T", " ").astype(object)
         else:
-            text = np.datetime_as_string(arr.astype("datetime64[D]"))
-        return pd.Series(text, index=s.index, dtype=object).where(~np.isnat(arr), None).tolist()
-    if isinstance(typ, sa.Boolean):
-        s = s.astype("boolean")
-    elif isinstance(typ, (sa.BigInteger, sa.Integer)):
-        s = pd.to_numeric(s).round().astype("Int64")
-    elif isinstance(typ, (sa.Numeric, sa.Float)):
-        s = pd.to_numeric(s).astype("float64")
-    return s.astype(object).where(s.notna(), None).tolist()
+            out = np.datetime_as_string(arr.astype("datetime64[D]")).astype(object)
+        missing = np.isnat(arr)
+    elif isinstance(typ, (sa.BigInteger, sa.Integer, sa.Numeric, sa.Float)) and not isinstance(typ, sa.Boolean):
+        arr = pd.to_numeric(s).to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(arr)
+        if isinstance(typ, (sa.BigInteger, sa.Integer)):
+            out = np.where(missing, 0.0, np.round(arr)).astype(np.int64).astype(object)
+        else:
+            out = arr.astype(object)
+    else:
+        if isinstance(typ, sa.Boolean):
+            s = s.astype("boolean")
+        return s.to_numpy(dtype=object, na_value=None).tolist()
+    out[missing] = None
+    return out.tolist()
 
 
 def insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
@@ -42,11 +51,12 @@ def insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> i
     if frame.empty:
         return 0
     # Rows in key order append to the B-tree instead of scattering over it (much faster on SQLite).
-    key = [c.name for c in table.primary_key.columns if c.name in frame.columns]
+    # Every write holds one site's rows, so the site column is left out of the sort.
+    key = [c.name for c in table.primary_key.columns if c.name in frame.columns and c.name != "site"]
     if key and len(frame) > 1:
         frame = frame.sort_values(key, kind="stable")
     cols = [c for c in table.columns if c.name in frame.columns]
-    rows = list(zip(*(_values(frame[c.name], c) for c in cols)))
+    rows = zip(*(_values(frame[c.name], c) for c in cols))
     names = ", ".join(f'"{c.name}"' for c in cols)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
@@ -57,8 +67,10 @@ def insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> i
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA cache_size = -262144")  # 256 MB page cache for big inserts
         marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in cols)
-        conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
-    return len(rows)
+        # The driver's own cursor takes the row iterator as is (SQLAlchemy would want a list).
+        with closing(conn.connection.driver_connection.cursor()) as cur:
+            cur.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+    return len(frame)
 
 
 def replace(conn: sa.Connection, table: sa.Table, where: sa.ColumnElement, frame: pd.DataFrame) -> int:

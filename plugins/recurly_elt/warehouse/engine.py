@@ -10,8 +10,10 @@ same file at once, so every SQLite engine gets:
   records writes about 100 database pages, so the default checkpointed (and fsynced) every few
   commits; a larger WAL cut the write cost per record by about a quarter. `journal_size_limit`
   truncates the WAL back to 64 MB after a checkpoint so it does not stay large on disk;
-- `cache_size` 64 MiB per connection (SQLite's default is 2 MiB): the (site, id) key index of a
-  large staging table takes random inserts, which went to the OS for most index pages;
+- `mmap_size` 256 MiB: pages are read through a shared memory map instead of being copied into
+  each connection's private page cache. Several processes write the same file, and every commit
+  by one of them empties the others' page caches, so a writer re-read the key indexes of large
+  staging tables from the OS at every transaction;
 - transactions opened through `write_transaction()` start with `BEGIN IMMEDIATE`, taking the write
   lock up front. A deferred transaction that reads first and writes later can fail with SQLITE_BUSY
   without waiting (another writer committed since its read snapshot); taking the lock first makes
@@ -47,7 +49,7 @@ WAREHOUSE_CONN_ID = "recurly_warehouse"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 _IMMEDIATE = "recurly_elt_begin_immediate"
 
 
@@ -61,7 +63,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit = {SQLITE_JOURNAL_SIZE_LIMIT}")
-    cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     cur.close()
 
 
