@@ -16,9 +16,9 @@ BENCHMARKS = {
 }
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    chosen = next((a for a in sys.argv[1:] if a in BENCHMARKS), None)
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if a in BENCHMARKS), None)
     for name, (module_name, help_text) in BENCHMARKS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_bench_module=module_name)

@@ -40,7 +40,7 @@ from recurly_elt.local.summary import (
 from recurly_elt.tasks.common import WAREHOUSE_CONN_ID
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="start everything, backfill the last days, print a summary")

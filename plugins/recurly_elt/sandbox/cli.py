@@ -36,7 +36,7 @@ DEFAULT_SEED = 42
 DEFAULT_ACCOUNTS = 500
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve = sub.add_parser("serve", help="serve the sandbox API on loopback until stopped")
     serve.add_argument("--host", default="127.0.0.1")
