@@ -91,9 +91,18 @@ def _plan_changes(segments: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _first_subscription(subscription_ids: pd.Series) -> pd.Series:
+    """The first id of each JSON array of subscription ids, parsed once per distinct array (a
+    subscription's invoices and payments repeat the same array)."""
+    codes, uniques = pd.factorize(subscription_ids)
+    first = pd.Series(uniques, dtype=object).str.extract(r'"([^"]+)"', expand=False).to_numpy(dtype=object)
+    return pd.Series(np.where(codes >= 0, first[codes] if len(first) else None, None),
+                     index=subscription_ids.index, dtype=object).astype("str")
+
+
 def _invoice_events(f: SiteFrames) -> list[pd.DataFrame]:
     inv = f.invoices[f.invoices["type"] != "credit"].rename(columns={"id": "invoice_id", "total": "amount"})
-    inv["subscription_id"] = inv["subscription_ids"].fillna("").str.extract(r'"([^"]+)"', expand=False)
+    inv["subscription_id"] = _first_subscription(inv["subscription_ids"])
     inv["detail"] = inv["origin"]
     renewals = inv[inv["origin"] == "renewal"]
     return [_frame("Recurly Invoice Created", inv, "created_at", "invoice_id"),
@@ -102,7 +111,7 @@ def _invoice_events(f: SiteFrames) -> list[pd.DataFrame]:
 
 def _transaction_events(f: SiteFrames) -> list[pd.DataFrame]:
     tx = f.transactions.rename(columns={"id": "transaction_id"})
-    tx["subscription_id"] = tx["subscription_ids"].fillna("").str.extract(r'"([^"]+)"', expand=False)
+    tx["subscription_id"] = _first_subscription(tx["subscription_ids"])
     tx["when"] = tx["collected_at"].fillna(tx["created_at"])
     tx["detail"] = tx["status"]
     ok = tx["success"].fillna(False).astype(bool) | (tx["status"] == "success")
@@ -117,15 +126,24 @@ def _transaction_events(f: SiteFrames) -> list[pd.DataFrame]:
     ]
 
 
-def event_ids(site: str, events: pd.DataFrame) -> pd.Series:
-    """hash(site, event name, object id, occurred_at) as 32 hex characters, vectorised."""
+def _event_hashes(site: str, events: pd.DataFrame) -> list[np.ndarray]:
+    """Two independent 64-bit hashes of (site, event name, object id, occurred_at) per row."""
     key = pd.DataFrame({"site": site, "name": events["event_name"].to_numpy(),
                         "object": events["object_id"].astype(str).to_numpy(),
                         "at": events["occurred_at"].astype("datetime64[us]").astype("int64").to_numpy()})
-    halves = [pd.util.hash_pandas_object(key, index=False, hash_key=k).to_numpy()
-              for k in ("recurly-elt.ev.a", "recurly-elt.ev.b")]
+    # categorize=False: the same hashes, without first factorizing columns of mostly distinct values.
+    return [pd.util.hash_pandas_object(key, index=False, hash_key=k, categorize=False).to_numpy()
+            for k in ("recurly-elt.ev.a", "recurly-elt.ev.b")]
+
+
+def _hex_ids(halves: list[np.ndarray], index: pd.Index) -> pd.Series:
     joined = np.column_stack([h.astype(">u8") for h in halves]).tobytes().hex().encode("ascii")
-    return pd.Series(np.frombuffer(joined, dtype="S32").astype(str), index=events.index)
+    return pd.Series(np.frombuffer(joined, dtype="S32").astype(str), index=index)
+
+
+def event_ids(site: str, events: pd.DataFrame) -> pd.Series:
+    """hash(site, event name, object id, occurred_at) as 32 hex characters, vectorised."""
+    return _hex_ids(_event_hashes(site, events), events.index)
 
 
 def lifecycle_events(f: SiteFrames, segments: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -137,11 +155,16 @@ def lifecycle_events(f: SiteFrames, segments: pd.DataFrame, start: pd.Timestamp,
     if events.empty:
         return pd.DataFrame(columns=COLUMNS)
     events["occurred_at"] = pd.to_datetime(events["occurred_at"])
-    events = events[(events["occurred_at"] >= start) & (events["occurred_at"] < end)].copy()
+    events = events[(events["occurred_at"] >= start) & (events["occurred_at"] < end)]
+    # The same event seen twice (e.g. a canceled_at in staging and in a snapshot) has one id: keep
+    # one. Duplicates are found on the two numeric hashes, before making millions of id strings.
+    halves = _event_hashes(f.site, events)
+    first = ~pd.MultiIndex.from_arrays(halves).duplicated()
+    events = events[first].copy()
+    events["event_id"] = _hex_ids([h[first] for h in halves], events.index)
     # Plan code of the subscription when the event carries none (the latest staged plan).
     plan_of = f.subscriptions.drop_duplicates("id").set_index("id")["plan_code"]
     events["plan_code"] = events["plan_code"].fillna(events["subscription_id"].map(plan_of))
     accounts = f.accounts.drop_duplicates("id").set_index("id")["code"]
     events["account_code"] = events["account_id"].map(accounts)
-    events["event_id"] = event_ids(f.site, events)
-    return events.drop_duplicates("event_id")[COLUMNS].reset_index(drop=True)
+    return events[COLUMNS].reset_index(drop=True)

@@ -13,8 +13,12 @@ from recurly_elt.transform.config import TransformConfig
 
 
 def rates_for(currency: pd.Series, config: TransformConfig) -> pd.Series:
-    """The rate of each row's currency (NaN where fx.yaml has none)."""
-    return currency.str.upper().map(config.fx_rates).astype("float64")
+    """The rate of each row's currency (NaN where fx.yaml has none). Looked up once per distinct
+    currency (a handful), not once per row."""
+    codes, uniques = pd.factorize(currency)
+    rates = pd.Series(uniques).astype(str).str.upper().map(config.fx_rates).to_numpy(dtype="float64")
+    return pd.Series(np.where(codes >= 0, rates[codes], np.nan) if len(rates) else np.nan,
+                     index=currency.index, dtype="float64")
 
 
 def to_reporting(amount: pd.Series, currency: pd.Series, config: TransformConfig) -> pd.Series:

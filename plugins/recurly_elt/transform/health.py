@@ -65,6 +65,18 @@ def _invoices_reporting(f: SiteFrames, config: TransformConfig) -> tuple[pd.Data
     return inv[rate.notna()], quarantine
 
 
+def _joined_plan_names(live: pd.DataFrame) -> pd.Series:
+    """Per account, its distinct plan names sorted and joined with ", ". Built one rank at a time
+    (an account has a few plans), not with a Python join per account."""
+    p = live[["account_id", "plan_name"]].drop_duplicates().sort_values("plan_name", kind="stable")
+    rank = p.groupby("account_id", sort=False).cumcount().to_numpy()
+    out = p[rank == 0].set_index("account_id")["plan_name"]
+    for k in range(1, int(rank.max()) + 1 if len(rank) else 0):
+        nth = p[rank == k].set_index("account_id")["plan_name"]
+        out = out + (", " + nth).reindex(out.index).fillna("")
+    return out
+
+
 def _per_account(values: pd.Series, accounts: pd.Index, fill=np.nan) -> np.ndarray:
     return values.reindex(accounts, fill_value=fill).to_numpy()
 
@@ -96,8 +108,7 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         live = sub_runs[(sub_runs["day_from"] <= d) & (sub_runs["day_to"] > d) & (sub_runs["mrr"] > 0)]
         live = live.assign(plan_name=live["subscription_id"].map(subs["plan_name"]).fillna(""),
                            quantity=live["subscription_id"].map(subs["quantity"]))
-        names = (live.drop_duplicates(["account_id", "plan_name"]).sort_values("plan_name")
-                 .groupby("account_id")["plan_name"].agg(", ".join))
+        names = _joined_plan_names(live)
 
         existing = invoices[invoices["created_at"] < t]
         open_now = status.open_invoices_at(existing, t)

@@ -19,19 +19,23 @@ from recurly_elt.transform import runs as run_ops
 from recurly_elt.transform import tables as t
 
 
-def _values(s: pd.Series, col: sa.Column) -> list:
-    """One column as plain Python values the driver stores as SQLAlchemy would (dates as ISO text,
-    missing values as None). Each branch converts the whole column in numpy and makes its Python
-    objects once, in `tolist()`: at millions of rows this is a large part of the write."""
+def _values(s: pd.Series, col: sa.Column) -> np.ndarray:
+    """One column as an object array of the plain Python values the driver stores as SQLAlchemy
+    would (dates as ISO text, missing values as None). Each branch converts the whole column in
+    numpy: at millions of rows the per-value work is a large part of the write."""
     typ = col.type
     if isinstance(typ, (sa.DateTime, sa.Date)):
         arr = pd.to_datetime(s).to_numpy(dtype="datetime64[us]")
         if isinstance(typ, sa.DateTime):
-            out = np.char.replace(np.datetime_as_string(arr), "T", " ").astype(object)
+            text = np.datetime_as_string(arr)  # 'YYYY-MM-DDTHH:MM:SS.ffffff'
+            # SQLAlchemy's SQLite format has a space for the 'T': set that one character in place.
+            if text.dtype.itemsize > 10 * 4:  # (not an all-NaT column)
+                text.view(np.uint32).reshape(len(text), -1)[:, 10] = ord(" ")
+            out = text.astype(object)
         else:
             out = np.datetime_as_string(arr.astype("datetime64[D]")).astype(object)
         missing = np.isnat(arr)
-    elif isinstance(typ, (sa.BigInteger, sa.Integer, sa.Numeric, sa.Float)) and not isinstance(typ, sa.Boolean):
+    elif isinstance(typ, (sa.BigInteger, sa.Integer, sa.Numeric, sa.Float)):
         arr = pd.to_numeric(s).to_numpy(dtype="float64", na_value=np.nan)
         missing = np.isnan(arr)
         if isinstance(typ, (sa.BigInteger, sa.Integer)):
@@ -41,9 +45,25 @@ def _values(s: pd.Series, col: sa.Column) -> list:
     else:
         if isinstance(typ, sa.Boolean):
             s = s.astype("boolean")
-        return s.to_numpy(dtype=object, na_value=None).tolist()
+        return s.to_numpy(dtype=object, na_value=None)
     out[missing] = None
-    return out.tolist()
+    return out
+
+
+def _key_order(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """Row order sorted on the key columns, computed on numpy arrays (fixed-width text, int64
+    times): pandas sorting of millions of distinct strings compares Python objects and took
+    longer than the insert itself."""
+    arrays = []
+    for name in reversed(key):  # np.lexsort sorts on the last array first
+        s = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            arrays.append(s.to_numpy(dtype="datetime64[us]").view("int64"))
+        elif pd.api.types.is_numeric_dtype(s):
+            arrays.append(s.to_numpy(dtype="float64", na_value=np.nan))
+        else:
+            arrays.append(s.astype(str).to_numpy(dtype=object).astype(str))
+    return np.lexsort(arrays)
 
 
 def insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
@@ -53,10 +73,9 @@ def insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> i
     # Rows in key order append to the B-tree instead of scattering over it (much faster on SQLite).
     # Every write holds one site's rows, so the site column is left out of the sort.
     key = [c.name for c in table.primary_key.columns if c.name in frame.columns and c.name != "site"]
-    if key and len(frame) > 1:
-        frame = frame.sort_values(key, kind="stable")
+    order = _key_order(frame, key) if key and len(frame) > 1 else slice(None)
     cols = [c for c in table.columns if c.name in frame.columns]
-    rows = zip(*(_values(frame[c.name], c) for c in cols))
+    rows = zip(*(_values(frame[c.name], c)[order].tolist() for c in cols))
     names = ", ".join(f'"{c.name}"' for c in cols)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection

@@ -10,10 +10,6 @@ same file at once, so every SQLite engine gets:
   records writes about 100 database pages, so the default checkpointed (and fsynced) every few
   commits; a larger WAL cut the write cost per record by about a quarter. `journal_size_limit`
   truncates the WAL back to 64 MB after a checkpoint so it does not stay large on disk;
-- `mmap_size` 256 MiB: pages are read through a shared memory map instead of being copied into
-  each connection's private page cache. Several processes write the same file, and every commit
-  by one of them empties the others' page caches, so a writer re-read the key indexes of large
-  staging tables from the OS at every transaction;
 - transactions opened through `write_transaction()` start with `BEGIN IMMEDIATE`, taking the write
   lock up front. A deferred transaction that reads first and writes later can fail with SQLITE_BUSY
   without waiting (another writer committed since its read snapshot); taking the lock first makes
@@ -26,7 +22,7 @@ same file at once, so every SQLite engine gets:
 
 PostgreSQL uses psycopg 3 (`postgresql+psycopg://`). Its `write_transaction()` runs with
 `SET LOCAL synchronous_commit = off`: a commit returns without waiting for the WAL flush (fsync),
-which was most of a page's write time. Atomicity is untouched; a server crash can lose the last
+which took about a quarter of a single reader's time. Atomicity is untouched; a server crash can lose the last
 few hundred milliseconds of commits, and since every page commits together with its checkpoint,
 the retry then re-reads exactly the pages lost.
 """
@@ -49,7 +45,6 @@ WAREHOUSE_CONN_ID = "recurly_warehouse"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 _IMMEDIATE = "recurly_elt_begin_immediate"
 
 
@@ -63,7 +58,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit = {SQLITE_JOURNAL_SIZE_LIMIT}")
-    cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     cur.close()
 
 
