@@ -5,7 +5,8 @@ and loaded into staging directly (no HTTP), once per (accounts, seed, warehouse)
 warehouse is reused by later runs. Measured: the transform of the whole history, as the one-time
 import runs it (MRR runs, monthly movements, status and segments, lifecycle events, health for the
 last day, all writes), in a fresh child process so its peak memory is its own. Prints one JSON line:
-rows in, rows out, seconds, peak memory and the seconds of each stage (medians over --runs).
+rows in, rows out, wall and CPU seconds, peak memory and the seconds of each stage (medians over
+--runs).
 """
 
 from __future__ import annotations

@@ -45,6 +45,15 @@ from recurly_elt.warehouse.engine import write_transaction
 
 log = logging.getLogger(__name__)
 
+# Pages are written in batches: one transaction (upsert, snapshots, run log, checkpoint of the
+# batch's last page) per BATCH_RECORDS records or BATCH_SECONDS, whichever comes first. A commit
+# and its bookkeeping statements cost about as much as writing a page of rows (SQLite rewrites the
+# same index pages into its WAL at every commit); the seconds bound keeps slow reads checkpointed
+# often. A kill loses at most the batch in memory: those pages were never committed, so the retry
+# reads them again, and no committed page is read twice.
+BATCH_RECORDS = 2000
+BATCH_SECONDS = 1.0
+
 
 @dataclass
 class ExtractResult:
@@ -74,6 +83,34 @@ class _Fetched:
     parent_id: str | None
     last: bool              # the window's last page: its commit completes the window
     stats: RequestStats     # the client's counters once this page (and its completion) was fetched
+
+
+class _Batch:
+    """Converted pages not yet written: they commit together, with the checkpoint of the last one."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.keys: set[str] = set()
+        self.page_records: list[int] = []
+        self.records = 0
+        self.fetched: _Fetched | None = None   # the last page added: its checkpoint is the batch's
+        self.last_row: tuple | None = None     # highest (cursor, key) of the last page, for the fallback cursor
+        self.started = time.monotonic()
+
+    @property
+    def pages(self) -> int:
+        return len(self.page_records)
+
+    def add(self, fetched: _Fetched, rows: list[tuple], cursor_at: int, key_at: int) -> None:
+        self.rows.extend(rows)
+        self.keys.update(row[key_at] for row in rows)
+        self.page_records.append(len(rows))
+        self.records += len(rows)
+        self.fetched = fetched
+        order = lambda r: (r[cursor_at] or "", r[key_at] or "")  # noqa: E731
+        if self.last_row is not None:
+            rows = [self.last_row, *rows]
+        self.last_row = max(rows, key=order, default=None)
 
 
 class Extraction:
@@ -113,11 +150,12 @@ class Extraction:
         self._records_before = checkpoint.records if checkpoint else 0
         self._logged_stats = self.client.stats.snapshot()
         self._started = time.monotonic()
+        self._batch = _Batch()
         try:
             completed = False
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recurly-prefetch") as pool:
                 for fetched in _prefetched(pool, self._fetch(checkpoint)):
-                    self._commit(fetched)
+                    self._stage(fetched)
                     completed = fetched.last
             if not completed:  # nothing to read at all (a child resource without parents)
                 with write_transaction(self.engine) as conn:
@@ -199,22 +237,38 @@ class Extraction:
         return sorted(ids)
 
     # -- writes -------------------------------------------------------------------------------
-    def _commit(self, fetched: _Fetched) -> None:
-        page_rows = self._rows(fetched)  # before the write lock
-        records = len(page_rows)
+    def _stage(self, fetched: _Fetched) -> None:
+        """Convert a fetched page (before the write lock) and add it to the batch; write the batch
+        when it is full, old enough, the window's last page, or about to hold a key twice."""
+        page_rows = self._rows(fetched)
+        batch = self._batch
+        if batch.pages and not batch.keys.isdisjoint(row[self._convert.key_index] for row in page_rows):
+            # A record changed during the read is listed again: write the earlier version first, so
+            # both versions reach staging (and the snapshots) in order, as with one page a commit.
+            self._flush()
+        batch.add(fetched, page_rows, self._convert.cursor_index, self._convert.key_index)
+        if fetched.last or batch.records >= BATCH_RECORDS or time.monotonic() - batch.started >= BATCH_SECONDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the batched pages in one transaction with the checkpoint of the last one."""
+        batch, self._batch = self._batch, _Batch()
+        if not batch.pages:
+            return
         cursor_at, key_at = self._convert.cursor_index, self._convert.key_index
-        last = max(page_rows, key=lambda r: (r[cursor_at] or "", r[key_at] or ""), default=None)
+        last = batch.last_row
         last_updated_at = parse_timestamp(last[cursor_at]) if last else None
         if last_updated_at and (self._max_updated_at is None or last_updated_at > self._max_updated_at):
             self._max_updated_at = last_updated_at
-        rows = dedupe(self.resource, page_rows, self.site)
+        fetched = batch.fetched
+        rows = dedupe(self.resource, batch.rows, self.site)
         with write_transaction(self.engine) as conn:
             upserted = upsert_page(conn, self.resource, self.site, rows=rows)
-            self.result.pages += 1
-            self.result.records += records
+            self.result.pages += batch.pages
+            self.result.records += batch.records
             for key, value in upserted.as_dict().items():
                 setattr(self.result, key, getattr(self.result, key) + value)
-            increments = {**upserted.as_dict(), "pages": 1, "records": records,
+            increments = {**upserted.as_dict(), "pages": batch.pages, "records": batch.records,
                           **self._stats_since_logged(fetched.stats)}
             runlog.add(conn, run_id=self.run_id, site=self.site, resource=self.resource.name, **increments)
             if fetched.last:
@@ -227,7 +281,8 @@ class Extraction:
                                           pages=self._pages_before + self.result.pages,
                                           records=self._records_before + self.result.records),
                                       self.run_id)
-        self.progress.page(records)
+        for records in batch.page_records:
+            self.progress.page(records)
 
     def _stats_since_logged(self, now: RequestStats) -> dict[str, float]:
         delta = now.since(self._logged_stats)
