@@ -117,8 +117,9 @@ class LocalAirflow:
     def servers(self) -> list[ManagedProcess]:
         return stack.all_processes(self.layout)
 
-    def diagnostics(self, dag_id: str, run_ids: list[str]) -> str:
-        """Log tails of the tasks that failed or never finished, then of every server."""
+    def diagnostics(self, dag_id: str, run_ids: list[str] | None = None) -> str:
+        """Log tails of the tasks that failed or never finished (of `run_ids`, or of every run of
+        the DAG), then of every server."""
         parts = []
         for run_id, task_id, map_index, try_number, state in _unfinished_or_failed_tasks(dag_id, run_ids):
             path = task_log_path(self.layout.airflow_home / "logs", dag_id, run_id, task_id, map_index, try_number)
@@ -129,19 +130,22 @@ class LocalAirflow:
         return "\n\n".join(parts)
 
 
-def _unfinished_or_failed_tasks(dag_id: str, run_ids: list[str]) -> list[tuple]:
+def _unfinished_or_failed_tasks(dag_id: str, run_ids: list[str] | None) -> list[tuple]:
     from sqlalchemy import select
 
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
 
     states = ["failed", "upstream_failed", *UNFINISHED_TASK_STATES]
+    query = (
+        select(TI.run_id, TI.task_id, TI.map_index, TI.try_number, TI.state)
+        .where(TI.dag_id == dag_id, TI.state.in_(states))
+        .order_by(TI.run_id, TI.task_id, TI.map_index)
+    )
+    if run_ids is not None:
+        query = query.where(TI.run_id.in_(run_ids))
     with create_session() as session:
-        return [tuple(row) for row in session.execute(
-            select(TI.run_id, TI.task_id, TI.map_index, TI.try_number, TI.state)
-            .where(TI.dag_id == dag_id, TI.run_id.in_(run_ids), TI.state.in_(states))
-            .order_by(TI.run_id, TI.task_id, TI.map_index)
-        )]
+        return [tuple(row) for row in session.execute(query)]
 
 
 @contextmanager

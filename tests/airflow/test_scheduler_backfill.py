@@ -44,7 +44,7 @@ def local_airflow(tmp_path_factory):
         try:
             settings_loaded_at = airflow.start()
             errors = cli.wait_for_dag(bf.DAG_ID, parsed_since=settings_loaded_at)
-            assert not errors, f"import errors: {errors}\n\n{airflow.diagnostics(bf.DAG_ID, [])}"
+            assert not errors, f"import errors: {errors}\n\n{airflow.diagnostics(bf.DAG_ID)}"
             yield airflow
         finally:
             airflow.stop()
@@ -118,7 +118,10 @@ def _one_time_import(airflow: LocalAirflow, window: bf.BackfillWindow) -> str:
     from recurly_elt.local.initial_import import IMPORT_DAG_ID, warehouse_is_empty
 
     assert warehouse_is_empty(airflow.warehouse_url)
-    run_id, ok = cli.run_initial_import(airflow.env, window, IMPORT_TIMEOUT)
+    try:
+        run_id, ok = cli.run_initial_import(airflow.env, window, IMPORT_TIMEOUT)
+    except bf.BackfillError as exc:  # timed out: every run of the import DAG is this one
+        pytest.fail(f"{exc}\n\n{airflow.diagnostics(IMPORT_DAG_ID)}", pytrace=False)
     assert ok, f"{run_id} did not succeed\n\n{airflow.diagnostics(IMPORT_DAG_ID, [run_id])}"
     return run_id
 

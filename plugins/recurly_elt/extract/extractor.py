@@ -23,6 +23,8 @@ the child list of each, with the same window; the checkpoint then also names the
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 # reads them again, and no committed page is read twice.
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 1.0
+# List pages fetched ahead of the writer (about a batch and a half: 200 records, ~1 MB each at most).
+PREFETCH_PAGES = 16
 
 
 @dataclass
@@ -314,16 +318,48 @@ class Extraction:
             log.exception("could not record the failure of %s/%s in the run log", self.site, self.resource.name)
 
 
-def _prefetched(pool: ThreadPoolExecutor, items: Iterator[_Fetched]) -> Iterator[_Fetched]:
-    """Yield each item while the next one is already being fetched in `pool`."""
+def _prefetched(pool: ThreadPoolExecutor, items: Iterator[_Fetched], depth: int = PREFETCH_PAGES
+                ) -> Iterator[_Fetched]:
+    """Yield the items of `items`, produced in `pool` up to `depth` ahead (a bounded queue).
+
+    Deeper than one page because pages are written in batches: while a batch is written, the
+    fetching thread keeps going. The producer's errors are raised here, in order; when the
+    consumer stops early (an error while writing), the producer stops after its current item.
+    """
+    handoff: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
     end = object()
-    future = pool.submit(next, items, end)
-    while True:
-        current = future.result()
-        if current is end:
-            return
-        future = pool.submit(next, items, end)
-        yield current
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((None, exc))
+
+    producer = pool.submit(produce)
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is end:
+                break
+            yield item
+    finally:
+        stop.set()
+        producer.result()
 
 
 def extract_resource(client: RecurlyClient, engine: sa.Engine, resource: Resource | str, window: Window, *,
