@@ -3,15 +3,17 @@
 For one (site, resource, window) it reads the list sorted by updated_at ascending (the order in
 which a record changed during the read moves ahead of the cursor instead of being skipped), 200
 records a page, turns the page into staging rows (staging/rows.py: records stay raw bytes; only
-those that need changing are decoded into objects), and commits every page in one transaction
+those that need changing are decoded into objects), and commits pages in one transaction
 together with:
-  - the page checkpoint (the `next` link), so a killed task resumes at the next page on retry;
+  - the checkpoint of the transaction's last page (the `next` link), so a killed task resumes at
+    the next page on retry;
   - the run-log counters.
-The last page's transaction also completes the window: watermark forward, checkpoint removed,
-run log `success`.
+A transaction holds the pages already fetched when the writer is ready (up to BATCH_RECORDS
+records), or a single page when the source is the slower side. The last page's transaction also
+completes the window: watermark forward, checkpoint removed, run log `success`.
 
-Threads: one prefetch thread does all the HTTP (list pages, invoice completion), so page n+1 is
-on its way while page n is written. Converting records to rows is CPU work and stays in the main
+Threads: one prefetch thread does all the HTTP (list pages, invoice completion), up to
+PREFETCH_PAGES ahead of the writer, so pages keep arriving while a batch is written. Converting records to rows is CPU work and stays in the main
 thread, before the write lock is taken: in the prefetch thread it competed for the GIL with the
 writer's many short database calls (each gives up the GIL and has to win it back), which made the
 time spent holding SQLite's single write lock about twice as long.
@@ -48,13 +50,13 @@ from recurly_elt.warehouse.engine import write_transaction
 log = logging.getLogger(__name__)
 
 # Pages are written in batches: one transaction (upsert, snapshots, run log, checkpoint of the
-# batch's last page) per BATCH_RECORDS records or BATCH_SECONDS, whichever comes first. A commit
-# and its bookkeeping statements cost about as much as writing a page of rows (SQLite rewrites the
-# same index pages into its WAL at every commit); the seconds bound keeps slow reads checkpointed
-# often. A kill loses at most the batch in memory: those pages were never committed, so the retry
-# reads them again, and no committed page is read twice.
+# batch's last page) for the pages already fetched, up to BATCH_RECORDS records. A commit and its
+# bookkeeping statements cost about as much as writing a page of rows (SQLite rewrites the same
+# index pages into its WAL at every commit), so when pages arrive faster than they are written,
+# they are written together; when the source is the slower side (no page waiting), each page is
+# written at once, as before. A kill loses at most the batch in memory: those pages were never
+# committed, so the retry reads them again, and no committed page is read twice.
 BATCH_RECORDS = 2000
-BATCH_SECONDS = 1.0
 # List pages fetched ahead of the writer (about a batch and a half: 200 records, ~1 MB each at most).
 PREFETCH_PAGES = 16
 
@@ -98,8 +100,8 @@ class _Batch:
         self.page_records: list[int] = []
         self.records = 0
         self.fetched: _Fetched | None = None   # the last page added: its checkpoint is the batch's
-        self.last_row: tuple | None = None     # highest (cursor, key) of the last page, for the fallback cursor
-        self.started = time.monotonic()
+        self.last_row: tuple | None = None     # highest (cursor, key) read of the last page's parent: the fallback cursor
+        self.max_cursor: str | None = None     # highest cursor of the batch (stored text), for the watermark
 
     @property
     def pages(self) -> int:
@@ -110,11 +112,15 @@ class _Batch:
         self.keys.update(row[key_at] for row in rows)
         self.page_records.append(len(rows))
         self.records += len(rows)
+        if self.fetched is not None and self.fetched.parent_id != fetched.parent_id:
+            self.last_row = None  # another parent's list: its cursor says nothing about this one
         self.fetched = fetched
         order = lambda r: (r[cursor_at] or "", r[key_at] or "")  # noqa: E731
-        if self.last_row is not None:
-            rows = [self.last_row, *rows]
-        self.last_row = max(rows, key=order, default=None)
+        page_last = max(rows, key=order, default=None)
+        if page_last is not None:
+            self.last_row = page_last if self.last_row is None else max(self.last_row, page_last, key=order)
+            if page_last[cursor_at] is not None:
+                self.max_cursor = max(self.max_cursor or "", page_last[cursor_at])
 
 
 class Extraction:
@@ -155,16 +161,19 @@ class Extraction:
         self._logged_stats = self.client.stats.snapshot()
         self._started = time.monotonic()
         self._batch = _Batch()
+        self._writing = False
         try:
             completed = False
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recurly-prefetch") as pool:
-                for fetched in _prefetched(pool, self._fetch(checkpoint)):
-                    self._stage(fetched)
+                for fetched, more_waiting in _prefetched(pool, self._fetch(checkpoint)):
+                    self._stage(fetched, more_waiting)
                     completed = fetched.last
             if not completed:  # nothing to read at all (a child resource without parents)
                 with write_transaction(self.engine) as conn:
                     self._complete(conn)
         except BaseException as exc:
+            if self._batch.pages and not self._writing:  # a request failed: keep the pages read before it
+                self._flush_before_failing()
             self._fail(exc)
             raise
         self.progress.done("done")
@@ -241,17 +250,18 @@ class Extraction:
         return sorted(ids)
 
     # -- writes -------------------------------------------------------------------------------
-    def _stage(self, fetched: _Fetched) -> None:
+    def _stage(self, fetched: _Fetched, more_waiting: bool) -> None:
         """Convert a fetched page (before the write lock) and add it to the batch; write the batch
-        when it is full, old enough, the window's last page, or about to hold a key twice."""
+        when no further page is waiting, when it is full, at the window's last page, or before it
+        would hold a key twice."""
         page_rows = self._rows(fetched)
-        batch = self._batch
-        if batch.pages and not batch.keys.isdisjoint(row[self._convert.key_index] for row in page_rows):
+        if self._batch.pages and not self._batch.keys.isdisjoint(row[self._convert.key_index] for row in page_rows):
             # A record changed during the read is listed again: write the earlier version first, so
             # both versions reach staging (and the snapshots) in order, as with one page a commit.
             self._flush()
+        batch = self._batch
         batch.add(fetched, page_rows, self._convert.cursor_index, self._convert.key_index)
-        if fetched.last or batch.records >= BATCH_RECORDS or time.monotonic() - batch.started >= BATCH_SECONDS:
+        if fetched.last or not more_waiting or batch.records >= BATCH_RECORDS:
             self._flush()
 
     def _flush(self) -> None:
@@ -262,10 +272,12 @@ class Extraction:
         cursor_at, key_at = self._convert.cursor_index, self._convert.key_index
         last = batch.last_row
         last_updated_at = parse_timestamp(last[cursor_at]) if last else None
-        if last_updated_at and (self._max_updated_at is None or last_updated_at > self._max_updated_at):
-            self._max_updated_at = last_updated_at
+        batch_max = parse_timestamp(batch.max_cursor) if batch.max_cursor else None
+        if batch_max and (self._max_updated_at is None or batch_max > self._max_updated_at):
+            self._max_updated_at = batch_max
         fetched = batch.fetched
         rows = dedupe(self.resource, batch.rows, self.site)
+        self._writing = True
         with write_transaction(self.engine) as conn:
             upserted = upsert_page(conn, self.resource, self.site, rows=rows)
             self.result.pages += batch.pages
@@ -285,8 +297,15 @@ class Extraction:
                                           pages=self._pages_before + self.result.pages,
                                           records=self._records_before + self.result.records),
                                       self.run_id)
+        self._writing = False
         for records in batch.page_records:
             self.progress.page(records)
+
+    def _flush_before_failing(self) -> None:
+        try:
+            self._flush()
+        except Exception:
+            log.exception("%s/%s: could not commit the pages read before the failure", self.site, self.resource.name)
 
     def _stats_since_logged(self, now: RequestStats) -> dict[str, float]:
         delta = now.since(self._logged_stats)
@@ -319,8 +338,9 @@ class Extraction:
 
 
 def _prefetched(pool: ThreadPoolExecutor, items: Iterator[_Fetched], depth: int = PREFETCH_PAGES
-                ) -> Iterator[_Fetched]:
-    """Yield the items of `items`, produced in `pool` up to `depth` ahead (a bounded queue).
+                ) -> Iterator[tuple[_Fetched, bool]]:
+    """Yield the items of `items`, produced in `pool` up to `depth` ahead (a bounded queue), each
+    with whether a further item is already waiting.
 
     Deeper than one page because pages are written in batches: while a batch is written, the
     fetching thread keeps going. The producer's errors are raised here, in order; when the
@@ -356,7 +376,7 @@ def _prefetched(pool: ThreadPoolExecutor, items: Iterator[_Fetched], depth: int 
                 raise error
             if item is end:
                 break
-            yield item
+            yield item, not handoff.empty()
     finally:
         stop.set()
         producer.result()

@@ -24,26 +24,45 @@ def from_deltas(keys: pd.DataFrame, day_from: pd.Series, day_to: pd.Series, valu
     Returns key columns + day_from, day_to, value: the canonical runs of the summed daily series.
     """
     key_cols = list(keys.columns)
-    starts = keys.assign(day=day_from.to_numpy(), value=value.to_numpy())
-    ends = keys.assign(day=day_to.to_numpy(), value=-value.to_numpy())
-    ev = pd.concat([starts, ends], ignore_index=True)
-    ev = ev.groupby(key_cols + ["day"], sort=True, observed=True)["value"].sum().reset_index()
-    grouped = ev.groupby(key_cols, sort=False, observed=True)
+    code = _key_codes(keys)
+    v = value.to_numpy()
+    if (code < 0).any():  # rows without a key belong to no series
+        keep = code >= 0
+        keys, code, v = keys[keep], code[keep], v[keep]
+        day_from, day_to = day_from[keep], day_to[keep]
+    ev = pd.DataFrame({"code": np.concatenate([code, code]),
+                       "day": np.concatenate([day_from.to_numpy(), day_to.to_numpy()]),
+                       "value": np.concatenate([v, -v])})
+    ev = ev.groupby(["code", "day"], sort=True)["value"].sum().reset_index()
+    grouped = ev.groupby("code", sort=False)
     ev["value"] = grouped["value"].cumsum().round(2)
     ev["day_to"] = grouped["day"].shift(-1)
-    ev = ev[ev["day_to"].notna()].rename(columns={"day": "day_from"})
-    return coalesce(ev, key_cols)
+    ev = ev[ev["day_to"].notna()]
+    # Key values back from the codes: the first row of each key, in code order.
+    key_rows = keys[~pd.Series(code).duplicated().to_numpy()].reset_index(drop=True)
+    out = key_rows.take(ev["code"].to_numpy()).reset_index(drop=True)
+    out["day_from"], out["day_to"], out["value"] = ev["day"].to_numpy(), ev["day_to"].to_numpy(), ev["value"].to_numpy()
+    return coalesce(out, key_cols)
+
+
+def _key_codes(keys: pd.DataFrame) -> np.ndarray:
+    """An integer per distinct key (in order of first appearance; -1 for a missing key). Sorting and
+    grouping on these instead of the id strings avoids comparing and re-hashing millions of Python
+    strings."""
+    return keys.groupby(list(keys.columns), sort=False, observed=True).ngroup().to_numpy()
 
 
 def coalesce(runs: pd.DataFrame, key_cols: list[str], value_cols: tuple[str, ...] = ("value",)) -> pd.DataFrame:
     """Canonical form: drop zero runs, merge adjacent runs of one key with equal values."""
     value_cols = list(value_cols)
     runs = runs[(runs[value_cols[0]].abs() >= CENT) & (runs["day_to"] > runs["day_from"])]
-    runs = runs.sort_values(key_cols + ["day_from"], kind="stable")
     if runs.empty:
         return runs.reset_index(drop=True)
+    code = _key_codes(runs[key_cols])
+    order = np.lexsort((runs["day_from"].to_numpy(), code))  # stable: by key, then day
+    runs, code = runs.iloc[order], code[order]
     prev = runs.shift(1)
-    same_key = np.logical_and.reduce([(runs[k] == prev[k]).to_numpy() for k in key_cols])
+    same_key = np.concatenate([[False], (code[1:] == code[:-1]) & (code[1:] >= 0)])
     same_value = np.logical_and.reduce(
         [((runs[c] == prev[c]) | (runs[c].isna() & prev[c].isna())).to_numpy() for c in value_cols])
     contiguous = (runs["day_from"] == prev["day_to"]).to_numpy()
