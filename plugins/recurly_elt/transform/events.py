@@ -151,6 +151,25 @@ def event_ids(site: str, events: pd.DataFrame) -> pd.Series:
     return _hex_ids(_event_hashes(site, events), events.index)
 
 
+def _plans_at(f: SiteFrames, events: pd.DataFrame) -> pd.Series:
+    """The plan code of each event's subscription when the event happened: from its last snapshot
+    observed at or before then (before its first snapshot: the earliest one), else the latest
+    staged subscription. Never the latest version alone: a later plan change must not rewrite
+    the plan of past events."""
+    snaps = f.subscription_snapshots[["id", "observed_updated_at", "plan_code"]]
+    snaps = snaps[snaps["observed_updated_at"].notna() & snaps["plan_code"].notna()]
+    snaps = snaps.sort_values("observed_updated_at", kind="stable")
+    q = pd.DataFrame({"id": events["subscription_id"].astype(str).to_numpy(),
+                      "at": events["occurred_at"].astype("datetime64[ns]").to_numpy(),
+                      "row": np.arange(len(events))}).sort_values("at", kind="stable")
+    hit = pd.merge_asof(q, snaps.astype({"observed_updated_at": "datetime64[ns]"}), left_on="at",
+                        right_on="observed_updated_at", by="id", direction="backward")
+    earliest = snaps.drop_duplicates("id").set_index("id")["plan_code"]
+    latest = f.subscriptions.drop_duplicates("id").set_index("id")["plan_code"]
+    plan = hit["plan_code"].fillna(hit["id"].map(earliest)).fillna(hit["id"].map(latest))
+    return pd.Series(plan.to_numpy(), index=hit["row"].to_numpy()).sort_index().set_axis(events.index)
+
+
 def lifecycle_events(f: SiteFrames, segments: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Every event that happened in [start, end) (timestamps, UTC)."""
     parts = _subscription_events(f) + _invoice_events(f) + _transaction_events(f)
@@ -167,10 +186,10 @@ def lifecycle_events(f: SiteFrames, segments: pd.DataFrame, start: pd.Timestamp,
     first = ~pd.MultiIndex.from_arrays(halves).duplicated()
     events = events[first].copy()
     events["event_id"] = _hex_ids([h[first] for h in halves], events.index)
-    # Plan code of the subscription when the event carries none (the latest staged plan).
-    plan_of = f.subscriptions.drop_duplicates("id").set_index("id")["plan_code"]
-    no_plan = events["plan_code"].isna()
-    events.loc[no_plan, "plan_code"] = events.loc[no_plan, "subscription_id"].map(plan_of)
+    # Plan code: an update names the plan it charged; every other event the subscription's plan
+    # when it happened (not the latest staged plan: a later change must not rewrite past events).
+    updates = (events["event_name"] == "Recurly Updated Subscription").to_numpy()
+    events["plan_code"] = events["plan_code"].where(updates, _plans_at(f, events).fillna(events["plan_code"]))
     accounts = f.accounts.drop_duplicates("id").set_index("id")["code"]
     events["account_code"] = events["account_id"].map(accounts)
     return events[COLUMNS].reset_index(drop=True)

@@ -36,6 +36,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 SNAPSHOT_COLUMNS: dict[str, tuple[str, ...]] = {
     "subscriptions": ("state", "plan_code", "canceled_at", "paused_at", "expires_at"),
+    "accounts": ("card_exp_month", "card_exp_year"),
 }
 
 
@@ -52,12 +53,13 @@ class SiteFrames:
     plans: pd.DataFrame
     plan_add_ons: pd.DataFrame
     subscription_snapshots: pd.DataFrame
+    account_snapshots: pd.DataFrame
 
     @property
     def rows_in(self) -> int:
         return sum(len(f) for f in (self.accounts, self.subscriptions, self.invoices, self.line_items,
                                     self.transactions, self.plans, self.plan_add_ons,
-                                    self.subscription_snapshots))
+                                    self.subscription_snapshots, self.account_snapshots))
 
 
 def _typed(frame: pd.DataFrame, resource_name: str) -> pd.DataFrame:
@@ -106,9 +108,10 @@ def read_table(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], s
 
 def read_site(conn: sa.Connection, site: str) -> SiteFrames:
     frames = {name: read_table(conn, staging_table(name), cols, site, name) for name, cols in COLUMNS.items()}
-    snap_cols = ("id", "observed_updated_at", *SNAPSHOT_COLUMNS["subscriptions"])
-    snaps = read_table(conn, snapshot_table("subscriptions"), snap_cols, site, "subscriptions")
-    return SiteFrames(site=site, subscription_snapshots=snaps, **frames)
+    snaps = {name: read_table(conn, snapshot_table(name), ("id", "observed_updated_at", *cols), site, name)
+             for name, cols in SNAPSHOT_COLUMNS.items()}
+    return SiteFrames(site=site, subscription_snapshots=snaps["subscriptions"],
+                      account_snapshots=snaps["accounts"], **frames)
 
 
 def staged_sites(conn: sa.Connection) -> list[str]:

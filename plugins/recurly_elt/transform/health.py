@@ -5,6 +5,12 @@ trend, plan names and quantities, invoice money (paid, due, billed, overdue; rep
 next billing date, trial end, failed payments in the last 30 days, card expiry, risk alerts, the
 account status, and a 0-100 score from include/mappings/health.yaml (see `score`).
 
+Only facts known at t are used, so recomputing a past day from later staging gives the same row:
+accounts created before t; each subscription's state, cancellation and pause, and each account's
+card, as of their last snapshot observed before t (`as_of`); plan names and quantities from the plan
+charge billing the day, not from the latest staged subscription; an invoice that failed or was
+voided after t is open at t.
+
 Invoice amounts as of a past day come from the latest staged invoice: an invoice closed after t
 counts as open at t for its total; payments of an invoice still open are counted as they are now.
 """
@@ -77,6 +83,40 @@ def _joined_plan_names(live: pd.DataFrame) -> pd.Series:
     return out
 
 
+def as_of(latest: pd.DataFrame, snapshots: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """The staged objects (indexed by id) with their snapshot columns as they were at instant t.
+
+    An object takes the values of its last snapshot observed before t. One first observed after t
+    (history before the first extraction) takes its earliest snapshot, the oldest version known,
+    which later extractions never change; one without snapshots keeps its staged row.
+    `snapshots` must be sorted by observed_updated_at.
+    """
+    subs = latest
+    cols = [c for c in snapshots.columns if c in subs.columns and c != "id"]
+    seen = snapshots[snapshots["observed_updated_at"] < t].drop_duplicates("id", keep="last")
+    earliest = snapshots.drop_duplicates("id", keep="first")
+    version = pd.concat([seen, earliest[~earliest["id"].isin(seen["id"])]]).set_index("id")
+    known = subs.index.isin(version.index)
+    out = subs.copy()
+    for c in cols:
+        out[c] = version[c].reindex(subs.index).where(known, subs[c])
+    return out
+
+
+def _plan_on_day(plan_charges: pd.DataFrame, live: pd.DataFrame, plans: pd.DataFrame, subs: pd.DataFrame,
+                 d: pd.Timestamp) -> pd.DataFrame:
+    """Plan name and quantity of each live subscription on day d, from the latest plan charge
+    billing the day (the latest staged subscription may carry a later plan change)."""
+    billing = plan_charges[(plan_charges["day_from"] <= d) & (plan_charges["day_to"] > d)]
+    billing = billing.sort_values("created_at", kind="stable").drop_duplicates("subscription_id", keep="last")
+    billing = billing.set_index("subscription_id")
+    code = live["subscription_id"].map(billing["plan_code"])
+    name = code.map(plans.drop_duplicates("code").set_index("code")["name"])
+    return live.assign(plan_name=name.fillna(live["subscription_id"].map(subs["plan_name"])).fillna(""),
+                       quantity=live["subscription_id"].map(billing["quantity"])
+                       .fillna(live["subscription_id"].map(subs["quantity"])))
+
+
 def _per_account(values: pd.Series, accounts: pd.Index, fill=np.nan) -> np.ndarray:
     return values.reindex(accounts, fill_value=fill).to_numpy()
 
@@ -86,28 +126,31 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
     """One row per account and day of `days`. Returns (health, quarantine)."""
     accounts = f.accounts.drop_duplicates("id").set_index("id")
     idx = accounts.index
-    subs = f.subscriptions.drop_duplicates("id").set_index("id")
+    latest_subs = f.subscriptions.drop_duplicates("id").set_index("id")
+    sub_snaps = f.subscription_snapshots.sort_values("observed_updated_at", kind="stable")
+    account_snaps = f.account_snapshots.sort_values("observed_updated_at", kind="stable")
     invoices, quarantine = _invoices_reporting(f, config)
     tx = f.transactions
     failed_tx = tx[tx["type"].isin(["purchase", "capture"]) & tx["status"].isin(["declined", "error"])]
     alerts_cfg = config.health["alerts"]
-    card_expires = (pd.to_datetime(pd.DataFrame({"year": accounts["card_exp_year"], "month": accounts["card_exp_month"],
-                                                 "day": 1}), errors="coerce") + pd.offsets.MonthEnd(0))
     has_billing = (accounts["billing_info_valid"].fillna(False).astype(bool) | accounts["billing_info_id"].notna())
     first_mrr_day = acct_runs.groupby("account_id")["day_from"].min()
-    expired_subs = subs[subs["expires_at"].notna()].sort_values("expires_at")
+    expired_subs = latest_subs[latest_subs["expires_at"].notna()].sort_values("expires_at")
     plan_charges = segments[(segments["origin"] == "plan") & (segments["monthly"] > 0)]
-    renews = subs["canceled_at"].isna() & (subs["auto_renew"].fillna(True).astype(bool))
 
     out = []
     for d in days:  # one vectorised pass per day
         t = d + DAY
+        subs = as_of(latest_subs, sub_snaps, t)
+        cards = as_of(accounts[["card_exp_month", "card_exp_year"]], account_snaps, t)
+        card_expires = (pd.to_datetime(pd.DataFrame({"year": cards["card_exp_year"], "month": cards["card_exp_month"],
+                                                     "day": 1}), errors="coerce") + pd.offsets.MonthEnd(0))
+        renews = ~(subs["canceled_at"] < t) & subs["auto_renew"].fillna(True).astype(bool)
         mrr = _per_account(runs.value_at(acct_runs, "account_id", d, "mrr"), idx, 0.0)
         m30 = _per_account(runs.value_at(acct_runs, "account_id", d - 30 * DAY, "mrr"), idx, 0.0)
         m90 = _per_account(runs.value_at(acct_runs, "account_id", d - 90 * DAY, "mrr"), idx, 0.0)
         live = sub_runs[(sub_runs["day_from"] <= d) & (sub_runs["day_to"] > d) & (sub_runs["mrr"] > 0)]
-        live = live.assign(plan_name=live["subscription_id"].map(subs["plan_name"]).fillna(""),
-                           quantity=live["subscription_id"].map(subs["quantity"]))
+        live = _plan_on_day(plan_charges, live, f.plans, subs, d)
         names = _joined_plan_names(live)
 
         existing = invoices[invoices["created_at"] < t]
@@ -145,7 +188,11 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["failed_payments_30d"] = _per_account(recent_failed.groupby("account_id").size(), idx, 0)
         h["card_expires_on"] = card_expires.to_numpy()
         h["card_expiring_30d"] = ((card_expires >= d) & (card_expires < d + alerts_cfg["card_expiring_days"] * DAY)).to_numpy()
-        h["has_billing_info"] = has_billing.to_numpy()
+        # Billing info is not in the snapshots, its card is: where the card at t is not the latest
+        # one, the billing info changed after t, and it was on file at t if a card was.
+        card_changed = ~((cards["card_exp_year"] == accounts["card_exp_year"])
+                         | (cards["card_exp_year"].isna() & accounts["card_exp_year"].isna()))
+        h["has_billing_info"] = has_billing.where(~card_changed, cards["card_exp_year"].notna()).to_numpy()
         h["cancellation_scheduled"] = idx.isin(canceling["account_id"])
         h["churn_reason"] = status.churn_reason(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
         h["churn_type"] = status.churn_type(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
@@ -171,6 +218,7 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["health_score"] = score(h.assign(cancellation_scheduled=h["cancellation_scheduled"].astype(float),
                                            card_expiring_30d=h["card_expiring_30d"].astype(float)), config.health)
         h["health_band"] = bands.label(h["health_score"], [(str(l), float(b)) for l, b in config.health["bands"]])
-        out.append(h.rename_axis("account_id").reset_index())
+        # Only the accounts that existed at t: an account created later has no row for the day.
+        out.append(h[~(accounts["created_at"] >= t)].rename_axis("account_id").reset_index())
     health = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     return health, quarantine.drop_duplicates("object_id")

@@ -26,10 +26,11 @@ CHURN_REASONS = {  # raw expiration_reason -> analyst label
 
 
 def open_invoices_at(invoices: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
-    """Charge invoices open at instant t (created, not yet closed, not voided or failed), with the
-    amount outstanding at t: the balance if still open now, the total if it was settled later."""
-    inv = invoices[(invoices["created_at"] < t) & (invoices["type"] != "credit")
-                   & ~invoices["state"].isin(["voided", "failed"])]
+    """Charge invoices open at instant t (created, not yet closed, not voided or failed by then),
+    with the amount outstanding at t: the balance if still open now, the total if it was settled
+    later. An invoice that failed or was voided after t (its closed_at) was still open at t."""
+    ended = invoices["state"].isin(["voided", "failed"]) & ~(invoices["closed_at"] >= t)
+    inv = invoices[(invoices["created_at"] < t) & (invoices["type"] != "credit") & ~ended]
     closed_later = inv["closed_at"].notna() & (inv["closed_at"] >= t)
     still_open = inv["closed_at"].isna() & ~inv["state"].isin(["paid", "closed"])
     inv = inv[closed_later | still_open].copy()
