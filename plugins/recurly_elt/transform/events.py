@@ -159,7 +159,10 @@ def _plans_at(f: SiteFrames, events: pd.DataFrame) -> pd.Series:
     snaps = f.subscription_snapshots[["id", "observed_updated_at", "plan_code"]]
     snaps = snaps[snaps["observed_updated_at"].notna() & snaps["plan_code"].notna()]
     snaps = snaps.sort_values("observed_updated_at", kind="stable")
-    q = pd.DataFrame({"id": events["subscription_id"].astype(str).to_numpy(),
+    # merge_asof needs the same dtype on both `by` keys: str on both sides, whatever pandas
+    # inferred for each frame (an empty snapshot frame reads back as object).
+    snaps = snaps.astype({"id": "str"})
+    q = pd.DataFrame({"id": pd.array(events["subscription_id"].astype(str).to_numpy(), dtype="str"),
                       "at": events["occurred_at"].astype("datetime64[ns]").to_numpy(),
                       "row": np.arange(len(events))}).sort_values("at", kind="stable")
     hit = pd.merge_asof(q, snaps.astype({"observed_updated_at": "datetime64[ns]"}), left_on="at",
