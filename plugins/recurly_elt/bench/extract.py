@@ -27,8 +27,6 @@ import argparse
 import json
 import math
 import multiprocessing
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -76,22 +74,15 @@ def run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _sandbox(args: argparse.Namespace, tmp: Path) -> Iterator[str]:
-    from recurly_elt.bench.sandbox import _wait_ready
+    from recurly_elt.bench.sandbox import serve_in_subprocess
 
-    ready = tmp / "sandbox.json"
-    command = [sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--port", "0",
-               "--sites", json.dumps({SITE: API_KEY}), "--accounts", str(args.accounts), "--seed", str(args.seed),
-               "--start-date", args.start_date, "--until", args.until, "--ready-file", str(ready),
-               "--rate-limit", str(args.rate_limit), "--rate-window", str(args.rate_window)]
+    serve_args = ["--sites", json.dumps({SITE: API_KEY}), "--accounts", str(args.accounts), "--seed", str(args.seed),
+                  "--start-date", args.start_date, "--until", args.until,
+                  "--rate-limit", str(args.rate_limit), "--rate-window", str(args.rate_window)]
     if args.faults:
-        command += ["--faults", args.faults]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        port = _wait_ready(server, ready)
+        serve_args += ["--faults", args.faults]
+    with serve_in_subprocess(serve_args) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 @contextmanager

@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from recurly_elt.sandbox.server import API_VERSION
 
@@ -40,27 +42,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "ready.json"
-        started = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--port", "0",
-             "--api-key", API_KEY, "--accounts", str(args.accounts), "--seed", str(args.seed),
-             "--start-date", args.start_date, "--until", args.until, "--ready-file", str(ready)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            port = _wait_ready(server, ready)
-            build_seconds = time.perf_counter() - started
-            result = _measure(port, args)
-            result["build_seconds"] = round(build_seconds, 2)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    started = time.perf_counter()
+    with serve_in_subprocess(["--api-key", API_KEY, "--accounts", str(args.accounts), "--seed", str(args.seed),
+                              "--start-date", args.start_date, "--until", args.until]) as port:
+        build_seconds = time.perf_counter() - started
+        result = _measure(port, args)
+        result["build_seconds"] = round(build_seconds, 2)
     print(json.dumps(result), flush=True)
     return 0
 
 
-def _wait_ready(server: subprocess.Popen, ready: Path, timeout: float = 1800) -> int:
+@contextmanager
+def serve_in_subprocess(serve_args: list[str], timeout: float = 1800) -> Iterator[int]:
+    """`recurly-elt sandbox serve SERVE_ARGS` on an ephemeral loopback port, in a child process;
+    yields the port once the sandbox is ready and stops it on exit (benchmarks share this)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "ready.json"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "recurly_elt.cli", "sandbox", "serve", "--port", "0",
+             "--ready-file", str(ready), *serve_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            yield _wait_ready(server, ready, timeout)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def _wait_ready(server: subprocess.Popen, ready: Path, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if server.poll() is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from airflow.sdk import Variable, get_current_context
 
 from recurly_elt.recurly.resources import RESOURCES
-from recurly_elt.tasks.common import RECURLY_CONN_IDS_VARIABLE, WAREHOUSE_CONN_ID
+from recurly_elt.tasks.common import RECURLY_CONN_IDS_VARIABLE, WAREHOUSE_CONN_ID, recurly_conn_ids
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,10 @@ def parse_time_sites() -> list[str]:
     return [str(v).strip().lower() for v in value if str(v).strip()]
 
 
-def _conn_ids() -> list[str]:
-    value = Variable.get(RECURLY_CONN_IDS_VARIABLE, deserialize_json=True)
-    value = [value] if isinstance(value, str) else value
-    if not isinstance(value, list) or not value:
-        raise ExtractConfigError(f"Variable {RECURLY_CONN_IDS_VARIABLE!r} must be a JSON list of connection ids")
-    return value
-
-
 def _find_site(subdomain: str):
     from recurly_elt.recurly.hook import RecurlyHook
 
-    for conn_id in _conn_ids():
+    for conn_id in recurly_conn_ids():
         for site in RecurlyHook(conn_id).get_sites():
             if site.subdomain == subdomain:
                 return RecurlyHook(conn_id), site
@@ -84,7 +76,7 @@ def check_sites(expected: list[str]) -> dict[str, str]:
     """Every site of the configured connections has a task group, and every group a site."""
     from recurly_elt.recurly.hook import sites_of
 
-    configured = {site.subdomain: site.conn_id for site in sites_of(_conn_ids())}
+    configured = {site.subdomain: site.conn_id for site in sites_of(recurly_conn_ids())}
     missing = sorted(set(configured) - set(expected))
     unknown = sorted(set(expected) - set(configured))
     if missing or unknown:
