@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recurly_elt.transform.frames import SiteFrames
+from recurly_elt.transform.frames import SiteFrames, isin, lookup, strings
 
 EVENT_NAMES = (
     "Recurly New Subscription", "Recurly Renewed Subscription", "Recurly Updated Subscription",
@@ -41,12 +41,12 @@ COLUMNS = ["event_id", "event_name", "occurred_at", "account_id", "account_code"
 
 
 def _frame(name: str, src: pd.DataFrame, occurred_at: str, object_id: str, **cols: str | None) -> pd.DataFrame:
-    out = pd.DataFrame({"event_name": name, "occurred_at": src[occurred_at].to_numpy(),
-                        "object_id": src[object_id].to_numpy()})
+    # Columns are moved as pandas arrays (.array): to_numpy() would make a Python object of every id.
+    out = pd.DataFrame({"event_name": name, "occurred_at": src[occurred_at].array, "object_id": src[object_id].array})
     for col in ("account_id", "subscription_id", "invoice_id", "transaction_id", "plan_code", "amount",
                 "currency", "detail"):
         source = cols.get(col, col if col in src.columns else None)
-        out[col] = src[source].to_numpy() if source else None
+        out[col] = src[source].array if source else None
     return out[out["occurred_at"].notna()]
 
 
@@ -122,7 +122,7 @@ def _transaction_events(f: SiteFrames) -> list[pd.DataFrame]:
     ok = tx["success"].fillna(False).astype(bool) | (tx["status"] == "success")
     payment = tx["type"].isin(["purchase", "capture"])
     renewal_invoices = f.invoices.loc[f.invoices["origin"] == "renewal", "id"]
-    recurring = (tx["origin"] == "recurring") | tx["invoice_id"].isin(renewal_invoices)
+    recurring = (tx["origin"] == "recurring") | isin(tx["invoice_id"], renewal_invoices)
     failed = payment & ~ok & tx["status"].isin(["declined", "error"]) & recurring
     return [
         _frame("Recurly Successful Payment", tx[payment & ok], "when", "transaction_id"),
@@ -133,8 +133,11 @@ def _transaction_events(f: SiteFrames) -> list[pd.DataFrame]:
 
 def _event_hashes(site: str, events: pd.DataFrame) -> list[np.ndarray]:
     """Two independent 64-bit hashes of (site, event name, object id, occurred_at) per row."""
-    key = pd.DataFrame({"site": site, "name": events["event_name"].to_numpy(),
-                        "object": events["object_id"].astype(str).to_numpy(),
+    # Text as object columns, made once: hashing Arrow-backed text converts it to Python objects
+    # again for each of the two hashes.
+    text = lambda values: pd.Series(values.to_numpy(dtype=object), dtype=object)  # noqa: E731
+    key = pd.DataFrame({"site": pd.Series(site, index=range(len(events)), dtype=object),
+                        "name": text(events["event_name"]), "object": text(events["object_id"].astype(str)),
                         "at": events["occurred_at"].astype("datetime64[us]").astype("int64").to_numpy()})
     # categorize=False: the same hashes, without first factorizing columns of mostly distinct values.
     return [pd.util.hash_pandas_object(key, index=False, hash_key=k, categorize=False).to_numpy()
@@ -143,7 +146,7 @@ def _event_hashes(site: str, events: pd.DataFrame) -> list[np.ndarray]:
 
 def _hex_ids(halves: list[np.ndarray], index: pd.Index) -> pd.Series:
     joined = np.column_stack([h.astype(">u8") for h in halves]).tobytes().hex().encode("ascii")
-    return pd.Series(np.frombuffer(joined, dtype="S32").astype(str), index=index)
+    return strings(np.frombuffer(joined, dtype="S32")).set_axis(index)
 
 
 def event_ids(site: str, events: pd.DataFrame) -> pd.Series:
@@ -169,7 +172,7 @@ def _plans_at(f: SiteFrames, events: pd.DataFrame) -> pd.Series:
                         right_on="observed_updated_at", by="id", direction="backward")
     earliest = snaps.drop_duplicates("id").set_index("id")["plan_code"]
     latest = f.subscriptions.drop_duplicates("id").set_index("id")["plan_code"]
-    plan = hit["plan_code"].fillna(hit["id"].map(earliest)).fillna(hit["id"].map(latest))
+    plan = hit["plan_code"].fillna(lookup(hit["id"], earliest)).fillna(lookup(hit["id"], latest))
     return pd.Series(plan.to_numpy(), index=hit["row"].to_numpy()).sort_index().set_axis(events.index)
 
 
@@ -194,5 +197,5 @@ def lifecycle_events(f: SiteFrames, segments: pd.DataFrame, start: pd.Timestamp,
     updates = (events["event_name"] == "Recurly Updated Subscription").to_numpy()
     events["plan_code"] = events["plan_code"].where(updates, _plans_at(f, events).fillna(events["plan_code"]))
     accounts = f.accounts.drop_duplicates("id").set_index("id")["code"]
-    events["account_code"] = events["account_id"].map(accounts)
+    events["account_code"] = lookup(events["account_id"], accounts)
     return events[COLUMNS].reset_index(drop=True)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from recurly_elt.transform import bands, fx, runs, status
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames
+from recurly_elt.transform.frames import SiteFrames, isin, lookup
 
 DAY = pd.Timedelta(days=1)
 
@@ -95,8 +95,8 @@ def as_of(latest: pd.DataFrame, snapshots: pd.DataFrame, t: pd.Timestamp) -> pd.
     cols = [c for c in snapshots.columns if c in subs.columns and c != "id"]
     seen = snapshots[snapshots["observed_updated_at"] < t].drop_duplicates("id", keep="last")
     earliest = snapshots.drop_duplicates("id", keep="first")
-    version = pd.concat([seen, earliest[~earliest["id"].isin(seen["id"])]]).set_index("id")
-    known = subs.index.isin(version.index)
+    version = pd.concat([seen, earliest[~isin(earliest["id"], seen["id"])]]).set_index("id")
+    known = isin(subs.index, version.index)
     out = subs.copy()
     for c in cols:
         out[c] = version[c].reindex(subs.index).where(known, subs[c])
@@ -110,11 +110,11 @@ def _plan_on_day(plan_charges: pd.DataFrame, live: pd.DataFrame, plans: pd.DataF
     billing = plan_charges[(plan_charges["day_from"] <= d) & (plan_charges["day_to"] > d)]
     billing = billing.sort_values("created_at", kind="stable").drop_duplicates("subscription_id", keep="last")
     billing = billing.set_index("subscription_id")
-    code = live["subscription_id"].map(billing["plan_code"])
-    name = code.map(plans.drop_duplicates("code").set_index("code")["name"])
-    return live.assign(plan_name=name.fillna(live["subscription_id"].map(subs["plan_name"])).fillna(""),
-                       quantity=live["subscription_id"].map(billing["quantity"])
-                       .fillna(live["subscription_id"].map(subs["quantity"])))
+    code = lookup(live["subscription_id"], billing["plan_code"])
+    name = lookup(code, plans.drop_duplicates("code").set_index("code")["name"])
+    return live.assign(plan_name=name.fillna(lookup(live["subscription_id"], subs["plan_name"])).fillna(""),
+                       quantity=lookup(live["subscription_id"], billing["quantity"])
+                       .fillna(lookup(live["subscription_id"], subs["quantity"])).astype("float64"))
 
 
 def _per_account(values: pd.Series, accounts: pd.Index, fill=np.nan) -> np.ndarray:
@@ -156,10 +156,10 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         existing = invoices[invoices["created_at"] < t]
         open_now = status.open_invoices_at(existing, t)
         overdue = open_now[open_now["due_at"] < t]
-        settled = existing[~existing["id"].isin(open_now["id"])]
+        settled = existing[~isin(existing["id"], open_now["id"])]
 
         covering = plan_charges[(plan_charges["day_from"] <= d) & (plan_charges["day_to"] > d)]
-        covering = covering[covering["subscription_id"].map(renews).fillna(False).astype(bool)]
+        covering = covering[lookup(covering["subscription_id"], renews).fillna(False).astype(bool)]
         trials = subs[(subs["trial_started_at"] < t) & (subs["trial_ends_at"] >= t)]
         canceling = subs[(subs["canceled_at"] < t) & ~(subs["expires_at"] < t)]
         paused = subs[(subs["state"] == "paused") & (subs["paused_at"] < t)]
@@ -193,15 +193,15 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         card_changed = ~((cards["card_exp_year"] == accounts["card_exp_year"])
                          | (cards["card_exp_year"].isna() & accounts["card_exp_year"].isna()))
         h["has_billing_info"] = has_billing.where(~card_changed, cards["card_exp_year"].notna()).to_numpy()
-        h["cancellation_scheduled"] = idx.isin(canceling["account_id"])
+        h["cancellation_scheduled"] = isin(idx, canceling["account_id"])
         h["churn_reason"] = status.churn_reason(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
         h["churn_type"] = status.churn_type(churned_sub["expiration_reason"]).reindex(idx).to_numpy()
 
         had_mrr = _per_account(first_mrr_day, idx, pd.NaT) <= d
         h["account_status"] = np.select(
             [(mrr > 0) & (h["overdue_invoice_count"] > 0), (mrr > 0) & h["cancellation_scheduled"]
-             & h["next_billing_at"].isna(), mrr > 0, idx.isin(trials["account_id"]), idx.isin(paused["account_id"]),
-             had_mrr, idx.isin(subs.loc[subs["created_at"] < t, "account_id"])],
+             & h["next_billing_at"].isna(), mrr > 0, isin(idx, trials["account_id"]), isin(idx, paused["account_id"]),
+             had_mrr, isin(idx, subs.loc[subs["created_at"] < t, "account_id"])],
             ["past_due", "canceling", "active", "trialing", "paused", "churned", "inactive"],
             default="never_subscribed")
         h.loc[h["account_status"] != "churned", ["churn_reason", "churn_type"]] = None

@@ -30,7 +30,7 @@ import pandas as pd
 
 from recurly_elt.transform import fx, runs
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames
+from recurly_elt.transform.frames import SiteFrames, isin, lookup
 
 QUARANTINE_COLUMNS = ["stage", "object_id", "reason"]
 
@@ -52,18 +52,18 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
             & li["end_date"].notna() & ~li["refund"].fillna(False).astype(bool)
             & li["subscription_id"].notna() & (li["state"].fillna("invoiced") != "pending"))
     bad_invoices = f.invoices.loc[f.invoices["state"].isin(config.excluded_invoice_states), "id"]
-    keep &= ~li["invoice_id"].isin(bad_invoices)
+    keep &= ~isin(li["invoice_id"], bad_invoices)
     usage = f.plan_add_ons.loc[(f.plan_add_ons["add_on_type"] == "usage") | f.plan_add_ons["usage_type"].notna(), "id"]
-    keep &= ~li["add_on_id"].isin(usage)
+    keep &= ~isin(li["add_on_id"], usage)
     li = li[keep]
 
     # The plan's billing interval: by plan id, else by plan code (an add-on item names its plan).
     plans = f.plans.drop_duplicates("id")
-    by_id = li["plan_id"].map(plans.set_index("id")["interval_unit"])
-    length_by_id = li["plan_id"].map(plans.set_index("id")["interval_length"])
+    by_id = lookup(li["plan_id"], plans.set_index("id")["interval_unit"])
+    length_by_id = lookup(li["plan_id"], plans.set_index("id")["interval_length"])
     by_code = plans.drop_duplicates("code").set_index("code")
-    unit = by_id.fillna(li["plan_code"].map(by_code["interval_unit"]))
-    length = length_by_id.fillna(li["plan_code"].map(by_code["interval_length"]))
+    unit = by_id.fillna(lookup(li["plan_code"], by_code["interval_unit"]))
+    length = length_by_id.fillna(lookup(li["plan_code"], by_code["interval_length"]))
     months = np.where(unit == "days", length / config.days_per_month, length)
     known = pd.notna(unit) & (unit.isin(["days", "months"])) & (length > 0)
     quarantine = _quarantine("mrr", li.loc[~known, "id"],
@@ -94,8 +94,8 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     subs = f.subscriptions.set_index("id")
     paused_from = subs["paused_at"].where(subs["state"] == "paused")
     cut = pd.concat([subs["expires_at"], paused_from], axis=1).min(axis=1).dt.normalize()
-    seg["day_to"] = seg["day_to"].where(~(seg["subscription_id"].map(cut) < seg["day_to"]),
-                                        seg["subscription_id"].map(cut))
+    seg_cut = lookup(seg["subscription_id"], cut)
+    seg["day_to"] = seg["day_to"].where(~(seg_cut < seg["day_to"]), seg_cut)
     seg = seg[seg["day_to"] > seg["day_from"]]
     return seg.reset_index(drop=True), quarantine
 
@@ -108,8 +108,8 @@ def subscription_runs(segments: pd.DataFrame, f: SiteFrames, config: TransformCo
                          segments["monthly"])
     subs = f.subscriptions.drop_duplicates("id").set_index("id")
     first = segments.drop_duplicates("subscription_id").set_index("subscription_id")
-    r["account_id"] = r["subscription_id"].map(subs["account_id"]).fillna(r["subscription_id"].map(first["account_id"]))
-    r["currency"] = r["subscription_id"].map(subs["currency"]).fillna(r["subscription_id"].map(first["currency"]))
+    r["account_id"] = lookup(r["subscription_id"], subs["account_id"]).fillna(lookup(r["subscription_id"], first["account_id"]))
+    r["currency"] = lookup(r["subscription_id"], subs["currency"]).fillna(lookup(r["subscription_id"], first["currency"]))
     r = r.rename(columns={"value": "mrr"})
     r["mrr_reporting"] = fx.to_reporting(r["mrr"], r["currency"], config)
     reasons = fx.missing_rate_reasons(r["currency"], config)

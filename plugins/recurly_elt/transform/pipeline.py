@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from recurly_elt.transform import events as events_mod
 from recurly_elt.transform import frames, health, movements, mrr, segments, store, tables, views
 from recurly_elt.transform.config import TransformConfig
+from recurly_elt.warehouse import columnar
 
 DAY = pd.Timedelta(days=1)
 
@@ -66,15 +67,15 @@ def drop_outputs(engine: sa.Engine) -> None:
     tables.METADATA.drop_all(engine)
 
 
-def transform_site(engine: sa.Engine, site: str, start: pd.Timestamp, end: pd.Timestamp, config: TransformConfig,
-                   health_days: int | None = None, run_id: str | None = None) -> SiteResult:
+def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: pd.Timestamp,
+                   config: TransformConfig, health_days: int | None = None, run_id: str | None = None) -> SiteResult:
     result = SiteResult(site)
     clock = _Clock(result)
     last_day = end - DAY
-    with engine.connect() as conn:
-        f = frames.read_site(conn, site)
+    with db.snapshot():
+        f = frames.read_site(db, site)
         months = movements.month_starts(start, last_day)
-        stored_close = store.stored_closing_days(conn, site, months)
+        stored_close = store.stored_closing_days(db, site, months)
     result.rows_in = f.rows_in
     clock.lap("read")
 
@@ -101,22 +102,22 @@ def transform_site(engine: sa.Engine, site: str, start: pd.Timestamp, end: pd.Ti
 
     quarantine = pd.concat([q_lines, q_fx, q_health], ignore_index=True)
     result.quarantined = len(quarantine)
-    with engine.begin() as conn:
+    with db.write_transaction():
         out = result.rows_out
         out["mrr_subscription_runs"] = store.write_runs(
-            conn, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end, sub_runs,
+            db, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end, sub_runs,
             ("mrr", "mrr_reporting", "account_id", "currency"))
-        out["mrr_account_runs"] = store.write_runs(conn, tables.MRR_ACCOUNT_RUNS, "account_id", site, start, end,
+        out["mrr_account_runs"] = store.write_runs(db, tables.MRR_ACCOUNT_RUNS, "account_id", site, start, end,
                                                    acct_runs, ("mrr",))
-        out["mrr_movements_monthly"] = store.write_movements(conn, site, moves, months)
-        out["subscription_overview"] = store.write_overview(conn, site, overview, last_day)
-        out["lifecycle_events"] = store.write_events(conn, site, evts, start, end)
-        out["account_health_daily"] = store.write_health(conn, site, acct_health, days)
-        out["transform_quarantine"] = store.write_quarantine(conn, site, quarantine)
+        out["mrr_movements_monthly"] = store.write_movements(db, site, moves, months)
+        out["subscription_overview"] = store.write_overview(db, site, overview, last_day)
+        out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
+        out["account_health_daily"] = store.write_health(db, site, acct_health, days)
+        out["transform_quarantine"] = store.write_quarantine(db, site, quarantine)
         first = min(sub_runs["day_from"].min(), start) if not sub_runs.empty else start
-        store.extend_calendar(conn, first, last_day)
+        store.extend_calendar(db, first, last_day)
         clock.lap("write")
-        conn.execute(tables.RUN_LOG.insert().values(
+        db.execute(tables.RUN_LOG.insert().values(
             site=site, run_id=run_id, window_start=start.date(), window_end=end.date(), rows_in=result.rows_in,
             rows_out=sum(out.values()), quarantined=result.quarantined, seconds=sum(result.seconds.values()),
             finished_at=datetime.now(timezone.utc).replace(tzinfo=None)))
@@ -135,7 +136,8 @@ def run(engine: sa.Engine, start: date | str, end: date | str, *, sites: list[st
     if sites is None:
         with engine.connect() as conn:
             sites = frames.staged_sites(conn)
-    return [transform_site(engine, s, start_ts, end_ts, config, health_days, run_id) for s in sites]
+    with columnar.connect(engine) as db:
+        return [transform_site(db, s, start_ts, end_ts, config, health_days, run_id) for s in sites]
 
 
 def history_start(engine: sa.Engine) -> date | None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from recurly_elt.transform import bands, fx, runs, status
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames
+from recurly_elt.transform.frames import SiteFrames, lookup
 
 
 def interval_label(unit: pd.Series, length: pd.Series) -> pd.Series:
@@ -34,14 +34,14 @@ def subscription_overview(f: SiteFrames, sub_runs: pd.DataFrame, day: pd.Timesta
     codes = f.accounts.drop_duplicates("id").set_index("id")["code"]
     out = pd.DataFrame({
         "subscription_id": subs["id"], "account_id": subs["account_id"],
-        "account_code": subs["account_id"].map(codes),
-        "plan_code": subs["plan_code"], "plan_name": subs["plan_name"].fillna(subs["plan_id"].map(plans["name"])),
-        "plan_interval": interval_label(subs["plan_id"].map(plans["interval_unit"]),
-                                        subs["plan_id"].map(plans["interval_length"])),
+        "account_code": lookup(subs["account_id"], codes),
+        "plan_code": subs["plan_code"], "plan_name": subs["plan_name"].fillna(lookup(subs["plan_id"], plans["name"])),
+        "plan_interval": interval_label(lookup(subs["plan_id"], plans["interval_unit"]),
+                                        lookup(subs["plan_id"], plans["interval_length"])),
         "status": status.subscription_status(subs, f.invoices, day).to_numpy(),
         "state": subs["state"], "currency": subs["currency"], "quantity": subs["quantity"],
-        "mrr": subs["id"].map(mrr).fillna(0.0).round(2),
-        "mrr_reporting": subs["id"].map(mrr_rep).fillna(fx.to_reporting(pd.Series(0.0, index=subs.index),
+        "mrr": lookup(subs["id"], mrr).fillna(0.0).round(2),
+        "mrr_reporting": lookup(subs["id"], mrr_rep).fillna(fx.to_reporting(pd.Series(0.0, index=subs.index),
                                                                           subs["currency"], config)).round(2),
         "activated_at": subs["activated_at"], "trial_ends_at": subs["trial_ends_at"],
         "current_period_ends_at": subs["current_period_ends_at"], "canceled_at": subs["canceled_at"],

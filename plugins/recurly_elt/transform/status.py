@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recurly_elt.transform.frames import isin
+
 INVOLUNTARY = {"nonpayment", "non_payment", "tax_location_invalid"}
 VOLUNTARY = {"canceled", "cancelled", "non_renewing", "fixed_billing_cycles", "nonpayment_gift", "gift_ended",
              "nonpayment_trial", "trial_ended", "account_closed", "expired"}
@@ -57,7 +59,7 @@ def subscription_status(subs: pd.DataFrame, invoices: pd.DataFrame, day: pd.Time
     in_trial = (subs["trial_started_at"] < t) & (subs["trial_ends_at"] >= t)
     paused = (subs["state"] == "paused") & (subs["paused_at"] < t)
     canceling = (subs["canceled_at"] < t)
-    past_due = subs["id"].isin(past_due_subs)
+    past_due = isin(subs["id"], past_due_subs)
     status = np.select([expired, future, paused, in_trial, canceling, past_due],
                        ["expired", "future", "paused", "in_trial", "canceling", "past_due"], default="active")
     return pd.Series(status, index=subs.index)

@@ -105,7 +105,7 @@ def writer_lock_path(engine: sa.Engine) -> Path | None:
 
 
 @contextmanager
-def _queued_writer(engine: sa.Engine) -> Iterator[None]:
+def queued_writer(engine: sa.Engine) -> Iterator[None]:
     """Hold the OS writer lock of a SQLite file (see module doc); a no-op elsewhere.
 
     A new descriptor per transaction: flock belongs to an open file description, so threads of one
@@ -127,7 +127,7 @@ def _queued_writer(engine: sa.Engine) -> Iterator[None]:
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection inside one transaction that holds the write lock from its start (see module doc)."""
-    with _queued_writer(engine), engine.connect() as conn:
+    with queued_writer(engine), engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn = conn.execution_options(**{_IMMEDIATE: True})
         with conn.begin():

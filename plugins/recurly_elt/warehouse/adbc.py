@@ -1,0 +1,205 @@
+"""ADBC connections: run SQL, read results as Arrow tables, ingest Arrow tables.
+
+The only module that calls an ADBC driver. `columnar.py` builds on it; nothing here knows pandas
+or SQLAlchemy.
+
+PostgreSQL connections live in the caller's process. A SQLite file's connection lives in a worker
+process (`Worker`, this module run with `python -m`): the ADBC SQLite driver carries its own copy
+of the SQLite library, and two copies of SQLite in one process corrupt a database they both have
+open. POSIX file locks belong to the process, so when one copy closes its file it drops the locks
+of the other; in WAL mode the closing copy may then believe it is the last connection and
+checkpoint and delete the WAL under the other's feet (https://sqlite.org/howtocorrupt.html,
+"Multiple copies of SQLite linked into the same application"). The warehouse engine (SQLAlchemy on
+Python's sqlite3) keeps the caller's process; the worker uses only the driver's copy; SQLite's
+locking between processes is the ordinary, safe case.
+
+Worker protocol, on the worker's stdin and stdout: a message is a 4-byte big-endian length, a JSON
+header of that length and, when the header's "payload" is not zero, that many bytes of an Arrow IPC
+stream. Requests: {"op": "execute" | "read", "sql"}, {"op": "ingest", "table"} + the table's
+rows. Replies: {"ok": true} (+ the result's rows for "read") or {"ok": false, "error"}. The worker
+exits at end of input; closing an ADBC connection rolls back a transaction left open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+# Rows the SQLite driver reads before it fixes each column's type: all of them. It infers a type
+# from the values it has seen (an all-NULL start reads as int64) and fails on a later value of
+# another type, so a result is fetched as one batch.
+SQLITE_BATCH_ROWS = 1 << 30
+
+
+class Error(RuntimeError):
+    """A statement failed in the database or the worker died; the message says which."""
+
+
+class Connection:
+    """One ADBC connection in autocommit mode (the caller sends BEGIN / COMMIT itself)."""
+
+    def __init__(self, raw: Any, sqlite: bool):
+        self.raw, self.sqlite = raw, sqlite
+
+    @classmethod
+    def sqlite_file(cls, path: str, busy_timeout_ms: int) -> "Connection":
+        import adbc_driver_sqlite.dbapi
+
+        conn = cls(adbc_driver_sqlite.dbapi.connect(path, autocommit=True), sqlite=True)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous = NORMAL")  # as the engine's connections (engine.py)
+        return conn
+
+    @classmethod
+    def postgresql(cls, libpq_uri: str) -> "Connection":
+        import adbc_driver_postgresql.dbapi
+
+        return cls(adbc_driver_postgresql.dbapi.connect(libpq_uri, autocommit=True), sqlite=False)
+
+    def execute(self, sql: str) -> None:
+        with self.raw.cursor() as cur:
+            cur.execute(sql)
+
+    def read(self, sql: str) -> pa.Table:
+        with self.raw.cursor() as cur:
+            if self.sqlite:
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)})
+            cur.execute(sql)
+            return cur.fetch_arrow_table()
+
+    def ingest(self, table: str, data: pa.Table) -> None:
+        with self.raw.cursor() as cur:
+            cur.adbc_ingest(table, data, mode="append")
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+# -- the worker -----------------------------------------------------------------------------------
+def _send(stream: IO[bytes], header: dict, table: pa.Table | None = None) -> None:
+    payload = b""
+    if table is not None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        payload = sink.getvalue()
+    head = json.dumps({**header, "payload": len(payload)}).encode()
+    stream.write(struct.pack(">I", len(head)) + head)
+    if len(payload):
+        stream.write(memoryview(payload))
+    stream.flush()
+
+
+def _exactly(stream: IO[bytes], n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _receive(stream: IO[bytes]) -> tuple[dict, pa.Table | None] | None:
+    size = _exactly(stream, 4)
+    if size is None:
+        return None
+    head = _exactly(stream, struct.unpack(">I", size)[0])
+    if head is None:
+        return None
+    header = json.loads(head)
+    if not header["payload"]:
+        return header, None
+    payload = _exactly(stream, header["payload"])
+    if payload is None:
+        return None
+    return header, pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+
+class Worker:
+    """A SQLite file's Connection in a child process (see module doc), with the same methods."""
+
+    def __init__(self, path: str, busy_timeout_ms: int):
+        package_root = str(Path(__file__).resolve().parents[2])  # plugins/: importable without installing
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
+                                                           if p)}
+        self.path = path
+        self.proc = subprocess.Popen([sys.executable, "-m", __name__, path, str(busy_timeout_ms)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.sqlite = True
+
+    def _call(self, header: dict, table: pa.Table | None = None) -> pa.Table | None:
+        try:
+            _send(self.proc.stdin, header, table)
+            reply = _receive(self.proc.stdout)
+        except (BrokenPipeError, OSError):
+            reply = None
+        if reply is None:
+            raise Error(f"the SQLite worker for {self.path} exited (code {self.proc.wait()}); its error is in the log")
+        answer, result = reply
+        if not answer["ok"]:
+            raise Error(answer["error"])
+        return result
+
+    def execute(self, sql: str) -> None:
+        self._call({"op": "execute", "sql": sql})
+
+    def read(self, sql: str) -> pa.Table:
+        return self._call({"op": "read", "sql": sql})
+
+    def ingest(self, table: str, data: pa.Table) -> None:
+        self._call({"op": "ingest", "table": table}, data)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+def serve(conn: Connection, requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Answer requests until the end of input (the worker's loop)."""
+    while (message := _receive(requests)) is not None:
+        header, table = message
+        result = None
+        try:
+            if header["op"] == "execute":
+                conn.execute(header["sql"])
+            elif header["op"] == "read":
+                result = conn.read(header["sql"])
+            elif header["op"] == "ingest":
+                conn.ingest(header["table"], table)
+            else:
+                raise ValueError(f"unknown request {header['op']!r}")
+        except Exception as exc:  # reported to the caller, which raises it
+            _send(replies, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        _send(replies, {"ok": True}, result)
+
+
+def main(argv: list[str]) -> int:
+    path, busy_timeout_ms = argv
+    replies = sys.stdout.buffer
+    sys.stdout = sys.stderr  # the protocol owns stdout: any stray print goes to the log instead
+    conn = Connection.sqlite_file(path, int(busy_timeout_ms))
+    try:
+        serve(conn, sys.stdin.buffer, replies)
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
