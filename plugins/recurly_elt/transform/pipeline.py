@@ -2,7 +2,8 @@
 
 The window says which rows are replaced, not what is read: every run reads the site's whole
 staging (MRR history is rebuilt from all line items; "reactivation" needs earlier months), then
-writes, in one transaction per site:
+writes, in one transaction per site (opened once MRR is computed, so that on SQLite each table is
+written while the next is computed):
 
   mrr_subscription_runs, mrr_account_runs   the days of the window (runs kept canonical)
   mrr_movements_monthly                     the months the window touches, closed on their last
@@ -76,6 +77,7 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         f = frames.read_site(db, site)
         months = movements.month_starts(start, last_day)
         stored_close = store.stored_closing_days(db, site, months)
+        overview_day = store.stored_overview_day(db, site)
     result.rows_in = f.rows_in
     clock.lap("read")
 
@@ -84,38 +86,50 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
     acct_runs = mrr.account_runs(sub_runs)
     clock.lap("mrr")
 
-    close = {m: max(min(m + pd.offsets.MonthEnd(0), last_day), stored_close.get(m, start - DAY)) for m in months}
-    moves = movements.monthly(acct_runs, months, close)
-    clock.lap("movements")
-
-    overview = segments.subscription_overview(f, sub_runs, last_day, config)
-    clock.lap("status_segments")
-
-    evts = events_mod.lifecycle_events(f, segs, start, end)
-    clock.lap("events")
-
-    days = pd.date_range(start, last_day, freq="D")
-    if health_days is not None:
-        days = days[-health_days:] if health_days > 0 else days[:0]
-    acct_health, q_health = health.account_health(f, sub_runs, acct_runs, segs, days, config)
-    clock.lap("health")
-
-    quarantine = pd.concat([q_lines, q_fx, q_health], ignore_index=True)
-    result.quarantined = len(quarantine)
+    # The write transaction opens here and stays open while the later stages compute: on SQLite
+    # the worker process writes each table while the next one is computed (Columnar.write_transaction).
+    out = result.rows_out
     with db.write_transaction():
-        out = result.rows_out
         out["mrr_subscription_runs"] = store.write_runs(
             db, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end, sub_runs,
             ("mrr", "mrr_reporting", "account_id", "currency"))
         out["mrr_account_runs"] = store.write_runs(db, tables.MRR_ACCOUNT_RUNS, "account_id", site, start, end,
                                                    acct_runs, ("mrr",))
+        clock.lap("write")
+
+        close = {m: max(min(m + pd.offsets.MonthEnd(0), last_day), stored_close.get(m, start - DAY)) for m in months}
+        moves = movements.monthly(acct_runs, months, close)
+        clock.lap("movements")
         out["mrr_movements_monthly"] = store.write_movements(db, site, moves, months)
-        out["subscription_overview"] = store.write_overview(db, site, overview, last_day)
+        clock.lap("write")
+
+        # A backfill of old days must not overwrite the overview of a later day.
+        if overview_day is None or overview_day <= last_day:
+            overview = segments.subscription_overview(f, sub_runs, last_day, config)
+            clock.lap("status_segments")
+            out["subscription_overview"] = store.write_overview(db, site, overview)
+            clock.lap("write")
+        else:
+            out["subscription_overview"] = 0
+
+        evts = events_mod.lifecycle_events(f, segs, start, end)
+        clock.lap("events")
         out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
+        clock.lap("write")
+
+        days = pd.date_range(start, last_day, freq="D")
+        if health_days is not None:
+            days = days[-health_days:] if health_days > 0 else days[:0]
+        acct_health, q_health = health.account_health(f, sub_runs, acct_runs, segs, days, config)
+        clock.lap("health")
         out["account_health_daily"] = store.write_health(db, site, acct_health, days)
+
+        quarantine = pd.concat([q_lines, q_fx, q_health], ignore_index=True)
+        result.quarantined = len(quarantine)
         out["transform_quarantine"] = store.write_quarantine(db, site, quarantine)
         first = min(sub_runs["day_from"].min(), start) if not sub_runs.empty else start
         store.extend_calendar(db, first, last_day)
+        db.sync()  # what the worker still had to write counts as writing
         clock.lap("write")
         db.execute(tables.RUN_LOG.insert().values(
             site=site, run_id=run_id, window_start=start.date(), window_end=end.date(), rows_in=result.rows_in,

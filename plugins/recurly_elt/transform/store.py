@@ -57,14 +57,18 @@ def stored_closing_days(db: Columnar, site: str, months: pd.DatetimeIndex) -> di
                                                              pd.to_datetime(frame["as_of"]))}
 
 
-def write_overview(db: Columnar, site: str, overview: pd.DataFrame, as_of: pd.Timestamp) -> int:
-    """Replace the site's overview unless a later day is already stored (a backfill of old days
-    must not overwrite today's state)."""
+def stored_overview_day(db: Columnar, site: str) -> pd.Timestamp | None:
+    """The day the site's stored overview describes (None when there is none)."""
     c = t.SUBSCRIPTION_OVERVIEW.c
-    stored = db.read(sa.select(sa.func.max(c.as_of).label("as_of")).where(c.site == site))["as_of"].iloc[0]
-    if pd.notna(stored) and stored > as_of:
-        return 0
-    return replace(db, t.SUBSCRIPTION_OVERVIEW, c.site == site, overview.assign(site=site))
+    day = db.read(sa.select(sa.func.max(c.as_of).label("as_of")).where(c.site == site))["as_of"].iloc[0]
+    return None if pd.isna(day) else day
+
+
+def write_overview(db: Columnar, site: str, overview: pd.DataFrame) -> int:
+    """Replace the site's overview (the caller keeps a later day's overview: a backfill of old
+    days must not overwrite today's state)."""
+    return replace(db, t.SUBSCRIPTION_OVERVIEW, t.SUBSCRIPTION_OVERVIEW.c.site == site,
+                   overview.assign(site=site))
 
 
 def write_events(db: Columnar, site: str, events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> int:

@@ -16,19 +16,23 @@ locking between processes is the ordinary, safe case.
 Worker protocol, on the worker's stdin and stdout: a message is a 4-byte big-endian length, a JSON
 header of that length and, when the header's "payload" is not zero, that many bytes of an Arrow IPC
 stream. Requests: {"op": "execute" | "read", "sql"}, {"op": "ingest", "table"} + the table's
-rows. Replies: {"ok": true} (+ the result's rows for "read") or {"ok": false, "error"}. The worker
-exits at end of input; closing an ADBC connection rolls back a transaction left open.
+rows. Each request gets one reply, in order: {"ok": true} (+ the result's rows for "read") or
+{"ok": false, "error"}. The worker exits at end of input; closing an ADBC connection rolls back a
+transaction left open.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import struct
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 
@@ -40,6 +44,17 @@ SQLITE_BATCH_ROWS = 1 << 30
 
 class Error(RuntimeError):
     """A statement failed in the database or the worker died; the message says which."""
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    """The driver's exceptions as this module's Error, the same in and out of the worker."""
+    import adbc_driver_manager
+
+    try:
+        yield
+    except adbc_driver_manager.Error as exc:
+        raise Error(f"{type(exc).__name__}: {exc}") from exc
 
 
 class Connection:
@@ -64,19 +79,22 @@ class Connection:
         return cls(adbc_driver_postgresql.dbapi.connect(libpq_uri, autocommit=True), sqlite=False)
 
     def execute(self, sql: str) -> None:
-        with self.raw.cursor() as cur:
+        with _driver_errors(), self.raw.cursor() as cur:
             cur.execute(sql)
 
     def read(self, sql: str) -> pa.Table:
-        with self.raw.cursor() as cur:
+        with _driver_errors(), self.raw.cursor() as cur:
             if self.sqlite:
                 cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)})
             cur.execute(sql)
             return cur.fetch_arrow_table()
 
     def ingest(self, table: str, data: pa.Table) -> None:
-        with self.raw.cursor() as cur:
+        with _driver_errors(), self.raw.cursor() as cur:
             cur.adbc_ingest(table, data, mode="append")
+
+    def sync(self, raise_errors: bool = True) -> None:
+        """Nothing to wait for: this connection runs every statement when it is called."""
 
     def close(self) -> None:
         self.raw.close()
@@ -125,42 +143,63 @@ def _receive(stream: IO[bytes]) -> tuple[dict, pa.Table | None] | None:
 
 
 class Worker:
-    """A SQLite file's Connection in a child process (see module doc), with the same methods."""
+    """A SQLite file's Connection in a child process (see module doc), with the same methods.
+
+    `execute` and `ingest` are queued: they return once the request is sent, and the worker runs
+    them in order while the caller computes the next table (the transform's writes overlap its
+    later stages on the second core). `read` and `sync` wait for every queued request; a failed one
+    raises there, after all replies are in. A caller commits only after `sync` (Columnar does).
+    """
 
     def __init__(self, path: str, busy_timeout_ms: int):
         package_root = str(Path(__file__).resolve().parents[2])  # plugins/: importable without installing
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
                                                            if p)}
         self.path = path
+        self.pending = 0
         self.proc = subprocess.Popen([sys.executable, "-m", __name__, path, str(busy_timeout_ms)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.sqlite = True
 
-    def _call(self, header: dict, table: pa.Table | None = None) -> pa.Table | None:
+    def _died(self) -> Error:
+        return Error(f"the SQLite worker for {self.path} exited (code {self.proc.wait()}); its error is in the log")
+
+    def _request(self, header: dict, table: pa.Table | None = None) -> None:
         try:
             _send(self.proc.stdin, header, table)
-            reply = _receive(self.proc.stdout)
         except (BrokenPipeError, OSError):
-            reply = None
-        if reply is None:
-            raise Error(f"the SQLite worker for {self.path} exited (code {self.proc.wait()}); its error is in the log")
-        answer, result = reply
-        if not answer["ok"]:
-            raise Error(answer["error"])
+            raise self._died() from None
+        self.pending += 1
+
+    def sync(self, raise_errors: bool = True) -> pa.Table | None:
+        """Wait for every queued request; raise the first failure. Returns the last result."""
+        errors, result = [], None
+        while self.pending:
+            reply = _receive(self.proc.stdout)
+            if reply is None:
+                self.pending = 0
+                raise self._died()
+            self.pending -= 1
+            answer, result = reply
+            if not answer["ok"]:
+                errors.append(answer["error"])
+        if errors and raise_errors:
+            raise Error(errors[0] + (f" (and {len(errors) - 1} later failures)" if len(errors) > 1 else ""))
         return result
 
     def execute(self, sql: str) -> None:
-        self._call({"op": "execute", "sql": sql})
+        self._request({"op": "execute", "sql": sql})
 
     def read(self, sql: str) -> pa.Table:
-        return self._call({"op": "read", "sql": sql})
+        self._request({"op": "read", "sql": sql})
+        return self.sync()
 
     def ingest(self, table: str, data: pa.Table) -> None:
-        self._call({"op": "ingest", "table": table}, data)
+        self._request({"op": "ingest", "table": table}, data)
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            self.proc.stdin.close()  # end of input: the worker closes its connection and exits
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -170,9 +209,18 @@ class Worker:
 
 
 def serve(conn: Connection, requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer requests until the end of input (the worker's loop)."""
-    while (message := _receive(requests)) is not None:
-        header, table = message
+    """Answer requests in order until the end of input (the worker's loop). A thread takes requests
+    off the pipe as they come, so a caller sending the next table never waits for this one."""
+    inbox: queue.Queue = queue.Queue()
+
+    def take_requests() -> None:
+        while (message := _receive(requests)) is not None:
+            inbox.put(message)
+        inbox.put(None)
+
+    threading.Thread(target=take_requests, name="requests", daemon=True).start()
+    while (message := inbox.get()) is not None:
+        (header, table), message = message, None
         result = None
         try:
             if header["op"] == "execute":
@@ -184,8 +232,10 @@ def serve(conn: Connection, requests: IO[bytes], replies: IO[bytes]) -> None:
             else:
                 raise ValueError(f"unknown request {header['op']!r}")
         except Exception as exc:  # reported to the caller, which raises it
-            _send(replies, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            _send(replies, {"ok": False, "error": str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"})
             continue
+        finally:
+            del table  # an ingested table's memory goes now, not when the next one arrives
         _send(replies, {"ok": True}, result)
 
 

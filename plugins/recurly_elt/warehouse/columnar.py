@@ -116,22 +116,33 @@ class Columnar:
             yield self
         finally:
             self.execute("ROLLBACK")
+            self.link.sync()
 
     @contextmanager
     def write_transaction(self) -> Iterator["Columnar"]:
         """One transaction holding the write lock from its start, as `engine.write_transaction`
         (SQLite: the writer queue, then BEGIN IMMEDIATE; PostgreSQL: asynchronous commit).
-        Committed when the block ends, rolled back if it raises."""
+        Committed when the block ends, rolled back if it raises.
+
+        On SQLite, statements and inserts are queued to the worker (adbc.Worker) and run while the
+        block goes on; COMMIT is sent only once every one of them has succeeded."""
         with queued_writer(self.engine):
             self.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
             if not self.is_sqlite:
                 self.execute("SET LOCAL synchronous_commit = off")
             try:
                 yield self
+                self.link.sync()
             except BaseException:
                 self.execute("ROLLBACK")
+                self.link.sync(raise_errors=False)  # the first error is the one being raised
                 raise
             self.execute("COMMIT")
+            self.link.sync()
+
+    def sync(self) -> None:
+        """Wait until every queued statement and insert has run (raises the first failure)."""
+        self.link.sync()
 
 
 @contextmanager
