@@ -115,6 +115,7 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         evts = events_mod.lifecycle_events(f, segs, start, end)
         clock.lap("events")
         out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
+        del evts  # the biggest frame: gone before health builds its own
         clock.lap("write")
 
         days = pd.date_range(start, last_day, freq="D")

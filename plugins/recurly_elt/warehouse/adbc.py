@@ -14,8 +14,8 @@ Python's sqlite3) keeps the caller's process; the worker uses only the driver's 
 locking between processes is the ordinary, safe case.
 
 Worker protocol, on the worker's stdin and stdout: a message is a 4-byte big-endian length, a JSON
-header of that length and, when the header's "payload" is not zero, that many bytes of an Arrow IPC
-stream. Requests: {"op": "execute" | "read", "sql"}, {"op": "ingest", "table"} + the table's
+header of that length and, when the header's "arrow" is true, an Arrow IPC stream (it ends with its
+own end-of-stream marker). Requests: {"op": "execute" | "read", "sql"}, {"op": "ingest", "table"} + the table's
 rows. Each request gets one reply, in order: {"ok": true} (+ the result's rows for "read") or
 {"ok": false, "error"}. The worker exits at end of input; closing an ADBC connection rolls back a
 transaction left open.
@@ -102,16 +102,11 @@ class Connection:
 
 # -- the worker -----------------------------------------------------------------------------------
 def _send(stream: IO[bytes], header: dict, table: pa.Table | None = None) -> None:
-    payload = b""
-    if table is not None:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        payload = sink.getvalue()
-    head = json.dumps({**header, "payload": len(payload)}).encode()
+    head = json.dumps({**header, "arrow": table is not None}).encode()
     stream.write(struct.pack(">I", len(head)) + head)
-    if len(payload):
-        stream.write(memoryview(payload))
+    if table is not None:  # written batch by batch: no second copy of the table in memory
+        with pa.ipc.new_stream(pa.PythonFile(stream, mode="w"), table.schema) as writer:
+            writer.write_table(table)
     stream.flush()
 
 
@@ -123,23 +118,22 @@ def _exactly(stream: IO[bytes], n: int) -> bytes | None:
             return None
         chunks.append(chunk)
         left -= len(chunk)
-    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    return b"".join(chunks)
 
 
 def _receive(stream: IO[bytes]) -> tuple[dict, pa.Table | None] | None:
+    """The next message, or None at the end of input."""
     size = _exactly(stream, 4)
-    if size is None:
-        return None
-    head = _exactly(stream, struct.unpack(">I", size)[0])
+    head = _exactly(stream, struct.unpack(">I", size)[0]) if size is not None else None
     if head is None:
         return None
     header = json.loads(head)
-    if not header["payload"]:
+    if not header["arrow"]:
         return header, None
-    payload = _exactly(stream, header["payload"])
-    if payload is None:
+    try:  # an IPC stream ends with its own end-of-stream marker: read exactly up to it
+        return header, pa.ipc.open_stream(pa.PythonFile(stream, mode="r")).read_all()
+    except (pa.ArrowInvalid, OSError):  # cut short: the other side died
         return None
-    return header, pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
 class Worker:
