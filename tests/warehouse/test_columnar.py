@@ -60,7 +60,7 @@ def _read(db: columnar.Columnar) -> pd.DataFrame:
 def test_reads_what_sqlalchemy_wrote_with_the_declared_kinds(engine):
     with engine.begin() as conn:
         conn.execute(SAMPLE.insert(), ROWS)
-    with columnar.connect(engine) as db, db.snapshot():
+    with columnar.connect(engine) as db:
         got = _read(db)
     pd.testing.assert_frame_equal(got, _expected(), check_exact=False, rtol=1e-9)
 
@@ -137,3 +137,16 @@ def test_sqlite_file_stays_sound_when_both_libraries_use_it(sqlite_url):
         assert held.execute(sa.select(sa.func.count()).select_from(SAMPLE)).scalar() == 30
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_the_second_reader_sees_what_the_transaction_sees(engine):
+    with engine.begin() as conn:
+        conn.execute(SAMPLE.insert(), ROWS)
+    query = sa.select(*SAMPLE.columns).order_by(SAMPLE.c.id)
+    with columnar.connect(engine) as db, db.write_transaction():
+        with db.second_reader() as second:
+            assert second == (engine.dialect.name == "sqlite")
+            later = [db.read_later(query, lane=lane) for lane in (0, 1, 0, 1)]
+        frames = [f() for f in later]
+    for frame in frames:
+        pd.testing.assert_frame_equal(frame, _expected(), check_exact=False, rtol=1e-9)

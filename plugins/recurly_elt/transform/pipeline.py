@@ -2,8 +2,8 @@
 
 The window says which rows are replaced, not what is read: every run reads the site's whole
 staging (MRR history is rebuilt from all line items; "reactivation" needs earlier months), then
-writes, in one transaction per site (opened once MRR is computed, so that on SQLite each table is
-written while the next is computed):
+writes, in one transaction per site (reads included; on SQLite each table is written while the
+next is computed):
 
   mrr_subscription_runs, mrr_account_runs   the days of the window (runs kept canonical)
   mrr_movements_monthly                     the months the window touches, closed on their last
@@ -73,28 +73,38 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
     result = SiteResult(site)
     clock = _Clock(result)
     last_day = end - DAY
-    with db.snapshot():
-        f = frames.read_site(db, site)
+    # One transaction for the whole site, reads included: on SQLite it holds the write lock from
+    # the start (so a second connection can read in parallel and see the same state), on
+    # PostgreSQL it reads one snapshot. The worker process writes each table while the next one
+    # is computed (Columnar.write_transaction); the events, the biggest table, go first, so that
+    # their writing overlaps the most work.
+    out = result.rows_out
+    with db.write_transaction():
         months = movements.month_starts(start, last_day)
         stored_close = store.stored_closing_days(db, site, months)
         overview_day = store.stored_overview_day(db, site)
-    result.rows_in = f.rows_in
-    clock.lap("read")
+        with db.second_reader() as second:
+            f = frames.read_site(db, site, second)  # sent now, read while the stages run (frames.SiteFrames)
+        f.load(*frames.MRR_INPUTS)
+        clock.lap("read")
 
-    segs, q_lines = mrr.recurring_segments(f, config)
-    sub_runs, q_fx = mrr.subscription_runs(segs, f, config)
-    acct_runs = mrr.account_runs(sub_runs)
-    clock.lap("mrr")
+        segs, q_lines = mrr.recurring_segments(f, config)
+        f.release("line_items")  # the biggest table; later stages use the segments built from it
+        sub_runs, q_fx = mrr.subscription_runs(segs, f, config)
+        acct_runs = mrr.account_runs(sub_runs)
+        clock.lap("mrr")
 
-    # The write transaction opens here and stays open while the later stages compute: on SQLite
-    # the worker process writes each table while the next one is computed (Columnar.write_transaction).
-    out = result.rows_out
-    with db.write_transaction():
         out["mrr_subscription_runs"] = store.write_runs(
             db, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end, sub_runs,
             ("mrr", "mrr_reporting", "account_id", "currency"))
         out["mrr_account_runs"] = store.write_runs(db, tables.MRR_ACCOUNT_RUNS, "account_id", site, start, end,
                                                    acct_runs, ("mrr",))
+        clock.lap("write")
+
+        evts = events_mod.lifecycle_events(f, segs, start, end)
+        clock.lap("events")
+        out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
+        del evts  # gone before the next stages build their own frames
         clock.lap("write")
 
         close = {m: max(min(m + pd.offsets.MonthEnd(0), last_day), stored_close.get(m, start - DAY)) for m in months}
@@ -112,12 +122,6 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         else:
             out["subscription_overview"] = 0
 
-        evts = events_mod.lifecycle_events(f, segs, start, end)
-        clock.lap("events")
-        out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
-        del evts  # the biggest frame: gone before health builds its own
-        clock.lap("write")
-
         days = pd.date_range(start, last_day, freq="D")
         if health_days is not None:
             days = days[-health_days:] if health_days > 0 else days[:0]
@@ -132,6 +136,7 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         store.extend_calendar(db, first, last_day)
         db.sync()  # what the worker still had to write counts as writing
         clock.lap("write")
+        result.rows_in = f.rows_in
         db.execute(tables.RUN_LOG.insert().values(
             site=site, run_id=run_id, window_start=start.date(), window_end=end.date(), rows_in=result.rows_in,
             rows_out=sum(out.values()), quarantined=result.quarantined, seconds=sum(result.seconds.values()),

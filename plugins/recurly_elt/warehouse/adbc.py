@@ -23,6 +23,7 @@ transaction left open.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -32,7 +33,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -78,6 +79,8 @@ class Connection:
 
         return cls(adbc_driver_postgresql.dbapi.connect(libpq_uri, autocommit=True), sqlite=False)
 
+    lanes = 1  # statements run one at a time, on this one connection
+
     def execute(self, sql: str) -> None:
         with _driver_errors(), self.raw.cursor() as cur:
             cur.execute(sql)
@@ -92,6 +95,10 @@ class Connection:
     def ingest(self, table: str, data: pa.Table) -> None:
         with _driver_errors(), self.raw.cursor() as cur:
             cur.adbc_ingest(table, data, mode="append")
+
+    def submit_read(self, sql: str, lane: int = 0) -> Callable[[], pa.Table]:
+        table = self.read(sql)  # run now, whatever the lane: this connection has nothing to overlap with
+        return lambda: table
 
     def sync(self, raise_errors: bool = True) -> None:
         """Nothing to wait for: this connection runs every statement when it is called."""
@@ -136,13 +143,25 @@ def _receive(stream: IO[bytes]) -> tuple[dict, pa.Table | None] | None:
         return None
 
 
+class _Reply:
+    """Where the reply to one request lands (replies come back in the order of the requests)."""
+
+    __slots__ = ("done", "error", "table")
+
+    def __init__(self) -> None:
+        self.done, self.error, self.table = False, None, None
+
+
 class Worker:
     """A SQLite file's Connection in a child process (see module doc), with the same methods.
 
-    `execute` and `ingest` are queued: they return once the request is sent, and the worker runs
-    them in order while the caller computes the next table (the transform's writes overlap its
-    later stages on the second core). `read` and `sync` wait for every queued request; a failed one
-    raises there, after all replies are in. A caller commits only after `sync` (Columnar does).
+    Requests are queued: `execute`, `ingest` and `submit_read` return once the request is sent,
+    and the worker runs them in order while the caller goes on computing (the transform's reads
+    and writes overlap its stages on the second core). A thread takes the replies off the pipe as
+    they come, so the worker never waits on the caller. `submit_read` returns a function that
+    waits for that result; `sync` waits for everything queued. A failed request raises in the
+    first of the two to see it, after its reply is in. A caller commits only after `sync`
+    (Columnar does).
     """
 
     def __init__(self, path: str, busy_timeout_ms: int):
@@ -150,43 +169,71 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
                                                            if p)}
         self.path = path
-        self.pending = 0
+        self.sqlite = True
+        self.lanes = 2  # see serve()
+        self._waiting: dict[int, _Reply] = {}
+        self._ids = itertools.count()
+        self._replies: queue.Queue = queue.Queue()
         self.proc = subprocess.Popen([sys.executable, "-m", __name__, path, str(busy_timeout_ms)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.sqlite = True
+        threading.Thread(target=self._take_replies, name="adbc-replies", daemon=True).start()
+
+    def _take_replies(self) -> None:
+        while (message := _receive(self.proc.stdout)) is not None:
+            self._replies.put(message)
+        self._replies.put(None)
 
     def _died(self) -> Error:
+        self._waiting.clear()
         return Error(f"the SQLite worker for {self.path} exited (code {self.proc.wait()}); its error is in the log")
 
-    def _request(self, header: dict, table: pa.Table | None = None) -> None:
+    def _request(self, header: dict, table: pa.Table | None = None, lane: int = 0) -> _Reply:
+        request_id = next(self._ids)
         try:
-            _send(self.proc.stdin, header, table)
+            _send(self.proc.stdin, {**header, "id": request_id, "lane": lane}, table)
         except (BrokenPipeError, OSError):
             raise self._died() from None
-        self.pending += 1
+        reply = self._waiting[request_id] = _Reply()
+        return reply
 
-    def sync(self, raise_errors: bool = True) -> pa.Table | None:
-        """Wait for every queued request; raise the first failure. Returns the last result."""
-        errors, result = [], None
-        while self.pending:
-            reply = _receive(self.proc.stdout)
-            if reply is None:
-                self.pending = 0
-                raise self._died()
-            self.pending -= 1
-            answer, result = reply
-            if not answer["ok"]:
-                errors.append(answer["error"])
+    def _next_reply(self) -> _Reply:
+        message = self._replies.get()
+        if message is None:
+            self._replies.put(None)  # stays at the end for any later call
+            raise self._died()
+        answer, table = message
+        reply = self._waiting.pop(answer["id"])
+        reply.table = table
+        reply.done, reply.error = True, None if answer["ok"] else answer["error"]
+        return reply
+
+    def _result(self, reply: _Reply) -> pa.Table | None:
+        while not reply.done:
+            self._next_reply()
+        if reply.error:
+            raise Error(reply.error)
+        table, reply.table = reply.table, None
+        return table
+
+    def sync(self, raise_errors: bool = True) -> None:
+        """Wait for every queued request; raise the first failure among those not yet raised."""
+        errors = []
+        while self._waiting:
+            reply = self._next_reply()
+            if reply.error:
+                errors.append(reply.error)
         if errors and raise_errors:
             raise Error(errors[0] + (f" (and {len(errors) - 1} later failures)" if len(errors) > 1 else ""))
-        return result
 
-    def execute(self, sql: str) -> None:
-        self._request({"op": "execute", "sql": sql})
+    def execute(self, sql: str, lane: int = 0) -> None:
+        self._request({"op": "execute", "sql": sql}, lane=lane)
+
+    def submit_read(self, sql: str, lane: int = 0) -> Callable[[], pa.Table]:
+        reply = self._request({"op": "read", "sql": sql}, lane=lane)
+        return lambda: self._result(reply)
 
     def read(self, sql: str) -> pa.Table:
-        self._request({"op": "read", "sql": sql})
-        return self.sync()
+        return self.submit_read(sql)()
 
     def ingest(self, table: str, data: pa.Table) -> None:
         self._request({"op": "ingest", "table": table}, data)
@@ -199,49 +246,69 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
 
 
-def serve(conn: Connection, requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer requests in order until the end of input (the worker's loop). A thread takes requests
-    off the pipe as they come, so a caller sending the next table never waits for this one."""
-    inbox: queue.Queue = queue.Queue()
+def _answer(conn: Connection, header: dict, table: pa.Table | None) -> tuple[dict, pa.Table | None]:
+    """Run one request; its reply (a failure is reported to the caller, which raises it)."""
+    result = None
+    try:
+        if header["op"] == "execute":
+            conn.execute(header["sql"])
+        elif header["op"] == "read":
+            result = conn.read(header["sql"])
+        elif header["op"] == "ingest":
+            conn.ingest(header["table"], table)
+        else:
+            raise ValueError(f"unknown request {header['op']!r}")
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+        return {"id": header["id"], "ok": False, "error": error}, None
+    return {"id": header["id"], "ok": True}, result
+
+
+def serve(open_connection: Callable[[], Connection], requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Answer requests until the end of input (the worker's loop).
+
+    Lane 0 (the default) is the main connection; lane 1 a second connection, opened on first use,
+    with a thread of its own, so that two tables can be read at once (the disk serves two
+    sequential scans faster than one after the other). Each lane runs its requests in order;
+    replies carry the request's id. A thread takes requests off the pipe as they come, so a
+    caller sending the next table never waits for this one."""
+    lanes = [queue.Queue(), queue.Queue()]
+    send_lock = threading.Lock()
 
     def take_requests() -> None:
         while (message := _receive(requests)) is not None:
-            inbox.put(message)
-        inbox.put(None)
+            lanes[message[0].get("lane", 0)].put(message)
+        for lane in lanes:
+            lane.put(None)
+
+    def run_lane(inbox: queue.Queue) -> None:
+        conn = None
+        try:
+            while (message := inbox.get()) is not None:
+                (header, table), message = message, None
+                conn = conn or open_connection()
+                reply, result = _answer(conn, header, table)
+                del table  # an ingested table's memory goes now, not when the next one arrives
+                with send_lock:
+                    _send(replies, reply, result)
+        finally:
+            if conn is not None:
+                conn.close()
 
     threading.Thread(target=take_requests, name="requests", daemon=True).start()
-    while (message := inbox.get()) is not None:
-        (header, table), message = message, None
-        result = None
-        try:
-            if header["op"] == "execute":
-                conn.execute(header["sql"])
-            elif header["op"] == "read":
-                result = conn.read(header["sql"])
-            elif header["op"] == "ingest":
-                conn.ingest(header["table"], table)
-            else:
-                raise ValueError(f"unknown request {header['op']!r}")
-        except Exception as exc:  # reported to the caller, which raises it
-            _send(replies, {"ok": False, "error": str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"})
-            continue
-        finally:
-            del table  # an ingested table's memory goes now, not when the next one arrives
-        _send(replies, {"ok": True}, result)
+    helper = threading.Thread(target=run_lane, args=(lanes[1],), name="lane-1")
+    helper.start()
+    run_lane(lanes[0])
+    helper.join()
 
 
 def main(argv: list[str]) -> int:
     path, busy_timeout_ms = argv
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # the protocol owns stdout: any stray print goes to the log instead
-    conn = Connection.sqlite_file(path, int(busy_timeout_ms))
-    try:
-        serve(conn, sys.stdin.buffer, replies)
-    finally:
-        conn.close()
+    serve(lambda: Connection.sqlite_file(path, int(busy_timeout_ms)), sys.stdin.buffer, replies)
     return 0
 
 

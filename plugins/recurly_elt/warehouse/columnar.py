@@ -26,7 +26,7 @@ float64 (NaN for NULL), booleans -> pandas "boolean", text -> pandas "str".
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -87,11 +87,34 @@ class Columnar:
 
     def read(self, query: sa.Select) -> pd.DataFrame:
         """The rows of a SELECT as a frame typed by its columns' kinds (see module doc)."""
+        return self.read_later(query)()
+
+    def read_later(self, query: sa.Select, lane: int = 0) -> Callable[[], pd.DataFrame]:
+        """Send a SELECT now; the returned function waits for its frame. On SQLite the worker reads
+        while the caller goes on; lane 1 is the second reader of `second_reader()`."""
         kinds = {c.name: kind_of(c.type) for c in query.selected_columns}
         inner = query.subquery()
         # Numbers are cast in SQL: SQLite may store a NUMERIC value as INTEGER or REAL row by row.
         cols = [sa.cast(inner.c[n], sa.Float).label(n) if k == "number" else inner.c[n] for n, k in kinds.items()]
-        return to_frame(self.link.read(self.sql(sa.select(*cols))), kinds)
+        result = self.link.submit_read(self.sql(sa.select(*cols)), lane=lane)
+        return lambda: to_frame(result(), kinds)
+
+    @contextmanager
+    def second_reader(self) -> Iterator[bool]:
+        """Inside `write_transaction`: a second connection that reads what this transaction reads,
+        at the same time (lane 1 of `read_later`). Yields False where there is none (PostgreSQL:
+        its one connection reads). On SQLite this transaction holds the write lock, so nothing can
+        commit between its start and the second connection's first read: both see one state.
+        Reads sent inside the block may be collected after it; its transaction ends after them."""
+        if self.link.lanes < 2:
+            yield False
+            return
+        self.link.execute("BEGIN", lane=1)
+        self.link.submit_read("SELECT count(*) FROM sqlite_master", lane=1)()  # its snapshot starts here
+        try:
+            yield True
+        finally:
+            self.link.execute("ROLLBACK", lane=1)
 
     def insert(self, table: sa.Table, frame: pd.DataFrame) -> int:
         """Append the frame's rows (columns named as the table's; missing ones are NULL), in key order."""
@@ -113,17 +136,6 @@ class Columnar:
         return len(frame)
 
     @contextmanager
-    def snapshot(self) -> Iterator["Columnar"]:
-        """Reads that all see one state of the database (a read transaction: a concurrent
-        extraction's commits do not show up between two tables of one read)."""
-        self.execute("BEGIN" if self.is_sqlite else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            yield self
-        finally:
-            self.execute("ROLLBACK")
-            self.link.sync()
-
-    @contextmanager
     def write_transaction(self) -> Iterator["Columnar"]:
         """One transaction holding the write lock from its start, as `engine.write_transaction`
         (SQLite: the writer queue, then BEGIN IMMEDIATE; PostgreSQL: asynchronous commit).
@@ -132,7 +144,8 @@ class Columnar:
         On SQLite, statements and inserts are queued to the worker (adbc.Worker) and run while the
         block goes on; COMMIT is sent only once every one of them has succeeded."""
         with queued_writer(self.engine):
-            self.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+            # PostgreSQL: one snapshot for every read of the transaction, as SQLite's lock gives.
+            self.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN ISOLATION LEVEL REPEATABLE READ")
             if not self.is_sqlite:
                 self.execute("SET LOCAL synchronous_commit = off")
             try:
