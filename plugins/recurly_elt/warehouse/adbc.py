@@ -232,9 +232,6 @@ class Worker:
         reply = self._request({"op": "read", "sql": sql}, lane=lane)
         return lambda: self._result(reply)
 
-    def read(self, sql: str) -> pa.Table:
-        return self.submit_read(sql)()
-
     def ingest(self, table: str, data: pa.Table) -> None:
         self._request({"op": "ingest", "table": table}, data)
 
