@@ -32,3 +32,13 @@ def test_a_later_plan_change_does_not_rewrite_an_earlier_event(id_dtype):
     snaps = _snapshots(["s1", "s1"], ["2026-01-01", "2026-01-05"], ["bronze", "gold"], id_dtype)
     f = SimpleNamespace(subscription_snapshots=snaps, subscriptions=LATEST)
     assert _plans_at(f, EVENTS).tolist() == ["bronze", "silver"]
+
+
+def test_before_the_first_snapshot_the_earliest_one_and_unknown_subscriptions_have_none():
+    events = pd.DataFrame({"subscription_id": pd.Series(["s1", "s3", None], dtype="str"),
+                           "occurred_at": pd.to_datetime(["2025-12-01", "2026-01-02", "2026-01-02"])})
+    snaps = _snapshots(["s1", "s1"], ["2026-01-01", "2026-01-05"], ["bronze", "gold"], "str")
+    f = SimpleNamespace(subscription_snapshots=snaps, subscriptions=LATEST)
+    plans = _plans_at(f, events)
+    assert plans.iloc[0] == "bronze"
+    assert plans.iloc[1:].isna().all()

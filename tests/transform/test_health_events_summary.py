@@ -49,3 +49,15 @@ def test_sandbox_events_health_and_summary(sqlite_url):
     assert {"active", "churned"} <= set(health_rows["account_status"])
     text = health_summary(engine)
     assert "MRR (USD) on 2025-12-31" in text and "Movements in 2025-12" in text and "health band: Good" in text
+
+
+def test_a_window_without_events_writes_none(sqlite_url):
+    engine = create_engine_from_url(sqlite_url)
+    load_objects(engine, "sandbox", simulation(accounts=20).objects)
+    count = "SELECT COUNT(*) FROM lifecycle_events"
+    pipeline.run(engine, "2024-06-01", "2024-06-02", health_days=0)  # before the first signup
+    with engine.connect() as c:
+        assert c.execute(sa.text(count)).scalar() == 0
+    pipeline.run(engine, "2025-01-01", DEFAULT_UNTIL, health_days=0)
+    with engine.connect() as c:
+        assert c.execute(sa.text(count)).scalar() > 0

@@ -140,11 +140,16 @@ def isin(values, candidates) -> np.ndarray:
     return pc.is_in(_strings(values), value_set=_strings(candidates)).to_numpy(zero_copy_only=False)
 
 
+def positions(keys, ids) -> np.ndarray:
+    """The position of each key among `ids` (unique), -1 where it is not there, through Arrow's
+    hash table: pandas builds an index of Python objects for Arrow-backed strings."""
+    at = pc.fill_null(pc.index_in(_strings(keys), value_set=_strings(ids)), -1)
+    return at.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def lookup(keys: pd.Series, mapping: pd.Series) -> pd.Series:
-    """`keys.map(mapping)` for id keys (a mapping with a unique index), through Arrow's hash table:
-    pandas builds an index of Python objects for Arrow-backed strings. Missing keys give NA."""
-    at = pc.fill_null(pc.index_in(_strings(keys), value_set=_strings(mapping.index)), -1)
-    return pd.Series(mapping.array.take(at.to_numpy(zero_copy_only=False), allow_fill=True), index=keys.index,
+    """`keys.map(mapping)` for id keys (a mapping with a unique index). Missing keys give NA."""
+    return pd.Series(mapping.array.take(positions(keys, mapping.index), allow_fill=True), index=keys.index,
                      name=mapping.name)
 
 

@@ -35,9 +35,11 @@ def write_runs(db: Columnar, table: sa.Table, key: str, site: str, start: pd.Tim
     old = db.read(sa.select(*table.columns).where(touching)).drop(columns="site")
     before = old[old["day_from"] < start].assign(day_to=lambda x: x["day_to"].clip(upper=start))
     after = old[old["day_to"] > end].assign(day_from=lambda x: x["day_from"].clip(lower=end))
-    merged = pd.concat([df for df in (before, after, run_ops.clip(new_runs, start, end)) if not df.empty],
-                       ignore_index=True)
-    merged = run_ops.coalesce(merged, [key], value_cols) if not merged.empty else merged
+    parts = [df for df in (before, after, run_ops.clip(new_runs, start, end)) if not df.empty]
+    if not parts:  # nothing stored around the window and nothing new in it (a quiet window)
+        db.execute(table.delete().where(touching))
+        return 0
+    merged = run_ops.coalesce(pd.concat(parts, ignore_index=True), [key], value_cols)
     return replace(db, table, touching, merged.assign(site=site))
 
 
