@@ -19,11 +19,9 @@ import pytest
 from recurly_elt.local.processes import ManagedProcess, wait_until
 from recurly_elt.local.settings import load_settings
 from recurly_elt.local.stack import write_private
+from sandbox_sites import SANDBOX_ACCOUNTS, SANDBOX_DATES, SANDBOX_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-SANDBOX_KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}
-SANDBOX_DATES = ("2025-01-01", "2025-03-10")  # history start, clock day
-SANDBOX_ACCOUNTS = 25
 
 
 @pytest.fixture(scope="session")

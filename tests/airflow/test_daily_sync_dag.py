@@ -10,7 +10,7 @@ import pytest
 
 import requests
 
-from conftest import SANDBOX_KEYS
+from sandbox_sites import SANDBOX_KEYS
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "recurly_daily_sync"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import SANDBOX_ACCOUNTS, SANDBOX_KEYS
+from sandbox_sites import SANDBOX_ACCOUNTS, SANDBOX_KEYS
 from scheduler_stack import LocalAirflow, use_metadata_db
 
 from recurly_elt.local import backfill as bf
