@@ -3,7 +3,8 @@
 For each day d (as of its end, instant t = d + 1 day) and each staged account: MRR and its 30/90-day
 trend, plan names and quantities, invoice money (paid, due, billed, overdue; reporting currency),
 next billing date, trial end, failed payments in the last 30 days, card expiry, risk alerts, the
-account status, and a 0-100 score from include/mappings/health.yaml (see `score`).
+account status, per-dimension scores, a 0-100 score and a band from include/mappings/health.yaml
+(transform/scoring.py: who is scored, missing metrics, risk caps).
 
 Only facts known at t are used, so recomputing a past day from later staging gives the same row:
 accounts created before t; each subscription's state, cancellation and pause, and each account's
@@ -20,43 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recurly_elt.transform import bands, fx, runs, status
+from recurly_elt.transform import fx, runs, scoring, status
 from recurly_elt.transform.config import TransformConfig
 from recurly_elt.transform.frames import SiteFrames, isin, lookup
 
 DAY = pd.Timedelta(days=1)
-
-
-def grade(values: pd.Series, rule: dict, grades: dict) -> pd.Series:
-    """Good / Average / Poor points per value (NaN stays NaN: the metric is left out)."""
-    v = values.astype("float64")
-    if "lower" in rule:
-        good, avg = v <= rule["lower"]["good"], v <= rule["lower"]["average"]
-    else:
-        good, avg = v >= rule["higher"]["good"], v >= rule["higher"]["average"]
-    pts = np.select([good, avg], [grades["good"], grades["average"]], default=grades["poor"]).astype("float64")
-    return pd.Series(np.where(v.isna(), np.nan, pts), index=values.index)
-
-
-def _weighted(parts: list[tuple[float, pd.Series]], index: pd.Index) -> pd.Series:
-    """Weighted mean of the parts present per row (weights re-normalised over the present ones)."""
-    num, den = pd.Series(0.0, index=index), pd.Series(0.0, index=index)
-    for weight, s in parts:
-        present = s.notna()
-        num += np.where(present, s.fillna(0.0) * weight, 0.0)
-        den += np.where(present, weight, 0.0)
-    return (num / den.replace(0.0, np.nan)).round(1)
-
-
-def score(metrics: pd.DataFrame, health: dict) -> pd.Series:
-    """Totango: metric points -> weighted dimension score -> weighted overall score."""
-    grades = health["grades"]
-    dims = []
-    for dim in health["dimensions"].values():
-        parts = [(float(rule["weight"]), grade(metrics[name], rule, grades))
-                 for name, rule in dim["metrics"].items()]
-        dims.append((float(dim["weight"]), _weighted(parts, metrics.index)))
-    return _weighted(dims, metrics.index)
 
 
 def _invoices_reporting(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -133,6 +102,7 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
     tx = f.transactions
     failed_tx = tx[tx["type"].isin(["purchase", "capture"]) & tx["status"].isin(["declined", "error"])]
     alerts_cfg = config.health["alerts"]
+    rules = scoring.HealthRules.from_config(config.health)
     has_billing = (accounts["billing_info_valid"].fillna(False).astype(bool) | accounts["billing_info_id"].notna())
     first_mrr_day = acct_runs.groupby("account_id")["day_from"].min()
     expired_subs = latest_subs[latest_subs["expires_at"].notna()].sort_values("expires_at")
@@ -213,11 +183,13 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["alert_trial_ending_without_billing_info"] = (
             (h["trial_ends_at"] < t + alerts_cfg["trial_ending_days"] * DAY) & ~h["has_billing_info"])
         h["alert_card_expiring"] = h["card_expiring_30d"]
+        # The next renewal is charged on next_billing_at's day; the card is valid through its expiry day.
+        h["alert_card_expires_before_renewal"] = (h["card_expires_on"] < h["next_billing_at"].dt.normalize()).fillna(False)
         alert_cols = [c for c in h.columns if c.startswith("alert_")]
         h["alert_count"] = h[alert_cols].sum(axis=1)
-        h["health_score"] = score(h.assign(cancellation_scheduled=h["cancellation_scheduled"].astype(float),
-                                           card_expiring_30d=h["card_expiring_30d"].astype(float)), config.health)
-        h["health_band"] = bands.label(h["health_score"], [(str(l), float(b)) for l, b in config.health["bands"]])
+        scored = scoring.score(h, rules)
+        for col in scored.columns:
+            h[col] = scored[col]
         # Only the accounts that existed at t: an account created later has no row for the day.
         out.append(h[~(accounts["created_at"] >= t)].rename_axis("account_id").reset_index())
     health = pd.concat(out, ignore_index=True) if out else pd.DataFrame()

@@ -3,7 +3,7 @@
     MRR (USD) on 2026-01-01: 91,647.80 over 401 paying accounts   [per site when several]
     Movements in 2025-12: new +8,166.85 (39), expansion +2,058.57, contraction -508.20,
                           churn -456.92 (7), reactivation +934.20 (1)
-    Accounts by health band: Good 412, Average 30, Poor 2, n/a 56
+    Accounts by health band: Good 380, Average 40, Poor 12, Trial 9, Not a customer 20, Churned 39
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def health_summary(engine: sa.Engine) -> str:
             f"churn {_money(m['churn_mrr'], True)} ({m['churned_accounts']}), "
             f"reactivation {_money(m['reactivation_mrr'], True)} ({m['reactivated_accounts']})")
         site_bands = [b for b in bands if b["site"] == site]
-        order = {"Good": 0, "Average": 1, "Poor": 2}
+        order = {"Good": 0, "Average": 1, "Poor": 2, "Trial": 3, "Not a customer": 4, "Churned": 5}
         shown = ", ".join(f"{b['band']} {b['n']}" for b in sorted(site_bands, key=lambda b: order.get(b["band"], 9)))
         lines.append(f"{prefix}Accounts by health band: {shown or 'no health computed yet'}")
     return "\n".join(lines)

@@ -10,6 +10,9 @@ import sqlalchemy as sa
 
 METADATA = sa.MetaData()
 
+# The health dimensions with a score column (`<name>_score`); health.yaml may use these.
+DIMENSIONS = ("billing", "growth", "retention")
+
 _money = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
 
 
@@ -79,8 +82,12 @@ ACCOUNT_HEALTH = _t(
     sa.Column("churn_reason", sa.Text()), sa.Column("churn_type", sa.Text()),
     *(sa.Column(n, sa.Boolean()) for n in (
         "alert_past_due_invoice", "alert_failed_payment", "alert_cancellation_scheduled", "alert_contraction",
-        "alert_trial_ending_without_billing_info", "alert_card_expiring")),
+        "alert_trial_ending_without_billing_info", "alert_card_expiring", "alert_card_expires_before_renewal")),
     sa.Column("alert_count", sa.BigInteger()),
+    # The score's inputs (transform/scoring.py): one score per dimension, the score before risk caps,
+    # the caps that lowered the band.
+    *(sa.Column(f"{d}_score", sa.Float()) for d in DIMENSIONS),
+    sa.Column("health_score_uncapped", sa.Float()), sa.Column("health_capped_by", sa.Text()),
     sa.Column("health_score", _money()), sa.Column("health_band", sa.Text()),
 )
 
@@ -118,4 +125,14 @@ RUN_LOG = sa.Table(
 
 
 def create_transform_tables(engine: sa.Engine) -> None:
+    """Create missing tables, and add the columns a newer version declares to a table created by an
+    older one (nullable, so existing rows read as NULL until their days are transformed again)."""
     METADATA.create_all(engine)
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        for table in METADATA.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have:
+                    kind = col.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
