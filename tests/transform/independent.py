@@ -1,26 +1,57 @@
 """MRR and movements computed again, independently of the transform: plain Python over the raw
-JSON kept in staging, one object and one day at a time (no pandas, no shared code). It follows the
-definitions of docs/transform.md word for word, so any disagreement is a bug on one side."""
+JSON kept in staging, with exact decimals and fractions, one object at a time (no pandas, no shared
+code). It follows the definitions of docs/transform.md ("MRR: definitions", "Money and rounding")
+word for word, so any disagreement, even of a cent, is a bug on one side."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import sqlalchemy as sa
 import yaml
 
 from recurly_elt.transform.config import mappings_dir
 
+ZERO_DECIMAL_CURRENCIES = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                           "VND", "VUV", "XAF", "XOF", "XPF"}
+MICRO, HUNDREDTH_MICRO = Decimal("0.000001"), Decimal("0.00000001")
+
 
 def _raw(engine: sa.Engine, table: str, site: str) -> list[dict]:
     with engine.connect() as c:
-        return [json.loads(r[0]) for r in c.execute(sa.text(f"SELECT raw_json FROM {table} WHERE site = :s"), {"s": site})]
+        rows = c.execute(sa.text(f"SELECT raw_json FROM {table} WHERE site = :s"), {"s": site})
+        return [json.loads(r[0], parse_float=Decimal) for r in rows]
 
 
 def _day(value: str | None) -> date | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).date() if value else None
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _dec(value) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _text_or(value, fallback):
+    """A decimal string field: blank and null mean "not set"."""
+    return Decimal(value) if isinstance(value, str) and value.strip() else fallback
+
+
+def round_fraction(value: Fraction, currency: str) -> Decimal:
+    """Exact half-up rounding of a fraction to the currency's minor unit."""
+    unit = Fraction(1) if currency.upper() in ZERO_DECIMAL_CURRENCIES else Fraction(1, 100)
+    steps = abs(value) / unit
+    whole = int(steps + Fraction(1, 2))  # floor(x + 1/2) for x >= 0: half rounds up
+    out = Fraction(whole) * unit * (-1 if value < 0 else 1)
+    return Decimal(out.numerator) / Decimal(out.denominator)
 
 
 def month_ends(first: date, last: date) -> list[date]:
@@ -32,56 +63,163 @@ def month_ends(first: date, last: date) -> list[date]:
     return out
 
 
-def account_mrr_at_month_ends(engine: sa.Engine, site: str, first: date, last: date) -> dict[date, dict[str, float]]:
-    folder = mappings_dir()
-    fx = yaml.safe_load(open(folder / "fx.yaml"))
-    opts = yaml.safe_load(open(folder / "mrr.yaml"))
-    rates = {k.upper(): float(v) for k, v in fx["rates"].items()}
-    plans = {p["id"]: p for p in _raw(engine, "stg_plans", site)}
-    usage = {a["id"] for a in _raw(engine, "stg_plan_add_ons", site) if a.get("add_on_type") == "usage"}
-    bad_invoices = {i["id"] for i in _raw(engine, "stg_invoices", site)
-                    if i.get("state") in opts["excluded_invoice_states"]}
-    subs = {s["id"]: s for s in _raw(engine, "stg_subscriptions", site)}
-
-    ends = month_ends(first, last)
-    sub_mrr: dict[date, dict[str, float]] = {e: defaultdict(float) for e in ends}
-    for li in _raw(engine, "stg_line_items", site):
-        if (li.get("origin") not in opts["recurring_origins"] or not li.get("start_date") or not li.get("end_date")
-                or li.get("refund") or li.get("invoice_id") in bad_invoices or li.get("add_on_id") in usage):
-            continue
-        plan = plans[li["plan_id"]]
-        months = plan["interval_length"] if plan["interval_unit"] == "months" else \
-            plan["interval_length"] / opts["days_per_month"]
-        full = abs(li["unit_amount"] * li["quantity"])
-        share = abs(li.get("discount") or 0) / abs(li["subtotal"]) if li.get("subtotal") else 0.0
-        monthly = (-1 if li["type"] == "credit" else 1) * full * (1 - share) / months
-        sub = subs[li["subscription_id"]]
-        stop = _day(li["end_date"])
-        for cut in (_day(sub.get("expires_at")), _day(sub.get("paused_at")) if sub["state"] == "paused" else None):
-            if cut and cut < stop:
-                stop = cut
-        for e in ends:
-            if _day(li["start_date"]) <= e < stop:
-                sub_mrr[e][sub["id"]] += monthly
-
-    out: dict[date, dict[str, float]] = {}
-    for e in ends:
-        accounts: dict[str, float] = defaultdict(float)
-        for sid, value in sub_mrr[e].items():
-            sub = subs[sid]
-            if sub["currency"].upper() in rates and round(value, 2) != 0:
-                accounts[sub["account"]["id"]] += round(round(value, 2) * rates[sub["currency"].upper()], 2)
-        out[e] = {a: round(v, 2) for a, v in accounts.items() if round(v, 2) != 0}
-    return out
+def _percent_coupon(sub: dict) -> int | None:
+    for r in sub.get("coupon_redemptions") or []:
+        discount = (r.get("coupon") or {}).get("discount") or {}
+        pct = discount.get("percent")
+        if r.get("state") in (None, "active") and discount.get("type") == "percent" and pct is not None \
+                and _dec(pct) == int(pct) and 0 <= pct <= 100:
+            return int(pct)
+    return None
 
 
-def movements(mrr_by_month_end: dict[date, dict[str, float]]) -> dict[tuple[date, str], tuple[float, float, str]]:
+def _net_full_period(li: dict, pct: int | None) -> Decimal:
+    """The line's full-period price net of discount and included tax (docs/transform.md)."""
+    unit = _text_or(li.get("unit_amount_decimal"), _dec(li.get("unit_amount") or 0))
+    qty = _text_or(li.get("quantity_decimal"), _dec(li["quantity"] if li.get("quantity") is not None else 1))
+    gross = abs(unit * qty).quantize(MICRO, rounding=ROUND_HALF_UP)
+    rate = li.get("proration_rate")
+    prorated = rate is not None and 0 < rate < 1
+    subtotal, discount = abs(_dec(li.get("subtotal") or 0)), abs(_dec(li.get("discount") or 0))
+    if prorated and abs(gross - subtotal) < abs(gross * _dec(rate) - subtotal):
+        gross = (gross / _dec(rate)).quantize(MICRO, rounding=ROUND_HALF_UP)  # a prorated unit amount
+    if pct is not None and (discount > 0 or (prorated and subtotal * pct / 100 < Decimal("0.005"))):
+        net = gross * (100 - pct) / 100
+    elif not prorated:
+        net = gross - discount
+    elif discount == 0 or subtotal == 0:
+        net = gross
+    else:
+        net = (gross * (subtotal - discount) / subtotal).quantize(HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
+    if li.get("tax_inclusive"):
+        tax_rate = (li.get("tax_info") or {}).get("rate")
+        if tax_rate is not None:
+            net = (net / (1 + _dec(tax_rate))).quantize(HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
+        elif subtotal - discount > 0:
+            charged = subtotal - discount
+            net = (net * (charged - abs(_dec(li.get("tax") or 0))) / charged).quantize(
+                HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
+    return net
+
+
+@dataclass
+class Run:
+    day_from: date
+    day_to: date
+    mrr: Decimal
+    mrr_reporting: Decimal | None
+
+
+class IndependentMrr:
+    """Per subscription, its daily MRR as canonical runs; per account and month end, its MRR."""
+
+    def __init__(self, engine: sa.Engine, site: str):
+        folder = mappings_dir()
+        fx = yaml.safe_load(open(folder / "fx.yaml"))
+        opts = yaml.safe_load(open(folder / "mrr.yaml"))
+        self.rates = {k.upper(): Decimal(str(v)) for k, v in fx["rates"].items()}
+        self.reporting_currency = str(fx["reporting_currency"]).upper()
+        days_per_month = Fraction(Decimal(str(opts["days_per_month"])))
+        plans = {p["id"]: p for p in _raw(engine, "stg_plans", site)}
+        plans_by_code = {p["code"]: p for p in plans.values()}
+        usage = {a["id"] for a in _raw(engine, "stg_plan_add_ons", site)
+                 if a.get("add_on_type") == "usage" or a.get("usage_type")}
+        bad_invoices = {i["id"] for i in _raw(engine, "stg_invoices", site)
+                        if i.get("state") in opts["excluded_invoice_states"]}
+        self.subs = {s["id"]: s for s in _raw(engine, "stg_subscriptions", site)}
+
+        items = []
+        for li in _raw(engine, "stg_line_items", site):
+            if (li.get("origin") not in opts["recurring_origins"] or not li.get("start_date") or not li.get("end_date")
+                    or li.get("refund") or not li.get("subscription_id") or li.get("state") == "pending"
+                    or li.get("invoice_id") in bad_invoices or li.get("add_on_id") in usage):
+                continue
+            plan = plans.get(li.get("plan_id")) or plans_by_code[li["plan_code"]]
+            length = Fraction(plan["interval_length"])
+            months = length if plan["interval_unit"] == "months" else length / days_per_month
+            sub = self.subs[li["subscription_id"]]
+            monthly = Fraction(_net_full_period(li, _percent_coupon(sub))) / months
+            items.append({**li, "_monthly": -monthly if li["type"] == "credit" else monthly})
+        self._credit_originals(items)
+
+        deltas: dict[str, dict[date, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+        for li in items:
+            sub = self.subs[li["subscription_id"]]
+            start, stop = _day(li["start_date"]), _day(li["end_date"])
+            for cut in (_day(sub.get("expires_at")), _day(sub.get("paused_at")) if sub["state"] == "paused" else None):
+                if cut and cut < stop:
+                    stop = cut
+            if stop > start:
+                deltas[sub["id"]][start] += li["_monthly"]
+                deltas[sub["id"]][stop] -= li["_monthly"]
+        self.runs = {sid: self._sweep(self.subs[sid]["currency"], d) for sid, d in deltas.items()}
+        self.runs = {sid: r for sid, r in self.runs.items() if r}
+
+    @staticmethod
+    def _credit_originals(items: list[dict]) -> None:
+        """A credit counts as exactly minus the charge it credits: the latest charge created before
+        it for the same subscription, plan, add-on, quantity and period end, covering its start."""
+        def key(li):
+            qty = li.get("quantity_decimal") if isinstance(li.get("quantity_decimal"), str) and li["quantity_decimal"].strip() \
+                else abs(li["quantity"]) if li.get("quantity") is not None else None
+            return (li["subscription_id"], li.get("plan_code") or "", li.get("add_on_code") or "", str(qty),
+                    _moment(li["end_date"]))
+        charges = defaultdict(list)
+        for li in items:
+            if li["type"] != "credit":
+                charges[key(li)].append(li)
+        for li in items:
+            if li["type"] != "credit":
+                continue
+            before = [c for c in charges.get(key(li), []) if _moment(c["created_at"]) < _moment(li["created_at"])]
+            if before:
+                latest = max(before, key=lambda c: _moment(c["created_at"]))
+                if _moment(latest["start_date"]) <= _moment(li["start_date"]):
+                    li["_monthly"] = -latest["_monthly"]
+
+    def _sweep(self, currency: str, deltas: dict[date, Fraction]) -> list[Run]:
+        out: list[Run] = []
+        value = Fraction(0)
+        days = sorted(deltas)
+        for day, nxt in zip(days, days[1:]):
+            value += deltas[day]
+            mrr = round_fraction(value, currency)
+            if mrr == 0:
+                continue
+            rate = self.rates.get(currency.upper())
+            reporting = round_fraction(Fraction(mrr) * Fraction(rate), self.reporting_currency) if rate is not None else None
+            if out and out[-1].day_to == day and out[-1].mrr == mrr:
+                out[-1].day_to = nxt
+            else:
+                out.append(Run(day, nxt, mrr, reporting))
+        return out
+
+    def subscription_mrr(self, sid: str, day: date) -> Decimal:
+        return next((r.mrr for r in self.runs.get(sid, []) if r.day_from <= day < r.day_to), Decimal(0))
+
+    def account_mrr_at(self, day: date) -> dict[str, Decimal]:
+        accounts: dict[str, Decimal] = defaultdict(Decimal)
+        for sid, runs in self.runs.items():
+            for r in runs:
+                if r.day_from <= day < r.day_to and r.mrr_reporting is not None:
+                    accounts[self.subs[sid]["account"]["id"]] += r.mrr_reporting
+        return {a: v for a, v in accounts.items() if v != 0}
+
+    def account_mrr_at_month_ends(self, first: date, last: date) -> dict[date, dict[str, Decimal]]:
+        return {e: self.account_mrr_at(e) for e in month_ends(first, last)}
+
+
+def account_mrr_at_month_ends(engine: sa.Engine, site: str, first: date, last: date) -> dict[date, dict[str, Decimal]]:
+    return IndependentMrr(engine, site).account_mrr_at_month_ends(first, last)
+
+
+def movements(mrr_by_month_end: dict[date, dict[str, Decimal]]) -> dict[tuple[date, str], tuple[Decimal, Decimal, str]]:
     """(month start, account) -> (opening, closing, type), the dbt mrr-playbook way with ChartMogul's names."""
     out, previous, ever = {}, {}, set()
     for end in sorted(mrr_by_month_end):
         current = mrr_by_month_end[end]
         for account in set(previous) | set(current):
-            o, c = previous.get(account, 0.0), current.get(account, 0.0)
+            o, c = previous.get(account, Decimal(0)), current.get(account, Decimal(0))
             if o > 0 and c > 0:
                 kind = "expansion" if c > o else "contraction" if c < o else "unchanged"
             elif c > 0:

@@ -4,7 +4,9 @@ day by day gives identical tables."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -32,21 +34,45 @@ def staged(warehouse_url, default_dataset):
     engine.dispose()
 
 
-def test_mrr_and_movements_agree_with_the_independent_computation(staged):
-    pipeline.run(staged, DEFAULT_START, DEFAULT_UNTIL, health_days=1)
-    last_day = DEFAULT_UNTIL - timedelta(days=1)
-    expected = independent.movements(independent.account_mrr_at_month_ends(staged, SITE, DEFAULT_START, last_day))
-    with staged.connect() as c:
-        got = pd.read_sql_query(sa.text("SELECT month, account_id, opening_mrr, closing_mrr, movement_type "
-                                        "FROM mrr_movements_monthly"), c)
+def assert_agrees_to_the_cent(engine, site: str, first: date, last: date) -> int:
+    """Every subscription-day (as runs) and every (month, account) movement of the transform equal
+    the independent computation's, to the cent. Returns the number of movement rows compared."""
+    reference = independent.IndependentMrr(engine, site)
+    with engine.connect() as c:
+        stored = c.execute(sa.text("SELECT subscription_id, day_from, day_to, mrr, mrr_reporting "
+                                   "FROM mrr_subscription_runs WHERE site = :s"), {"s": site}).all()
+        got = pd.read_sql_query(sa.text("SELECT month, account_id, opening_mrr, closing_mrr, movement, movement_type "
+                                        "FROM mrr_movements_monthly WHERE site = :s"), c, params={"s": site})
+    cents = lambda v: None if v is None else Decimal(repr(float(v))).quantize(Decimal("0.01"))  # noqa: E731
+    actual_runs = defaultdict(list)
+    for sid, day_from, day_to, mrr_value, reporting in stored:
+        actual_runs[sid].append((pd.Timestamp(day_from).date(), pd.Timestamp(day_to).date(), cents(mrr_value),
+                                 cents(reporting)))
+    end = last + timedelta(days=1)  # the transform wrote the days [first, end)
+    expected_runs = {sid: [(max(r.day_from, first), min(r.day_to, end), r.mrr, r.mrr_reporting)
+                           for r in runs if r.day_from < end and r.day_to > first]
+                     for sid, runs in reference.runs.items()}
+    expected_runs = {sid: runs for sid, runs in expected_runs.items() if runs}
+    assert set(actual_runs) == set(expected_runs)
+    for sid, runs in expected_runs.items():
+        assert sorted(actual_runs[sid]) == runs, sid
+    expected = independent.movements(reference.account_mrr_at_month_ends(first, last))
     got["month"] = pd.to_datetime(got["month"]).dt.date
-    actual = {(r.month, r.account_id): (r.opening_mrr, r.closing_mrr, r.movement_type) for r in got.itertuples()}
+    actual = {(r.month, r.account_id): (cents(r.opening_mrr), cents(r.closing_mrr), r.movement_type)
+              for r in got.itertuples()}
     assert set(actual) == set(expected)
-    assert len(expected) > 1000  # the dataset has a year of business, not a handful of rows
-    for key, (o, c, kind) in expected.items():
-        ao, ac, akind = actual[key]
-        assert abs(ao - o) < 0.011 and abs(ac - c) < 0.011 and akind == kind, (key, actual[key], expected[key])
-    kinds = set(got["movement_type"])
+    for key, value in expected.items():
+        assert actual[key] == value, (key, actual[key], value)
+    assert all(cents(m) == cents(c) - cents(o) for o, c, m in got[["opening_mrr", "closing_mrr", "movement"]].itertuples(index=False))
+    return len(expected)
+
+
+def test_mrr_and_movements_agree_with_the_independent_computation_to_the_cent(staged):
+    pipeline.run(staged, DEFAULT_START, DEFAULT_UNTIL, health_days=1)
+    compared = assert_agrees_to_the_cent(staged, SITE, DEFAULT_START, DEFAULT_UNTIL - timedelta(days=1))
+    assert compared > 1000  # the dataset has a year of business, not a handful of rows
+    with staged.connect() as c:
+        kinds = set(c.execute(sa.text("SELECT DISTINCT movement_type FROM mrr_movements_monthly")).scalars())
     assert {"new", "expansion", "contraction", "churn", "reactivation", "unchanged"} <= kinds
 
 
@@ -115,3 +141,18 @@ def test_a_failed_check_names_the_offending_rows(sqlite_url):
     with pytest.raises(checks.DataQualityError, match="(?s)no_negative_mrr.*sub-negative"):
         checks.run_check(engine, "no_negative_mrr")
     checks.run_check(engine, "no_duplicate_keys")
+
+
+def test_a_2000_account_400_day_history_agrees_to_the_cent(warehouse_url):
+    """The history `recurly-elt bench transform --accounts 2000 --days 400` stages, whole."""
+    from recurly_elt.sandbox.simulation import SiteSimulation
+
+    until, days = DEFAULT_UNTIL, 400
+    sim = SiteSimulation(subdomain="bench", seed=42, accounts=round(2000 * 365 / days),
+                         start_date=until - timedelta(days=days), until=until)
+    engine = create_engine_from_url(warehouse_url)
+    load_objects(engine, "bench", sim.objects)
+    start = until - timedelta(days=days)
+    pipeline.run(engine, start, until, health_days=1)
+    assert assert_agrees_to_the_cent(engine, "bench", start, until - timedelta(days=1)) > 10_000
+    engine.dispose()

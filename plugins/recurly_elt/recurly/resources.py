@@ -190,10 +190,14 @@ LINE_ITEMS = Resource(
         _c("previous_line_item_id"),
         _c("currency"),
         _c("unit_amount", "number"),
+        _c("unit_amount_decimal"),          # decimal text; replaces unit_amount when set
         _c("quantity", "integer"),
+        _c("quantity_decimal"),             # decimal text; replaces quantity when set
         _c("subtotal", "number", snapshot=True),
         _c("discount", "number"),
         _c("tax", "number"),
+        _c("tax_inclusive", "boolean"),
+        _c("tax_rate", "number", path="tax_info.rate"),
         _c("amount", "number", snapshot=True),
         _c("proration_rate", "number"),
         _c("refund", "boolean"),

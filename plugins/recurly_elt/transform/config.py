@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import yaml
@@ -28,11 +29,22 @@ def _load(folder: Path, name: str) -> dict:
         raise FileNotFoundError(f"transform mapping {name} not found in {folder}") from None
 
 
+def _decimal(value, what: str) -> Decimal:
+    """A number of a mapping file as the decimal it is written as (YAML's float repr is its text)."""
+    try:
+        out = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{what}: {value!r} is not a number") from None
+    if not out.is_finite() or out <= 0:
+        raise ValueError(f"{what}: {value!r} must be a positive number")
+    return out
+
+
 @dataclass(frozen=True)
 class TransformConfig:
     reporting_currency: str
-    fx_rates: dict[str, float]
-    days_per_month: float
+    fx_rates: dict[str, Decimal]      # the decimals the file writes (never through a float)
+    days_per_month: Decimal
     recurring_origins: tuple[str, ...]
     excluded_invoice_states: tuple[str, ...]
     bands: dict[str, list[tuple[str, float]]]
@@ -45,8 +57,8 @@ class TransformConfig:
         bands, health = _load(folder, "bands.yaml"), _load(folder, "health.yaml")
         return cls(
             reporting_currency=str(fx["reporting_currency"]).upper(),
-            fx_rates={str(k).upper(): float(v) for k, v in (fx.get("rates") or {}).items()},
-            days_per_month=float(mrr.get("days_per_month", 30)),
+            fx_rates={str(k).upper(): _decimal(v, f"fx.yaml: rate of {k}") for k, v in (fx.get("rates") or {}).items()},
+            days_per_month=_decimal(mrr.get("days_per_month", 30), "mrr.yaml: days_per_month"),
             recurring_origins=tuple(mrr.get("recurring_origins", ("plan", "add_on"))),
             excluded_invoice_states=tuple(mrr.get("excluded_invoice_states", ("voided", "failed"))),
             bands={k: [(str(label), float(low)) for label, low in v] for k, v in bands.items()},

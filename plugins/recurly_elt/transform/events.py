@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recurly_elt.transform import money
 from recurly_elt.transform.frames import SiteFrames, isin, lookup, positions, strings
 
 EVENT_NAMES = (
@@ -65,9 +66,21 @@ def _frame(name: str, src: pd.DataFrame, occurred_at: str, object_id: str, windo
     for col in ("account_id", "subscription_id", "invoice_id", "transaction_id", "plan_code", "amount",
                 "currency", "detail"):
         source = cols.get(col, col if col in src.columns else None)
-        dtype = "float64" if col == "amount" else "str"
-        out[col] = src[source].astype(dtype).array if source else _nulls(len(src), dtype)
+        if col == "amount":  # money: int64 micro-units (transform/money.py), NULL where none
+            out[col] = _micro_amounts(src[source]) if source else pd.arrays.IntegerArray(
+                np.zeros(len(src), dtype=np.int64), np.ones(len(src), dtype=bool))
+        else:
+            out[col] = src[source].astype("str").array if source else _nulls(len(src), "str")
     return out
+
+
+def _micro_amounts(values: pd.Series) -> pd.arrays.IntegerArray:
+    """Amounts as nullable int64 micro-units: staged amounts (floats) recovered exactly, computed
+    ones (already micro-units) as they are."""
+    nulls = values.isna().to_numpy()
+    micro = (values.to_numpy(dtype=np.int64, na_value=0) if pd.api.types.is_integer_dtype(values.dtype)
+             else money.micros(values, what="event amount"))
+    return pd.arrays.IntegerArray(micro, nulls)
 
 
 def _subscription_events(f: SiteFrames, window: Window) -> list[pd.DataFrame]:
@@ -109,10 +122,10 @@ def _plan_changes(segments: pd.DataFrame) -> pd.DataFrame:
     g = charges.groupby("sub_code", sort=False)
     prev_plan, prev_qty, prev_price = g["plan_code"].shift(1), g["quantity"].shift(1), g["gross_monthly"].shift(1)
     changed = prev_plan.notna() & ((charges["plan_code"] != prev_plan) | (charges["quantity"] != prev_qty)
-                                   | ((charges["gross_monthly"] - prev_price).abs() >= 0.005))
+                                   | (charges["gross_monthly"] != prev_price))
     out = charges[changed].copy()
     out["detail"] = prev_plan[changed] + " -> " + out["plan_code"]
-    out["amount"] = out["gross_monthly"].round(2)
+    out["amount"] = out["gross_monthly"]
     return out
 
 

@@ -26,13 +26,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "subscriptions": ("id", "account_id", "plan_id", "plan_code", "plan_name", "state", "currency",
                       "unit_amount", "quantity", "auto_renew", "current_period_ends_at",
                       "trial_started_at", "trial_ends_at", "activated_at", "paused_at", "canceled_at",
-                      "expires_at", "expiration_reason", "created_at"),
+                      "expires_at", "expiration_reason", "coupon_redemptions", "created_at"),
     "invoices": ("id", "account_id", "type", "origin", "state", "currency", "subscription_ids", "total",
                  "paid", "balance", "due_at", "closed_at", "created_at"),
     "line_items": ("id", "account_id", "invoice_id", "subscription_id", "plan_id", "plan_code",
                    "add_on_id", "add_on_code", "type", "state", "origin", "currency", "unit_amount",
-                   "quantity", "subtotal", "discount", "proration_rate", "refund", "start_date",
-                   "end_date", "created_at"),
+                   "unit_amount_decimal", "quantity", "quantity_decimal", "subtotal", "discount", "tax",
+                   "tax_inclusive", "tax_rate", "proration_rate", "refund", "start_date", "end_date",
+                   "created_at"),
     "transactions": ("id", "account_id", "invoice_id", "subscription_ids", "type", "origin", "status",
                      "success", "amount", "currency", "collected_at", "created_at"),
     "plans": ("id", "code", "name", "interval_unit", "interval_length"),
@@ -151,6 +152,14 @@ def lookup(keys: pd.Series, mapping: pd.Series) -> pd.Series:
     """`keys.map(mapping)` for id keys (a mapping with a unique index). Missing keys give NA."""
     return pd.Series(mapping.array.take(positions(keys, mapping.index), allow_fill=True), index=keys.index,
                      name=mapping.name)
+
+
+def lookup_int(keys: pd.Series, mapping: pd.Series, fill: int = 0) -> np.ndarray:
+    """`lookup` for integer values (micro-units) as int64, `fill` for missing keys: no trip through
+    float, whatever the magnitude."""
+    at = positions(keys, mapping.index)
+    values = mapping.to_numpy(dtype=np.int64)
+    return np.where(at >= 0, values[np.maximum(at, 0)] if len(values) else fill, fill)
 
 
 def strings(values: pa.Array | np.ndarray) -> pd.Series:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recurly_elt.transform import fx, runs, scoring, status
+from recurly_elt.transform import fx, money, runs, scoring, status
 from recurly_elt.transform.config import TransformConfig
 from recurly_elt.transform.frames import SiteFrames, isin, lookup
 
@@ -29,15 +29,21 @@ DAY = pd.Timedelta(days=1)
 
 
 def _invoices_reporting(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Charge invoices (not voided) with total, paid and balance in the reporting currency, int64
+    micro-units: each amount converted and rounded half up on its own (transform/fx.py). A missing
+    balance reads as the total (the invoice's outstanding amount when nothing was paid)."""
     inv = f.invoices[(f.invoices["type"] != "credit") & (f.invoices["state"] != "voided")].copy()
-    rate = fx.rates_for(inv["currency"], config)
+    inv["balance"] = inv["balance"].fillna(inv["total"])
     for col in ("total", "paid", "balance"):
-        inv[col] = inv[col] * rate
+        inv[col] = fx.to_reporting(money.micros(inv[col], inv["id"], f"invoice {col}"), inv["currency"], config)
     reasons = fx.missing_rate_reasons(inv["currency"], config)
     bad = inv[reasons.notna()]
     quarantine = pd.DataFrame({"stage": "health", "object_id": bad["id"].astype(str),
                                "reason": "invoice " + bad["id"].astype(str) + ": " + reasons[bad.index]})
-    return inv[rate.notna()], quarantine
+    inv = inv[reasons.isna()]
+    for col in ("total", "paid", "balance"):
+        inv[col] = inv[col].to_numpy(dtype=np.int64)
+    return inv, quarantine
 
 
 def _joined_plan_names(live: pd.DataFrame) -> pd.Series:
@@ -90,6 +96,11 @@ def _per_account(values: pd.Series, accounts: pd.Index, fill=np.nan) -> np.ndarr
     return values.reindex(accounts, fill_value=fill).to_numpy()
 
 
+def _money_per_account(values: pd.Series, accounts: pd.Index) -> np.ndarray:
+    """Per-account sums of micro-units (0 for an account without any), as int64."""
+    return values.reindex(accounts, fill_value=0).to_numpy(dtype=np.int64)
+
+
 def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFrame, segments: pd.DataFrame,
                    days: pd.DatetimeIndex, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per account and day of `days`. Returns (health, quarantine)."""
@@ -116,9 +127,9 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         card_expires = (pd.to_datetime(pd.DataFrame({"year": cards["card_exp_year"], "month": cards["card_exp_month"],
                                                      "day": 1}), errors="coerce") + pd.offsets.MonthEnd(0))
         renews = ~(subs["canceled_at"] < t) & subs["auto_renew"].fillna(True).astype(bool)
-        mrr = _per_account(runs.value_at(acct_runs, "account_id", d, "mrr"), idx, 0.0)
-        m30 = _per_account(runs.value_at(acct_runs, "account_id", d - 30 * DAY, "mrr"), idx, 0.0)
-        m90 = _per_account(runs.value_at(acct_runs, "account_id", d - 90 * DAY, "mrr"), idx, 0.0)
+        mrr = _money_per_account(runs.value_at(acct_runs, "account_id", d, "mrr"), idx)
+        m30 = _money_per_account(runs.value_at(acct_runs, "account_id", d - 30 * DAY, "mrr"), idx)
+        m90 = _money_per_account(runs.value_at(acct_runs, "account_id", d - 90 * DAY, "mrr"), idx)
         live = sub_runs[(sub_runs["day_from"] <= d) & (sub_runs["day_to"] > d) & (sub_runs["mrr"] > 0)]
         live = _plan_on_day(plan_charges, live, f.plans, subs, d)
         names = _joined_plan_names(live)
@@ -145,11 +156,11 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["plan_names"] = names.reindex(idx).to_numpy()
         h["plan_quantity"] = _per_account(live.groupby("account_id")["quantity"].sum(), idx, 0)
         h["active_subscriptions"] = _per_account(live.groupby("account_id").size(), idx, 0)
-        h["total_paid"] = _per_account(settled.groupby("account_id")["paid"].sum()
-                                       .add(open_now.groupby("account_id")["paid"].sum(), fill_value=0), idx, 0.0).round(2)
-        h["total_due"] = _per_account(open_now.groupby("account_id")["outstanding"].sum(), idx, 0.0).round(2)
-        h["billed_amount"] = _per_account(existing.groupby("account_id")["total"].sum(), idx, 0.0).round(2)
-        h["overdue_amount"] = _per_account(overdue.groupby("account_id")["outstanding"].sum(), idx, 0.0).round(2)
+        h["total_paid"] = _money_per_account(settled.groupby("account_id")["paid"].sum()
+                                             .add(open_now.groupby("account_id")["paid"].sum(), fill_value=0), idx)
+        h["total_due"] = _money_per_account(open_now.groupby("account_id")["outstanding"].sum(), idx)
+        h["billed_amount"] = _money_per_account(existing.groupby("account_id")["total"].sum(), idx)
+        h["overdue_amount"] = _money_per_account(overdue.groupby("account_id")["outstanding"].sum(), idx)
         h["overdue_invoice_count"] = _per_account(overdue.groupby("account_id").size(), idx, 0)
         h["overdue_since"] = overdue.groupby("account_id")["due_at"].min().reindex(idx).to_numpy()
         h["next_billing_at"] = covering.groupby("account_id")["end_date"].min().reindex(idx).to_numpy()
@@ -187,7 +198,8 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["alert_card_expires_before_renewal"] = (h["card_expires_on"] < h["next_billing_at"].dt.normalize()).fillna(False)
         alert_cols = [c for c in h.columns if c.startswith("alert_")]
         h["alert_count"] = h[alert_cols].sum(axis=1)
-        scored = scoring.score(h, rules)
+        # Thresholds of health.yaml are in currency units; grading reads the amounts in them.
+        scored = scoring.score(h.assign(overdue_amount=h["overdue_amount"] / money.MICRO), rules)
         for col in scored.columns:
             h[col] = scored[col]
         # Only the accounts that existed at t: an account created later has no row for the day.

@@ -20,7 +20,7 @@ import pandas as pd
 
 from recurly_elt.transform import runs
 
-HAS_MRR = runs.CENT
+HAS_MRR = runs.NONZERO  # amounts are integer micro-units
 
 
 def month_starts(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
@@ -38,12 +38,11 @@ def monthly(account_runs: pd.DataFrame, months: pd.DatetimeIndex, as_of: dict[pd
         return pd.DataFrame(columns=cols)
     history = month_starts(min(account_runs["day_from"].min(), months[0]), months[-1])
     accounts = pd.Index(account_runs["account_id"].unique())
-    closing = np.zeros((len(accounts), len(history)))
+    closing = np.zeros((len(accounts), len(history)), dtype=np.int64)
     for j, month in enumerate(history):  # one vectorised pass per month, not per account
         day = as_of.get(month, month + pd.offsets.MonthEnd(0))
-        closing[:, j] = runs.value_at(account_runs, "account_id", day, "mrr").reindex(accounts, fill_value=0.0).to_numpy()
-    closing = closing.round(2)
-    opening = np.hstack([np.zeros((len(accounts), 1)), closing[:, :-1]])
+        closing[:, j] = runs.value_at(account_runs, "account_id", day, "mrr").reindex(accounts, fill_value=0).to_numpy(dtype=np.int64)
+    opening = np.hstack([np.zeros((len(accounts), 1), dtype=np.int64), closing[:, :-1]])
     had_before = np.hstack([np.zeros((len(accounts), 1), bool),
                             np.maximum.accumulate(closing > HAS_MRR, axis=1)[:, :-1]])
 
@@ -57,7 +56,7 @@ def monthly(account_runs: pd.DataFrame, months: pd.DatetimeIndex, as_of: dict[pd
     out = pd.DataFrame({
         "month": np.tile(months.to_numpy(), len(accounts)),
         "account_id": np.repeat(accounts.to_numpy(), len(months)),
-        "opening_mrr": o, "closing_mrr": c, "movement": (c - o).round(2), "movement_type": kind,
+        "opening_mrr": o, "closing_mrr": c, "movement": c - o, "movement_type": kind,
     })
     closing_day = pd.Series({m: as_of.get(m, m + pd.offsets.MonthEnd(0)) for m in months})
     out["as_of"] = out["month"].map(closing_day)

@@ -1,38 +1,45 @@
-"""Subscription and account MRR per day, reconstructed from invoiced line items.
+"""Subscription and account MRR per day, reconstructed from invoiced line items, in exact money.
 
 Staging keeps only the latest version of a subscription, but Recurly keeps its billing history:
 every recurring charge is a line item with a service period [start_date, end_date), the plan or
 add-on it bills, its proration and its discount. That is where MRR history comes from (as in
-Recurly's own MRR report):
+Recurly's own MRR report). docs/transform.md ("MRR: definitions", "Money and rounding") is the
+reference; in short:
 
-- a recurring line item (origin plan or add_on, with a service period, on an invoice that is
-  neither voided nor failed, not a refund, not a usage add-on) contributes, on every day of its
-  service period, its full-period price normalised to a month:
-      unit_amount x quantity x (1 - discount / subtotal)  ->  / interval_length (months)
-                                                           ->  x days_per_month / interval_length (days)
-  tax is never in it; one-time, setup-fee, trial and credit-origin items are left out;
-- a proration credit (type credit, same origin) contributes the same with a minus sign, so an
-  upgrade mid-period (credit of the old price + charge of the new one for the rest of the period)
-  leaves exactly the new price from the change on;
-- the subscription's own dates cut it: nothing from expires_at on (terminations, non-payment),
-  nothing from paused_at on while it is paused. Trials, future subscriptions and paused periods
-  have no recurring charge, so they are zero; a canceled subscription keeps its MRR to the end of
-  the period it paid for, which is where its last charge ends.
+- a recurring line item (origin plan or add_on, with a service period, on an invoice that is not
+  voided, not a refund, not a usage add-on) contributes, on every day of its service period, its
+  full-period net price normalised to a month: / interval_length for plans in months,
+  x days_per_month / interval_length for plans in days;
+- full-period price = unit amount x quantity (the `_decimal` fields when set), read as the full
+  period's price, or, when the line's subtotal shows a prorated unit amount, divided by the
+  proration rate; net of the discount (the subscription's percent coupon, else the line's own
+  discount) and, for a tax-inclusive price, of its tax;
+- a proration credit counts with a minus sign, as exactly the amount of the charge it credits, so a
+  plan change leaves exactly the new price from the change on;
+- the subscription's own dates cut it: nothing from expires_at on, nothing from paused_at on while
+  it is paused.
 
-A day's MRR is the MRR at the end of that day: a service period [start, end) covers the days
-[date(start), date(end)).
+All arithmetic is in integers (transform/money.py): each item's monthly contribution is exact (a
+common denominator for the site's plan intervals), a subscription-day's sum is rounded half up
+once, to the minor unit of its currency, and again after conversion to the reporting currency.
 """
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 
-from recurly_elt.transform import fx, runs
+from recurly_elt.transform import fx, money, runs
 from recurly_elt.transform.config import TransformConfig
 from recurly_elt.transform.frames import SiteFrames, isin, lookup
 
 QUARANTINE_COLUMNS = ["stage", "object_id", "reason"]
+NANO = 10**9
+PERCENT = 100          # a net amount is carried in hundredths of a micro-unit (percent coupons)
+BOUND = 2**60          # every exact intermediate stays below this (int64 headroom for sums)
 
 
 def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.DataFrame:
@@ -40,12 +47,136 @@ def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.Data
                          "reason": reasons if isinstance(reasons, str) else reasons.to_numpy()})
 
 
+def percent_coupons(subscriptions: pd.DataFrame) -> pd.Series:
+    """Per subscription id: the percent of its active percent coupon (integer), from the coupon
+    redemptions staged with it; absent when it has none (or only fixed-amount coupons)."""
+    text = subscriptions.drop_duplicates("id").set_index("id")["coupon_redemptions"]
+    text = text[text.notna() & (text != "[]") & (text != "")]
+    out = {}
+    for sid, raw in text.items():
+        try:
+            redemptions = json.loads(raw)
+        except ValueError:
+            continue
+        for r in redemptions if isinstance(redemptions, list) else []:
+            discount = ((r or {}).get("coupon") or {}).get("discount") or {}
+            pct = discount.get("percent")
+            if (r.get("state") in (None, "active") and discount.get("type") == "percent"
+                    and isinstance(pct, (int, float)) and float(pct).is_integer() and 0 <= pct <= 100):
+                out[sid] = int(pct)
+                break
+    return pd.Series(out, dtype="float64")
+
+
+def _exact(rows: np.ndarray, fn, *columns: np.ndarray) -> np.ndarray:
+    """fn applied with Python integers (no overflow) to the rows selected; the result as int64."""
+    idx = np.flatnonzero(rows)
+    values = [fn(*(int(c[i]) for c in columns)) for i in idx]
+    if any(abs(v) >= BOUND for v in values):
+        raise money.MoneyError("a line item's amount is too large to be carried exactly")
+    return np.array(values, dtype=np.int64)
+
+
+def _div_half_up(n: int, d: int) -> int:
+    q = (2 * abs(n) + d) // (2 * d)
+    return -q if n < 0 else q
+
+
+def full_period_gross(li: pd.DataFrame) -> np.ndarray:
+    """|unit amount x quantity| in micro-units, the `_decimal` fields taking precedence; a product
+    with more than 6 decimals is rounded half up to the micro-unit."""
+    unit_dec, has_unit_dec = money.parse_decimal(li["unit_amount_decimal"], NANO)
+    qty_dec, has_qty_dec = money.parse_decimal(li["quantity_decimal"], NANO)
+    unit = money.micros(li["unit_amount"], li["id"], "unit_amount")
+    qty = li["quantity"].fillna(1).to_numpy(dtype="float64")
+    if np.abs(qty).max(initial=0) >= 2**31:
+        raise money.MoneyError("a line item's quantity is too large")
+    qty = qty.astype(np.int64)
+    gross = np.abs(unit * qty)
+    decimal = has_unit_dec | has_qty_dec
+    if decimal.any():
+        unit_n = np.where(has_unit_dec, unit_dec, unit * 1000)
+        qty_n = np.where(has_qty_dec, qty_dec, qty * NANO)
+        gross[decimal] = np.abs(_exact(decimal, lambda u, q: _div_half_up(u * q, NANO * 1000), unit_n, qty_n))
+    return gross
+
+
+def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
+
+    Reading of a prorated item (proration_rate in (0, 1)): the unit amount is the full period's
+    price when the subtotal is closer to unit x quantity x rate; it is the prorated price (the spec's
+    subtotal = quantity x unit_amount) when the subtotal is closer to unit x quantity, and the full
+    price is then that / proration_rate, rounded half up to the micro-unit.
+    """
+    gross = full_period_gross(li)
+    rate = li["proration_rate"].to_numpy(dtype="float64", na_value=np.nan)
+    prorated = (rate > 0) & (rate < 1)
+    rate_micro = np.where(prorated, np.rint(np.nan_to_num(rate) * money.MICRO), money.MICRO).astype(np.int64)
+    subtotal = np.abs(money.micros(li["subtotal"], li["id"], "subtotal"))
+    as_prorated_unit = prorated & (np.abs(gross - subtotal) < np.abs(gross * np.nan_to_num(rate) - subtotal))
+    if as_prorated_unit.any():
+        gross[as_prorated_unit] = _exact(as_prorated_unit, lambda g, r: _div_half_up(g * money.MICRO, r),
+                                         gross, rate_micro)
+    discount = np.abs(money.micros(li["discount"], li["id"], "discount"))
+    pct = lookup(li["subscription_id"], percents).to_numpy(dtype="float64", na_value=np.nan)
+    # The coupon's terms apply where the line carries a discount, or where it is prorated so small
+    # that the coupon's share of it rounds to nothing.
+    has_terms = ~np.isnan(pct) & ((discount > 0) | (prorated & (subtotal * np.nan_to_num(pct) < PERCENT * money.MICRO // 200)))
+    net = np.where(has_terms, gross * (PERCENT - np.nan_to_num(pct).astype(np.int64)),
+                   np.where(prorated, gross * PERCENT, (gross - discount) * PERCENT))
+    # A prorated, discounted item without coupon terms: the line's own discount share.
+    own_share = prorated & (discount > 0) & ~has_terms & (subtotal > 0)
+    if own_share.any():
+        net[own_share] = _exact(own_share, lambda g, s, d: _div_half_up(g * (s - d) * PERCENT, s),
+                                gross, subtotal, discount)
+    # Tax-inclusive prices: the tax comes out, by the line's tax rate, else by its own tax share.
+    inclusive = li["tax_inclusive"].fillna(False).astype(bool).to_numpy()
+    if inclusive.any():
+        tax_rate = li["tax_rate"].to_numpy(dtype="float64", na_value=np.nan)
+        tax_micro = np.rint(np.nan_to_num(tax_rate) * money.MICRO).astype(np.int64)
+        tax = np.abs(money.micros(li["tax"], li["id"], "tax"))
+        charged = subtotal - discount
+        by_rate = inclusive & ~np.isnan(tax_rate)
+        by_share = inclusive & np.isnan(tax_rate) & (charged > 0)
+        if by_rate.any():
+            net[by_rate] = _exact(by_rate, lambda n, r: _div_half_up(n * money.MICRO, money.MICRO + r), net, tax_micro)
+        if by_share.any():
+            net[by_share] = _exact(by_share, lambda n, a, t: _div_half_up(n * (a - t), a), net, charged, tax)
+    return net, as_prorated_unit
+
+
+def _credited_originals(li: pd.DataFrame) -> np.ndarray:
+    """For each credit, the position (in li) of the charge it credits, -1 when none: the latest
+    charge created before it for the same subscription, plan, add-on, quantity and period end, whose
+    service period contains the credit's start."""
+    frame = pd.DataFrame({
+        "pos": np.arange(len(li)), "credit": (li["type"] == "credit").to_numpy(),
+        "key": pd.factorize(pd.Series(li["subscription_id"].astype(str).to_numpy()) + "|"
+                            + li["plan_code"].fillna("").astype(str).to_numpy() + "|"
+                            + li["add_on_code"].fillna("").astype(str).to_numpy() + "|"
+                            + li["quantity_decimal"].fillna(li["quantity"].abs().astype(str)).astype(str).to_numpy() + "|"
+                            + li["end_date"].astype("int64").astype(str).to_numpy())[0],
+        "created_at": li["created_at"].to_numpy(), "start": li["start_date"].to_numpy()})
+    credits = frame[frame["credit"]].sort_values("created_at", kind="stable")
+    charges = frame[~frame["credit"]].sort_values("created_at", kind="stable")
+    out = np.full(len(li), -1, dtype=np.int64)
+    if credits.empty or charges.empty:
+        return out
+    m = pd.merge_asof(credits, charges[["key", "created_at", "pos", "start"]], on="created_at", by="key",
+                      suffixes=("", "_original"), allow_exact_matches=False)
+    ok = m["pos_original"].notna() & (m["start_original"] <= m["start"])
+    out[m.loc[ok, "pos"].to_numpy()] = m.loc[ok, "pos_original"].to_numpy(dtype=np.int64)
+    return out
+
+
 def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Recurring line items as monthly contributions over day ranges.
+    """Recurring line items as exact monthly contributions over day ranges.
 
     Returns (segments, quarantine). Segments: line_item_id, subscription_id, account_id, currency,
-    origin, type, plan_code, quantity, gross_monthly (before discount), monthly, day_from, day_to,
-    end_date (the service period's end, a timestamp).
+    origin, type, plan_code, quantity, monthly (int64, in units of 1 / segments.attrs["denominator"]
+    micro-units), gross_monthly (micro-units, before discount, rounded half up to the minor unit),
+    day_from, day_to, end_date (the service period's end, a timestamp), created_at.
     """
     li = f.line_items
     keep = (li["origin"].isin(config.recurring_origins) & li["start_date"].notna()
@@ -64,31 +195,42 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     by_code = plans.drop_duplicates("code").set_index("code")
     unit = by_id.fillna(lookup(li["plan_code"], by_code["interval_unit"]))
     length = length_by_id.fillna(lookup(li["plan_code"], by_code["interval_length"]))
-    months = np.where(unit == "days", length / config.days_per_month, length)
-    known = pd.notna(unit) & (unit.isin(["days", "months"])) & (length > 0)
+    known = (pd.notna(unit) & (unit.isin(["days", "months"])) & (length > 0)).to_numpy()
     quarantine = _quarantine("mrr", li.loc[~known, "id"],
                              "line item " + li.loc[~known, "id"].astype(str) + ": plan "
                              + li.loc[~known, "plan_code"].fillna("<none>").astype(str)
                              + " not staged or without a billing interval")
+    li, unit, length = li[known], unit[known], length[known].to_numpy(dtype="float64").astype(np.int64)
 
-    # Full-period price: unit_amount x quantity (Recurly keeps the full unit price on a prorated
-    # item; its subtotal is prorated), net of the item's discount share. Credits carry negative
-    # amounts in the API: work on magnitudes and put the sign back.
-    rate = li["proration_rate"].where((li["proration_rate"] > 0) & (li["proration_rate"] <= 1), 1.0)
-    subtotal = li["subtotal"].abs()
-    gross = (li["unit_amount"] * li["quantity"].fillna(1)).abs().fillna(subtotal / rate)
-    discount_share = (li["discount"].fillna(0.0).abs() / subtotal.where(subtotal > 0)).fillna(0.0).clip(0.0, 1.0)
-    net = gross * (1.0 - discount_share)
-    sign = np.where(li["type"] == "credit", -1.0, 1.0)
+    # Monthly = net x factor / denominator: months plans / length; days plans x days_per_month / length.
+    per_month = Fraction(config.days_per_month).limit_denominator(10_000)
+    days = (unit == "days").to_numpy()
+    den = np.where(days, per_month.denominator * length, length).astype(np.int64)
+    factor = np.where(days, per_month.numerator, 1).astype(np.int64)
+    common = int(np.lcm.reduce(np.unique(den))) if len(den) else 1
+
+    net, _ = net_amounts(li, percent_coupons(f.subscriptions))
+    multiplier = factor * (common // den)
+    if len(net) and (np.abs(net).max() >= BOUND // max(1, int(multiplier.max()))):
+        raise money.MoneyError(f"line item amounts too large for plan intervals with a common denominator of {common}")
+    sign = np.where((li["type"] == "credit").to_numpy(), -1, 1)
+    monthly = sign * net * multiplier
+    # A credit offsets exactly the charge it credits (either reading of a prorated unit amount).
+    original = _credited_originals(li)
+    matched = original >= 0
+    monthly[matched] = -monthly[original[matched]]
+
+    step = money.minor_units(li["currency"])
+    gross_monthly = money.round_half_up(money.divide_half_up(full_period_gross(li) * factor, den), step)
     seg = pd.DataFrame({
         "line_item_id": li["id"], "subscription_id": li["subscription_id"], "account_id": li["account_id"],
         "currency": li["currency"], "origin": li["origin"], "type": li["type"], "plan_code": li["plan_code"],
         "quantity": li["quantity"],
-        "gross_monthly": sign * gross / months,
-        "monthly": sign * net / months,
+        "gross_monthly": sign * gross_monthly,
+        "monthly": monthly,
         "day_from": li["start_date"].dt.normalize(), "day_to": li["end_date"].dt.normalize(),
         "end_date": li["end_date"], "created_at": li["created_at"],
-    })[known.to_numpy()]
+    })
 
     # The subscription's own end: expiry, or the start of a pause still in force.
     subs = f.subscriptions.set_index("id")
@@ -96,21 +238,28 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     cut = pd.concat([subs["expires_at"], paused_from], axis=1).min(axis=1).dt.normalize()
     seg_cut = lookup(seg["subscription_id"], cut)
     seg["day_to"] = seg["day_to"].where(~(seg_cut < seg["day_to"]), seg_cut)
-    seg = seg[seg["day_to"] > seg["day_from"]]
-    return seg.reset_index(drop=True), quarantine
+    seg = seg[seg["day_to"] > seg["day_from"]].reset_index(drop=True)
+    seg.attrs["denominator"] = common * PERCENT
+    return seg, quarantine
 
 
 def subscription_runs(segments: pd.DataFrame, f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """MRR per subscription per day as runs: subscription_id, day_from, day_to, account_id,
-    currency, mrr (native), mrr_reporting (NaN when the currency has no FX rate). Also returns the
-    quarantine rows for missing rates."""
-    r = runs.from_deltas(segments[["subscription_id"]], segments["day_from"], segments["day_to"],
-                         segments["monthly"])
+    currency, mrr (native, micro-units), mrr_reporting (micro-units, NA when the currency has no FX
+    rate). Each day's exact sum is rounded half up once to the currency's minor unit, the reporting
+    amount again after conversion. Also returns the quarantine rows for missing rates."""
+    exact = runs.from_deltas(segments[["subscription_id"]], segments["day_from"], segments["day_to"],
+                             segments["monthly"])
     subs = f.subscriptions.drop_duplicates("id").set_index("id")
     first = segments.drop_duplicates("subscription_id").set_index("subscription_id")
-    r["account_id"] = lookup(r["subscription_id"], subs["account_id"]).fillna(lookup(r["subscription_id"], first["account_id"]))
-    r["currency"] = lookup(r["subscription_id"], subs["currency"]).fillna(lookup(r["subscription_id"], first["currency"]))
-    r = r.rename(columns={"value": "mrr"})
+    exact["account_id"] = lookup(exact["subscription_id"], subs["account_id"]).fillna(
+        lookup(exact["subscription_id"], first["account_id"]))
+    exact["currency"] = lookup(exact["subscription_id"], subs["currency"]).fillna(
+        lookup(exact["subscription_id"], first["currency"]))
+    step = money.minor_units(exact["currency"])
+    denominator = segments.attrs.get("denominator", PERCENT)
+    exact["value"] = money.divide_half_up(exact["value"].to_numpy(dtype=np.int64), denominator * step) * step
+    r = runs.coalesce(exact, ["subscription_id"], ("value", "account_id", "currency")).rename(columns={"value": "mrr"})
     r["mrr_reporting"] = fx.to_reporting(r["mrr"], r["currency"], config)
     reasons = fx.missing_rate_reasons(r["currency"], config)
     bad = r[reasons.notna()].drop_duplicates("subscription_id")
@@ -121,8 +270,10 @@ def subscription_runs(segments: pd.DataFrame, f: SiteFrames, config: TransformCo
 
 
 def account_runs(sub_runs: pd.DataFrame) -> pd.DataFrame:
-    """MRR per account per day (reporting currency) as runs: account_id, day_from, day_to, mrr.
-    Subscriptions without an FX rate are left out (they are in the quarantine)."""
+    """MRR per account per day (reporting currency, micro-units) as runs: account_id, day_from,
+    day_to, mrr: the exact sum of its subscriptions' rounded reporting amounts. Subscriptions without
+    an FX rate are left out (they are in the quarantine)."""
     ok = sub_runs[sub_runs["mrr_reporting"].notna()]
-    r = runs.from_deltas(ok[["account_id"]], ok["day_from"], ok["day_to"], ok["mrr_reporting"])
+    r = runs.from_deltas(ok[["account_id"]], ok["day_from"], ok["day_to"],
+                         pd.Series(ok["mrr_reporting"].to_numpy(dtype=np.int64), index=ok.index))
     return r.rename(columns={"value": "mrr"})[["account_id", "day_from", "day_to", "mrr"]]

@@ -94,11 +94,13 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         acct_runs = mrr.account_runs(sub_runs)
         clock.lap("mrr")
 
+        reporting = config.reporting_currency
         out["mrr_subscription_runs"] = store.write_runs(
-            db, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end, sub_runs,
-            ("mrr", "mrr_reporting", "account_id", "currency"))
+            db, tables.MRR_SUBSCRIPTION_RUNS, "subscription_id", site, start, end,
+            sub_runs.assign(reporting_currency=reporting),
+            ("mrr", "mrr_reporting", "account_id", "currency", "reporting_currency"))
         out["mrr_account_runs"] = store.write_runs(db, tables.MRR_ACCOUNT_RUNS, "account_id", site, start, end,
-                                                   acct_runs, ("mrr",))
+                                                   acct_runs.assign(currency=reporting), ("mrr", "currency"))
         clock.lap("write")
 
         evts = events_mod.lifecycle_events(f, segs, start, end)
@@ -110,14 +112,14 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         close = {m: max(min(m + pd.offsets.MonthEnd(0), last_day), stored_close.get(m, start - DAY)) for m in months}
         moves = movements.monthly(acct_runs, months, close)
         clock.lap("movements")
-        out["mrr_movements_monthly"] = store.write_movements(db, site, moves, months)
+        out["mrr_movements_monthly"] = store.write_movements(db, site, moves.assign(currency=reporting), months)
         clock.lap("write")
 
         # A backfill of old days must not overwrite the overview of a later day.
         if overview_day is None or overview_day <= last_day:
             overview = segments.subscription_overview(f, sub_runs, last_day, config)
             clock.lap("status_segments")
-            out["subscription_overview"] = store.write_overview(db, site, overview)
+            out["subscription_overview"] = store.write_overview(db, site, overview.assign(reporting_currency=reporting))
             clock.lap("write")
         else:
             out["subscription_overview"] = 0
@@ -127,7 +129,7 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
             days = days[-health_days:] if health_days > 0 else days[:0]
         acct_health, q_health = health.account_health(f, sub_runs, acct_runs, segs, days, config)
         clock.lap("health")
-        out["account_health_daily"] = store.write_health(db, site, acct_health, days)
+        out["account_health_daily"] = store.write_health(db, site, acct_health.assign(currency=reporting), days)
 
         quarantine = pd.concat([q_lines, q_fx, q_health], ignore_index=True)
         result.quarantined = len(quarantine)

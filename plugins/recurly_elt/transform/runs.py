@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-CENT = 0.005  # values closer to zero than this are zero (float noise of sums of charges and credits)
+NONZERO = 0.5  # values are integers (micro-units, or exact fractions of them): below this, zero
 
 
 def from_deltas(keys: pd.DataFrame, day_from: pd.Series, day_to: pd.Series, value: pd.Series) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def from_deltas(keys: pd.DataFrame, day_from: pd.Series, day_to: pd.Series, valu
                        "value": np.concatenate([v, -v])})
     ev = ev.groupby(["code", "day"], sort=True)["value"].sum().reset_index()
     grouped = ev.groupby("code", sort=False)
-    ev["value"] = grouped["value"].cumsum().round(2)
+    ev["value"] = grouped["value"].cumsum()
     ev["day_to"] = grouped["day"].shift(-1)
     ev = ev[ev["day_to"].notna()]
     # Key values back from the codes: the first row of each key, in code order.
@@ -55,7 +55,7 @@ def _key_codes(keys: pd.DataFrame) -> np.ndarray:
 def coalesce(runs: pd.DataFrame, key_cols: list[str], value_cols: tuple[str, ...] = ("value",)) -> pd.DataFrame:
     """Canonical form: drop zero runs, merge adjacent runs of one key with equal values."""
     value_cols = list(value_cols)
-    runs = runs[(runs[value_cols[0]].abs() >= CENT) & (runs["day_to"] > runs["day_from"])]
+    runs = runs[(runs[value_cols[0]].abs() >= NONZERO) & (runs["day_to"] > runs["day_from"])]
     if runs.empty:
         return runs.reset_index(drop=True)
     code = _key_codes(runs[key_cols])
@@ -64,7 +64,8 @@ def coalesce(runs: pd.DataFrame, key_cols: list[str], value_cols: tuple[str, ...
     prev = runs.shift(1)
     same_key = np.concatenate([[False], (code[1:] == code[:-1]) & (code[1:] >= 0)])
     same_value = np.logical_and.reduce(
-        [((runs[c] == prev[c]) | (runs[c].isna() & prev[c].isna())).to_numpy() for c in value_cols])
+        [((runs[c] == prev[c]).fillna(False) | (runs[c].isna() & prev[c].isna())).to_numpy(dtype=bool)
+         for c in value_cols])
     contiguous = (runs["day_from"] == prev["day_to"]).to_numpy()
     group = np.cumsum(~(same_key & same_value & contiguous))
     out = runs.groupby(group, sort=False).agg(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recurly_elt.transform import bands, fx, runs, status
+from recurly_elt.transform import bands, fx, money, runs, status
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames, lookup
+from recurly_elt.transform.frames import SiteFrames, lookup, lookup_int
 
 
 def interval_label(unit: pd.Series, length: pd.Series) -> pd.Series:
@@ -40,9 +40,10 @@ def subscription_overview(f: SiteFrames, sub_runs: pd.DataFrame, day: pd.Timesta
                                         lookup(subs["plan_id"], plans["interval_length"])),
         "status": status.subscription_status(subs, f.invoices, day).to_numpy(),
         "state": subs["state"], "currency": subs["currency"], "quantity": subs["quantity"],
-        "mrr": lookup(subs["id"], mrr).fillna(0.0).round(2),
-        "mrr_reporting": lookup(subs["id"], mrr_rep).fillna(fx.to_reporting(pd.Series(0.0, index=subs.index),
-                                                                          subs["currency"], config)).round(2),
+        "mrr": lookup_int(subs["id"], mrr),
+        # 0 without MRR on the day, NULL when the currency has no FX rate (no reporting amount at all)
+        "mrr_reporting": pd.arrays.IntegerArray(lookup_int(subs["id"], mrr_rep),
+                                                fx.missing_rate_reasons(subs["currency"], config).notna().to_numpy()),
         "activated_at": subs["activated_at"], "trial_ends_at": subs["trial_ends_at"],
         "current_period_ends_at": subs["current_period_ends_at"], "canceled_at": subs["canceled_at"],
         "expires_at": subs["expires_at"],
@@ -52,7 +53,7 @@ def subscription_overview(f: SiteFrames, sub_runs: pd.DataFrame, day: pd.Timesta
         "cohort_month": started.dt.to_period("M").dt.to_timestamp(),
     })
     # A subscription whose currency has no FX rate has no reporting MRR, hence no MRR band.
-    out["mrr_band"] = bands.label(out["mrr_reporting"], config.bands["mrr"])
+    out["mrr_band"] = bands.label(out["mrr_reporting"].astype("Float64") / money.MICRO, config.bands["mrr"])
     out["quantity_band"] = bands.label(out["quantity"], config.bands["quantity"])
     out["tenure_band"] = bands.label(out["tenure_months"], config.bands["tenure_months"])
     out["as_of"] = day

@@ -13,7 +13,13 @@ METADATA = sa.MetaData()
 # The health dimensions with a score column (`<name>_score`); health.yaml may use these.
 DIMENSIONS = ("billing", "growth", "retention")
 
-_money = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
+_number = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
+
+
+def _money(name: str, **kw) -> sa.Column:
+    """A money column: frames carry it as int64 micro-units (transform/money.py); the store writes
+    it as an exact decimal."""
+    return sa.Column(name, _number(), info={"money": True}, **kw)
 
 
 def _t(name: str, *cols: sa.Column, **kw) -> sa.Table:
@@ -31,22 +37,25 @@ MRR_SUBSCRIPTION_RUNS = _t(
     _pk("site"), _pk("subscription_id"), _pk("day_from", sa.Date),
     sa.Column("day_to", sa.Date(), nullable=False),  # exclusive
     sa.Column("account_id", sa.Text()), sa.Column("currency", sa.Text()),
-    sa.Column("mrr", _money(), nullable=False),        # native currency
-    sa.Column("mrr_reporting", _money()),              # NULL: no FX rate (quarantined)
+    _money("mrr", nullable=False),        # native currency
+    _money("mrr_reporting"),              # NULL: no FX rate (quarantined)
+    sa.Column("reporting_currency", sa.Text()),
 )
 
 MRR_ACCOUNT_RUNS = _t(
     "mrr_account_runs",
     _pk("site"), _pk("account_id"), _pk("day_from", sa.Date),
     sa.Column("day_to", sa.Date(), nullable=False),
-    sa.Column("mrr", _money(), nullable=False),
+    _money("mrr", nullable=False),
+    sa.Column("currency", sa.Text()),  # the reporting currency
 )
 
 MRR_MOVEMENTS = _t(
     "mrr_movements_monthly",
     _pk("site"), _pk("month", sa.Date), _pk("account_id"),
-    sa.Column("opening_mrr", _money(), nullable=False), sa.Column("closing_mrr", _money(), nullable=False),
-    sa.Column("movement", _money(), nullable=False), sa.Column("movement_type", sa.Text(), nullable=False),
+    _money("opening_mrr", nullable=False), _money("closing_mrr", nullable=False),
+    _money("movement", nullable=False), sa.Column("movement_type", sa.Text(), nullable=False),
+    sa.Column("currency", sa.Text()),  # the reporting currency
     sa.Column("as_of", sa.Date(), nullable=False),  # the day whose MRR closes the month
 )
 
@@ -56,7 +65,7 @@ SUBSCRIPTION_OVERVIEW = _t(
     *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "plan_code", "plan_name",
                                          "plan_interval", "status", "state", "currency")),
     sa.Column("quantity", sa.BigInteger()),
-    sa.Column("mrr", _money()), sa.Column("mrr_reporting", _money()),
+    _money("mrr"), _money("mrr_reporting"), sa.Column("reporting_currency", sa.Text()),
     *(sa.Column(n, sa.DateTime()) for n in ("activated_at", "trial_ends_at", "current_period_ends_at",
                                              "canceled_at", "expires_at")),
     sa.Column("churn_reason", sa.Text()), sa.Column("churn_type", sa.Text()),
@@ -69,11 +78,12 @@ ACCOUNT_HEALTH = _t(
     "account_health_daily",
     _pk("site"), _pk("day", sa.Date), _pk("account_id"),
     sa.Column("account_code", sa.Text()), sa.Column("account_status", sa.Text()),
-    *(sa.Column(n, _money()) for n in ("mrr", "mrr_30d_ago", "mrr_90d_ago", "mrr_trend_30d_pct",
-                                        "mrr_trend_90d_pct")),
+    sa.Column("currency", sa.Text()),  # the reporting currency of every amount of the row
+    *(_money(n) for n in ("mrr", "mrr_30d_ago", "mrr_90d_ago")),
+    *(sa.Column(n, _number()) for n in ("mrr_trend_30d_pct", "mrr_trend_90d_pct")),
     sa.Column("plan_names", sa.Text()),
     sa.Column("plan_quantity", sa.BigInteger()), sa.Column("active_subscriptions", sa.BigInteger()),
-    *(sa.Column(n, _money()) for n in ("total_paid", "total_due", "billed_amount", "overdue_amount")),
+    *(_money(n) for n in ("total_paid", "total_due", "billed_amount", "overdue_amount")),
     sa.Column("overdue_invoice_count", sa.BigInteger()), sa.Column("overdue_since", sa.DateTime()),
     sa.Column("next_billing_at", sa.DateTime()), sa.Column("days_to_renewal", sa.BigInteger()),
     sa.Column("trial_ends_at", sa.DateTime()), sa.Column("failed_payments_30d", sa.BigInteger()),
@@ -88,7 +98,7 @@ ACCOUNT_HEALTH = _t(
     # the caps that lowered the band.
     *(sa.Column(f"{d}_score", sa.Float()) for d in DIMENSIONS),
     sa.Column("health_score_uncapped", sa.Float()), sa.Column("health_capped_by", sa.Text()),
-    sa.Column("health_score", _money()), sa.Column("health_band", sa.Text()),
+    sa.Column("health_score", _number()), sa.Column("health_band", sa.Text()),
 )
 
 # Keyed by time: event_id alone is unique (a hash that includes site and occurred_at, see
@@ -101,7 +111,7 @@ LIFECYCLE_EVENTS = _t(
     sa.Column("event_name", sa.Text(), nullable=False),
     *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "subscription_id", "invoice_id",
                                          "transaction_id", "object_id", "plan_code")),
-    sa.Column("amount", _money()), sa.Column("currency", sa.Text()), sa.Column("detail", sa.Text()),
+    _money("amount"), sa.Column("currency", sa.Text()), sa.Column("detail", sa.Text()),
 )
 
 QUARANTINE = _t(

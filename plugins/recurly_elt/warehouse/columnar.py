@@ -212,6 +212,13 @@ def _to_arrow(values: Any, type_: sa.types.TypeEngine, sqlite: bool) -> pa.Array
             arr = pc.cast(arr, pa.date32())
         # Arrow's own text of a timestamp[us] is SQLAlchemy's: 'YYYY-MM-DD HH:MM:SS.ffffff'.
         return pc.cast(arr, pa.string()) if sqlite else arr
+    if kind == "number" and isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_decimal(s.dtype.pyarrow_dtype):
+        # Exact decimals (the transform's money): NUMERIC on PostgreSQL as they are; on SQLite, which
+        # stores REAL, the nearest double (one correctly rounded conversion, read back exactly).
+        decimals = pa.array(s.array)
+        if sqlite:
+            return pc.cast(decimals, pa.float64())
+        return pc.cast(decimals, pa.decimal128(type_.precision, type_.scale or 0))
     if kind in ("number", "integer"):
         floats = pa.array(pd.to_numeric(s).to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)
         if kind == "integer":

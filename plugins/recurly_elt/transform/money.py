@@ -1,0 +1,117 @@
+"""Exact money for the transform: integer micro-units and one rounding rule.
+
+Every amount the transform computes is an int64 count of micro-units (10^-6 of the currency),
+never a binary float:
+
+- Staged amounts (`number` columns) come back from the warehouse as the nearest double of the
+  decimal Recurly sent (SQLite stores REAL, PostgreSQL NUMERIC(20, 6)). `micros` scales and rounds
+  them to the nearest micro-unit, which recovers the decimal exactly for any amount with at most 6
+  decimals (all staging keeps) below 2 * 10^9 (checked: a bigger amount is an error naming it).
+- Decimal text (`unit_amount_decimal`, `quantity_decimal`: strings in the API) is parsed digit by
+  digit (`parse_decimal`), never through a float.
+- Rounding is half up (half away from zero), in integer arithmetic (`round_half_up`), to the
+  currency's minor unit (`minor_unit`: the cent; the unit for JPY and other currencies without
+  one; the mil for the three-decimal dinars).
+- Amounts leave for the warehouse as Arrow decimal128 (`to_decimal`), built from the integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+MICRO = 10**6
+LIMIT = 2 * 10**9  # largest staged amount `micros` recovers exactly from a double
+BOUND_RATE = 10**10  # amounts in minor units below this convert with an 8-decimal rate in int64
+
+# ISO 4217 minor units other than 2 (the default).
+MINOR_DIGITS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                                 "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+                **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
+
+
+class MoneyError(ValueError):
+    """An amount the transform cannot carry exactly (the message names the record)."""
+
+
+def minor_unit(currency: str | None) -> int:
+    """The currency's smallest unit in micro-units (10,000 for a cent)."""
+    digits = MINOR_DIGITS.get(str(currency).upper(), 2) if currency is not None else 2
+    return 10 ** (6 - digits)
+
+
+def minor_units(currency: pd.Series) -> np.ndarray:
+    """`minor_unit` per row, looked up once per distinct currency."""
+    codes, uniques = pd.factorize(currency)
+    table = np.array([minor_unit(c) for c in uniques] + [minor_unit(None)], dtype=np.int64)
+    return table[np.where(codes >= 0, codes, len(uniques))]
+
+
+def micros(values: pd.Series, ids: pd.Series | None = None, what: str = "amount") -> np.ndarray:
+    """Staged amounts (float64 from the warehouse, NaN for NULL) as int64 micro-units, 0 for NULL."""
+    v = values.to_numpy(dtype="float64", na_value=np.nan)
+    big = np.abs(np.nan_to_num(v)) >= LIMIT
+    if big.any():
+        who = f" of {ids[big].iloc[0]}" if ids is not None else ""
+        raise MoneyError(f"{what}{who} is {v[big][0]}: at or above {LIMIT:,}, it cannot be read exactly")
+    return np.rint(np.nan_to_num(v) * MICRO).astype(np.int64)
+
+
+def parse_decimal(text: pd.Series, scale: int = MICRO) -> tuple[np.ndarray, np.ndarray]:
+    """Decimal strings ("1.5", "-0.0125", "12") as int64 multiples of 1/scale, rounded half up when
+    they have more digits than the scale. Returns (values, present): blank and NULL are absent."""
+    s = pd.Series(text, dtype="str").str.strip()
+    present = (s.notna() & (s != "")).to_numpy()
+    out = np.zeros(len(s), dtype=np.int64)
+    if not present.any():
+        return out, present
+    t = s[present]
+    valid = t.str.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+    if not valid.all():
+        bad = t[~valid].iloc[0]
+        raise MoneyError(f"decimal value {bad!r} is not a decimal number")
+    negative = t.str.startswith("-").to_numpy()
+    body = t.str.lstrip("+-")
+    parts = body.str.split(".", n=1, expand=True).reindex(columns=[0, 1])
+    whole = parts[0].replace("", "0").fillna("0").astype("int64").to_numpy()
+    digits = len(str(scale)) - 1
+    frac = parts[1].fillna("")
+    kept = frac.str.slice(0, digits).str.pad(digits, side="right", fillchar="0").replace("", "0").astype("int64")
+    rest = frac.str.slice(digits, digits + 1).replace("", "0").astype("int64").to_numpy()
+    value = whole * scale + kept.to_numpy() + (rest >= 5)  # half up on the first dropped digit
+    out[present] = np.where(negative, -value, value)
+    return out, present
+
+
+def round_half_up(value: np.ndarray, step: np.ndarray | int) -> np.ndarray:
+    """Integers rounded half away from zero to a multiple of `step` (> 0), in integer arithmetic."""
+    value = np.asarray(value, dtype=np.int64)
+    step = np.asarray(step, dtype=np.int64)
+    magnitude = (np.abs(value) + step // 2) // step * step
+    # An odd step has no exact half: (|v| + step // 2) // step is then plain nearest rounding.
+    return np.where(value < 0, -magnitude, magnitude)
+
+
+def divide_half_up(numerator: np.ndarray, denominator: np.ndarray | int) -> np.ndarray:
+    """numerator / denominator (> 0) rounded half away from zero to an integer."""
+    n = np.asarray(numerator, dtype=np.int64)
+    d = np.asarray(denominator, dtype=np.int64)
+    q = (2 * np.abs(n) + d) // (2 * d)
+    return np.where(n < 0, -q, q)
+
+
+def to_decimal(micro: np.ndarray | pd.Series, valid: np.ndarray | None = None) -> pd.Series:
+    """int64 micro-units as an Arrow decimal128(20, 6) Series (exact; `valid` False -> NULL)."""
+    v = np.ascontiguousarray(np.asarray(micro, dtype=np.int64))
+    words = np.empty((len(v), 2), dtype=np.int64)
+    words[:, 0], words[:, 1] = v, v >> 63  # 128-bit two's complement, little endian
+    mask = None if valid is None else pa.array(np.asarray(valid, dtype=bool)).buffers()[1]
+    arr = pa.Array.from_buffers(pa.decimal128(20, 6), len(v), [mask, pa.py_buffer(words.tobytes())],
+                                null_count=-1 if valid is not None else 0)
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr))
+
+
+def from_stored(values: pd.Series) -> np.ndarray:
+    """Amounts read back from a transform table (float64, NaN for NULL) as int64 micro-units."""
+    return micros(values, what="stored amount")
