@@ -1,7 +1,8 @@
 """Read staging into DataFrames: only the columns the transform uses, one site at a time.
 
 Read column by column into Arrow (warehouse/columnar.py), never a Python object per value: at
-100,000 accounts the rows of staging are millions. Timestamps come back as naive UTC datetime64
+100,000 accounts the rows of staging are millions. Blank text ("", as Recurly sends an unset text
+field) reads as missing, like null. Timestamps come back as naive UTC datetime64
 whatever the dialect, numbers and integers as float, booleans as pandas "boolean", JSON columns
 as text. The raw JSON is never read here.
 """
@@ -69,7 +70,7 @@ class SiteFrames:
         if name not in self._frames:
             if name not in self._pending:
                 raise AttributeError(f"{name}: released (no later stage may use it)")
-            self._frames[name] = self._pending.pop(name)()
+            self._frames[name] = blanks_as_missing(self._pending.pop(name)())
             self._rows[name] = len(self._frames[name])
         return self._frames[name]
 
@@ -96,6 +97,20 @@ class SiteFrames:
     plan_add_ons = property(lambda self: self._get("plan_add_ons"))
     subscription_snapshots = property(lambda self: self._get("subscription_snapshots"))
     account_snapshots = property(lambda self: self._get("account_snapshots"))
+
+
+def blanks_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Recurly sends blank text as "": staging keeps it as sent, every reader takes it as missing.
+    Each text column's "" becomes NA (in Arrow, without a Python object per value)."""
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == "str":
+            arr = pa.array(s.array)
+            blank = pc.equal(arr, "")
+            if pc.any(blank).as_py():
+                frame[col] = pd.Series(pd.array(pc.if_else(blank, pa.scalar(None, arr.type), arr), dtype="str"),
+                                       index=frame.index)
+    return frame
 
 
 def _query(db: Columnar, table: sa.Table, columns: tuple[str, ...], site: str) -> sa.Select:

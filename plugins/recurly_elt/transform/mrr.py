@@ -150,18 +150,22 @@ def _credited_originals(li: pd.DataFrame) -> np.ndarray:
     """For each credit, the position (in li) of the charge it credits, -1 when none: the latest
     charge created before it for the same subscription, plan, add-on, quantity and period end, whose
     service period contains the credit's start."""
-    frame = pd.DataFrame({
-        "pos": np.arange(len(li)), "credit": (li["type"] == "credit").to_numpy(),
-        "key": pd.factorize(pd.Series(li["subscription_id"].astype(str).to_numpy()) + "|"
-                            + li["plan_code"].fillna("").astype(str).to_numpy() + "|"
-                            + li["add_on_code"].fillna("").astype(str).to_numpy() + "|"
-                            + li["quantity_decimal"].fillna(li["quantity"].abs().astype(str)).astype(str).to_numpy() + "|"
-                            + li["end_date"].astype("int64").astype(str).to_numpy())[0],
-        "created_at": li["created_at"].to_numpy(), "start": li["start_date"].to_numpy()})
+    out = np.full(len(li), -1, dtype=np.int64)
+    is_credit = (li["type"] == "credit").to_numpy()
+    if not is_credit.any():
+        return out
+    # Only the subscriptions with a credit (a plan change): a few percent of the items.
+    near = np.flatnonzero(isin(li["subscription_id"], li.loc[is_credit, "subscription_id"].unique()))
+    part = li.iloc[near]
+    qty = part["quantity_decimal"].fillna(part["quantity"].abs().astype(str)).astype(str)
+    key = (part["subscription_id"].astype(str) + "|" + part["plan_code"].fillna("").astype(str) + "|"
+           + part["add_on_code"].fillna("").astype(str) + "|" + qty + "|"
+           + part["end_date"].astype("int64").astype(str))
+    frame = pd.DataFrame({"pos": near, "credit": is_credit[near], "key": pd.factorize(key)[0],
+                          "created_at": part["created_at"].to_numpy(), "start": part["start_date"].to_numpy()})
     credits = frame[frame["credit"]].sort_values("created_at", kind="stable")
     charges = frame[~frame["credit"]].sort_values("created_at", kind="stable")
-    out = np.full(len(li), -1, dtype=np.int64)
-    if credits.empty or charges.empty:
+    if charges.empty:
         return out
     m = pd.merge_asof(credits, charges[["key", "created_at", "pos", "start"]], on="created_at", by="key",
                       suffixes=("", "_original"), allow_exact_matches=False)

@@ -5,6 +5,7 @@ Money is rounded to the cent (exact already in the tables; the sums of SQLite's 
 rounded again), each amount has its currency column, and every summary view says the day it
 describes (`as_of`).
 
+  v_accounts                 the staged accounts' profile fields, blank text ("") as NULL
   v_mrr_subscription_daily   MRR per subscription and day (runs expanded over calendar_days)
   v_mrr_account_daily        MRR per account and day (reporting currency)
   v_account_health           each account's health on the latest day computed
@@ -17,7 +18,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+# The accounts' text fields a destination keys or personalises on: Recurly sends unset text as "",
+# staging keeps it as sent, readers get NULL (a blank email is no email).
+ACCOUNT_TEXT = ("code", "state", "email", "first_name", "last_name", "company", "preferred_locale", "country",
+                "parent_account_id", "bill_to", "billing_info_id", "card_type")
+
 VIEWS: dict[str, str] = {
+    "v_accounts": f"""
+        SELECT site, id AS account_id, {", ".join(f"NULLIF({c}, '') AS {c}" for c in ACCOUNT_TEXT)},
+               has_live_subscription, has_active_subscription, has_past_due_invoice, billing_info_valid,
+               card_exp_month, card_exp_year, created_at, updated_at, deleted_at
+        FROM stg_accounts""",
     "v_mrr_subscription_daily": """
         SELECT r.site, c.day, r.subscription_id, r.account_id, r.currency, ROUND(r.mrr, 2) AS mrr,
                ROUND(r.mrr_reporting, 2) AS mrr_reporting, r.reporting_currency
@@ -65,6 +76,9 @@ VIEWS: dict[str, str] = {
 
 
 def create_views(engine: sa.Engine) -> None:
+    from recurly_elt.staging.load import ensure_staging_tables
+
+    ensure_staging_tables(engine)  # v_accounts reads stg_accounts
     with engine.begin() as conn:
         for name, body in VIEWS.items():
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
