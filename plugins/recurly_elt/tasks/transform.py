@@ -85,7 +85,7 @@ def build_transform(mode: str, upstream: Any) -> Any:
     Returns the group."""
     from airflow.sdk import TaskGroup, task
 
-    @task(task_id="build_marts")
+    @task(task_id="build_marts", multiple_outputs=False)
     def marts() -> dict:
         return build_marts(mode)
 
