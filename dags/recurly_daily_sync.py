@@ -10,6 +10,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
 from recurly_elt.tasks.extract import build_extraction
+from recurly_elt.tasks.summary import build_run_summary
 from recurly_elt.tasks.transform import build_transform
 
 DOC_MD = """
@@ -28,7 +29,10 @@ a backfill over a date range re-reads exactly those days.
    checkpoint per page (a retry resumes), a row per resource in `extract_run_log`.
 4. **transform.build_marts**: MRR, movements, status, segments, lifecycle events and account
    health for the interval's day (docs/transform.md), replacing exactly that day's rows.
-5. **transform.check** (mapped): data-quality checks; a failure names the offending rows.
+5. **transform.check** (mapped): data-quality checks; each logs what it checked and how many
+   rows, and records its result in `transform_check_log`; a failure names the offending rows.
+6. **run_summary**: logs the run's summary table (records per resource, MRR, movements, health
+   bands), whatever happened upstream. The run's **Sync summary** tab shows the same figures.
 """
 
 
@@ -42,6 +46,7 @@ a backfill over a date range re-reads exactly those days.
     max_active_runs=1,  # days in order: each run's changes land on top of the previous day's
     default_args=default_args(),
     tags=tags("daily-sync"),
+    description="Every day: the previous UTC day's Recurly changes into staging, then MRR, movements and health",
     doc_md=DOC_MD,
     params={
         # Only for runs without a data interval (manual triggers): the window [start_date, end_date).
@@ -50,7 +55,7 @@ a backfill over a date range re-reads exactly those days.
     },
 )
 def recurly_daily_sync():
-    @task(task_id="preflight")
+    @task(task_id="preflight", multiple_outputs=False)
     def preflight() -> dict[str, int]:
         from recurly_elt.tasks.preflight import preflight as check_sites
 
@@ -58,7 +63,7 @@ def recurly_daily_sync():
 
     checked, extracted = build_extraction("daily")
     preflight() >> checked
-    build_transform("daily", extracted)
+    build_run_summary(build_transform("daily", extracted))
 
 
 recurly_daily_sync()

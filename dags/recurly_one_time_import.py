@@ -9,7 +9,9 @@ from __future__ import annotations
 from airflow.sdk import Param, dag
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
-from recurly_elt.tasks.extract import RESOURCE_NAMES, build_extraction
+from recurly_elt.tasks.extract import RESOURCE_NAMES, build_extraction, parse_time_sites
+from recurly_elt.tasks.params import choice_of
+from recurly_elt.tasks.summary import build_run_summary
 from recurly_elt.tasks.transform import build_transform
 
 DOC_MD = """
@@ -21,12 +23,18 @@ resource, in each site's pool. Records are upserted by (site, id), so running it
 after daily syncs, leaves staging as one clean read would. A killed task resumes at its last
 committed page when retried. Counts per (run, site, resource) land in `extract_run_log`.
 
-Params: `sites` and `resources` (empty = all; the others are skipped), `start_date` /
-`end_date` (optional, `[start, end)` on updated_at).
+Params: `sites` and `resources`, chosen from lists of the configured sites (Variable
+`recurly_elt_sites`) and the known resources (empty = all; the others are skipped; an unknown
+name is refused when the run is triggered), `start_date` / `end_date` (optional, `[start, end)`
+on updated_at).
 
 Then **transform**: the marts over the whole history (MRR runs, monthly movements, lifecycle
-events, subscription overview; account health for the last day), and the data-quality checks.
+events, subscription overview; account health for the last day), and the data-quality checks;
+**run_summary** logs the run's summary table.
 """
+
+SITES = parse_time_sites()
+
 
 
 @dag(
@@ -37,12 +45,11 @@ events, subscription overview; account health for the last day), and the data-qu
     max_active_runs=1,
     default_args=default_args(),
     tags=tags("one-time-import"),
+    description="On demand: the full history of every Recurly site (or the chosen ones) into the warehouse",
     doc_md=DOC_MD,
     params={
-        "sites": Param([], type="array", items={"type": "string"},
-                       description="subdomains to import; empty = every configured site"),
-        "resources": Param([], type="array", items={"type": "string", "enum": list(RESOURCE_NAMES)},
-                           description="resources to import; empty = all"),
+        "sites": choice_of(SITES, "sites (subdomains)"),
+        "resources": choice_of(list(RESOURCE_NAMES), "resources"),
         "start_date": Param(None, type=["null", "string"], format="date",
                             description="optional: only records updated on or after this day"),
         "end_date": Param(None, type=["null", "string"], format="date",
@@ -51,7 +58,7 @@ events, subscription overview; account health for the last day), and the data-qu
 )
 def recurly_one_time_import():
     _checked, extracted = build_extraction("import")
-    build_transform("import", extracted)
+    build_run_summary(build_transform("import", extracted))
 
 
 recurly_one_time_import()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -37,6 +38,17 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata database in the session's AIRFLOW_HOME (migrated once)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    assert ROOT not in home.parents, "tests must never use the project's own .local Airflow"
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home
+
+
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     if os.environ.get("RECURLY_ELT_SKIP_POSTGRES") == "1":
         pytest.skip("RECURLY_ELT_SKIP_POSTGRES=1")
@@ -54,6 +66,12 @@ def _pg_database_url(server) -> str:
     server.psql(f"CREATE DATABASE {name};")
     uri = server.get_uri(database=name)  # postgresql://postgres:@/name?host=/socket/dir
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def new_postgres_url(postgres_server):
+    """A factory of fresh databases on the session's server, for warehouses shared by a module."""
+    return lambda: _pg_database_url(postgres_server)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -25,17 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def airflow_db():
-    """A migrated metadata database in the session's AIRFLOW_HOME (migrated once)."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    assert ROOT not in home.parents, "tests must never use the project's own .local Airflow"
-    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return home
-
-
-@pytest.fixture(scope="session")
 def sandbox_url(tmp_path_factory):
     """A sandbox with two small sites (keys in SANDBOX_KEYS) on an ephemeral port."""
     folder = tmp_path_factory.mktemp("sandbox")

@@ -98,7 +98,7 @@ class LocalAirflow:
         self.layout.make_dirs()
         cli.start_sandbox(self.layout, self.settings, self.window(1), self.accounts)
         cli.migrate_database(self.layout, self.env)
-        apply_to_airflow(self.settings)
+        apply_to_airflow(self.settings, self.env)
         loaded_at = datetime.now(timezone.utc)
         for component in COMPONENTS:
             process = stack.airflow_process(self.layout, component, self.env)

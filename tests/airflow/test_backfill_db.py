@@ -1,4 +1,5 @@
-"""The backfill helpers against a real metadata database: find, cancel, parse status, progress."""
+"""The backfill helpers against a real metadata database: parse status and progress read from it;
+finding, cancelling and pausing through Airflow's REST API (its own app, in process)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def dags_in_db(airflow_db):
     return datetime.now(timezone.utc)
 
 
+@pytest.fixture(scope="module")
+def api(dags_in_db):
+    """The REST client `make run` uses, against Airflow's own API app, with a JWT of its auth manager."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app, create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from recurly_elt.local.airflow_api import AirflowApi
+
+    token = create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+    return AirflowApi("", lambda: token, TestClient(create_app()))
+
+
 def test_parse_status(dags_in_db):
     assert bf.dag_parse_status() == (True, {})
     # parsed before this instant, not since: a fresh parse is still to come
@@ -31,39 +46,37 @@ def test_parse_status(dags_in_db):
     assert bf.dag_parse_status("no_such_dag")[0] is False
 
 
-def test_create_find_progress_and_cancel(dags_in_db):
+def test_create_find_progress_and_cancel(api):
     from airflow.models.backfill import _create_backfill
 
-    assert bf.active_backfill() is None
+    assert api.active_backfill(bf.DAG_ID) is None
     backfill = _create_backfill(dag_id=bf.DAG_ID, from_date=WINDOW.from_date, to_date=WINDOW.to_date,
                                 max_active_runs=1, reverse=False, dag_run_conf=None, triggering_user_name=None,
                                 reprocess_behavior=None)
-    active = bf.active_backfill()
-    assert active[0] == backfill.id == bf.latest_backfill_id()
+    active = api.active_backfill(bf.DAG_ID)
+    assert active[0] == backfill.id == api.latest_backfill_id(bf.DAG_ID)
     assert (bf.as_utc(active[1]), bf.as_utc(active[2])) == (WINDOW.from_date, WINDOW.to_date)
 
     progress = bf.read_progress(WINDOW, backfill.id)
     assert progress.runs == {"queued": 3} and not progress.finished
 
     other = bf.BackfillWindow(today=date(2024, 6, 20), days=3)
-    assert bf.cancel_backfill_of(other) is None  # another window's backfill is left alone
-    assert bf.cancel_backfill_of(WINDOW) == backfill.id
-    assert bf.active_backfill() is None
+    assert bf.cancel_backfill_of(api, other) is None  # another window's backfill is left alone
+    assert bf.cancel_backfill_of(api, WINDOW) == backfill.id
+    assert api.active_backfill(bf.DAG_ID) is None
     progress = bf.read_progress(WINDOW, backfill.id)
     assert progress.runs == {"failed": 3} and progress.backfill_complete and progress.finished
 
 
-def test_pause_and_unpause(dags_in_db):
-    from sqlalchemy import select
+def test_pause_and_unpause(api):
+    api.set_paused(bf.DAG_ID, True)
+    assert api.is_paused(bf.DAG_ID) is True
+    api.set_paused(bf.DAG_ID, False)
+    assert api.is_paused(bf.DAG_ID) is False
 
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
 
-    def paused():
-        with create_session() as session:
-            return session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == bf.DAG_ID))
+def test_an_api_error_names_the_call_and_airflows_detail(api):
+    from recurly_elt.local.airflow_api import AirflowApiError
 
-    bf.set_paused(True)
-    assert paused() is True
-    bf.set_paused(False)
-    assert paused() is False
+    with pytest.raises(AirflowApiError, match=r"PATCH /api/v2/dags/no_such_dag: HTTP 404"):
+        api.set_paused("no_such_dag", True)

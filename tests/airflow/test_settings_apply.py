@@ -1,4 +1,5 @@
-"""Loading airflow_settings.yaml into a real metadata database: complete and idempotent."""
+"""Loading airflow_settings.yaml into a real metadata database through Airflow's CLI: complete and
+idempotent (read back here through Airflow's models: the test checks, it does not write)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ def _stored():
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        conns = {c.conn_id: (c.conn_type, c.host, c.password, c.extra_dejson)
+        conns = {c.conn_id: (c.conn_type, c.host, c.password, c.extra_dejson, c.description)
                  for c in session.scalars(select(Connection))}
         pools = {p.pool: (p.slots, p.description) for p in session.scalars(select(Pool))}
         variables = {v.key: v.val for v in session.scalars(select(Variable))}
-    return conns, pools, variables
+        descriptions = {v.key: v.description for v in session.scalars(select(Variable))}
+    return conns, pools, variables, descriptions
 
 
 def test_apply_twice_gives_the_same_database(airflow_db):
@@ -32,9 +34,11 @@ def test_apply_twice_gives_the_same_database(airflow_db):
     apply_to_airflow(settings)
     assert _stored() == first
 
-    conns, pools, variables = first
-    conn_type, host, password, extra = conns["recurly_default"]
+    conns, pools, variables, descriptions = first
+    conn_type, host, password, extra, description = conns["recurly_default"]
     assert (conn_type, host) == ("http", "http://127.0.0.1:8765")
+    assert '{"subdomain": "api_key", ...}' in description  # the UI explains the password's form
+    assert descriptions["recurly_elt_sites"].startswith("JSON list of the site subdomains")
     assert set(json.loads(password)) == {"acme", "globex"}
     assert extra == {"region": "sandbox"}
     assert conns["recurly_warehouse"][1] == str(ROOT / ".local" / "warehouse.db")
@@ -50,7 +54,7 @@ def test_apply_updates_changed_values_and_leaves_others_alone(airflow_db):
     Variable.set("made_in_the_ui", "keep me")
     changed = settings.with_connection("recurly_default", host="http://127.0.0.1:9999")
     apply_to_airflow(changed)
-    conns, pools, variables = _stored()
+    conns, pools, variables, _descriptions = _stored()
     assert conns["recurly_default"][1] == "http://127.0.0.1:9999"
     assert variables["made_in_the_ui"] == "keep me"
     assert "default_pool" in pools and Pool.get_pool("recurly_globex").slots == 3

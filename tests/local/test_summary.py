@@ -134,4 +134,8 @@ def test_login_lines(tmp_path):
     assert login_lines("http://localhost:8080", "admin", passwords)[1] == f"  login: admin / (see {passwords})"
     passwords.write_text(json.dumps({"admin": "pw123"}))
     assert login_lines("http://localhost:8080", "admin", passwords) == [
-        "Airflow UI: http://localhost:8080", "  login: admin / pw123"]
+        "Airflow UI: http://localhost:8080", "  login: admin / pw123",
+        "Recurly pages (plugin recurly): http://localhost:8080/plugin/recurly-revenue",
+        "  Recurly health: http://localhost:8080/plugin/recurly-health, "
+        "Recurly runs: http://localhost:8080/plugin/recurly-runs",
+        '  and on each DAG run\'s page, the tab "Sync summary"']

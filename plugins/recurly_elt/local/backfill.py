@@ -7,8 +7,9 @@ cover, both ends inclusive: so `--from-date D-N --to-date D-1` creates exactly N
 whose interval has not ended yet is never created, so `--to-date D` would give the same N.)
 
 Creating goes through the `airflow backfill create` command, as a user would type it (see
-airflow_cli.py); the scheduler runs the backfill; `wait_for_progress` polls the metadata
-database and prints progress.
+airflow_cli.py); the scheduler runs the backfill; pausing and cancelling go through Airflow's REST
+API (airflow_api.py); `wait_for_progress` reads the metadata database (reads only: nothing here
+changes Airflow's state) and prints progress.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from recurly_elt.local.airflow_api import AirflowApi
 
 DAG_ID = "recurly_daily_sync"
 REPROCESS_CHOICES = ("none", "failed", "completed")
@@ -94,73 +98,13 @@ def backfill_command(
 # --- the metadata database (needs the local Airflow environment in os.environ) -------------------
 
 
-def active_backfill(dag_id: str = DAG_ID):
-    """(id, from_date, to_date) of the backfill still running for the DAG, or None.
-
-    Airflow allows one running backfill per DAG.
-    """
-    from sqlalchemy import select
-
-    from airflow.models.backfill import Backfill
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.execute(
-            select(Backfill.id, Backfill.from_date, Backfill.to_date)
-            .where(Backfill.dag_id == dag_id, Backfill.completed_at.is_(None))
-            .order_by(Backfill.id.desc())
-        ).first()
-    return tuple(row) if row else None
-
-
-def cancel_backfill(backfill_id: int) -> None:
-    """Cancel a backfill as the UI does: pause it, fail its queued runs, mark it complete."""
-    from sqlalchemy import select, update
-
-    from airflow.models.backfill import Backfill, BackfillDagRun
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.execute(update(Backfill).where(Backfill.id == backfill_id).values(is_paused=True))
-    with create_session() as session:
-        run_ids = select(BackfillDagRun.dag_run_id).where(BackfillDagRun.backfill_id == backfill_id)
-        session.execute(
-            update(DagRun).where(DagRun.id.in_(run_ids), DagRun.state == "queued").values(state="failed")
-        )
-        session.execute(
-            update(Backfill).where(Backfill.id == backfill_id).values(completed_at=datetime.now(timezone.utc))
-        )
-
-
-def cancel_backfill_of(window: BackfillWindow, dag_id: str = DAG_ID) -> int | None:
+def cancel_backfill_of(api: AirflowApi, window: BackfillWindow, dag_id: str = DAG_ID) -> int | None:
     """Cancel the running backfill of exactly this window, if any (a half-made one); its id."""
-    active = active_backfill(dag_id)
+    active = api.active_backfill(dag_id)
     if active and (as_utc(active[1]), as_utc(active[2])) == (window.from_date, window.to_date):
-        cancel_backfill(active[0])
+        api.cancel_backfill(active[0])
         return active[0]
     return None
-
-
-def latest_backfill_id(dag_id: str = DAG_ID) -> int | None:
-    from sqlalchemy import func, select
-
-    from airflow.models.backfill import Backfill
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return session.scalar(select(func.max(Backfill.id)).where(Backfill.dag_id == dag_id))
-
-
-def set_paused(paused: bool, dag_id: str = DAG_ID) -> None:
-    """Pause or unpause a DAG (what the UI toggle does)."""
-    from sqlalchemy import update
-
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
 
 
 @dataclass(frozen=True)

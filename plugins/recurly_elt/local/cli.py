@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 from recurly_elt.local import backfill as bf
 from recurly_elt.local import initial_import, stack
+from recurly_elt.local.airflow_api import AirflowApi
 from recurly_elt.local.airflow_cli import AirflowCommandError, run_airflow_command
 from recurly_elt.local.airflow_env import ADMIN_USER, LocalLayout, apply_to_process
 from recurly_elt.local.processes import ProcessError, log_tail, wait_until
@@ -146,13 +147,19 @@ def wait_for_dag(dag_id: str, parsed_since: datetime | None) -> dict[str, str]:
     return errors
 
 
+def local_api(layout: LocalLayout) -> AirflowApi:
+    """Airflow's REST API of the local API server, logged in as the generated admin."""
+    return AirflowApi.for_local(f"http://{layout.api_host}:{layout.api_port}", ADMIN_USER, layout.passwords_file)
+
+
 def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.BackfillWindow, args) -> int | None:
-    active = bf.active_backfill()
+    api = local_api(layout)
+    active = api.active_backfill(bf.DAG_ID)
     if active:
         backfill_id, from_date, to_date = active
         if (bf.as_utc(from_date), bf.as_utc(to_date)) == (window.from_date, window.to_date):
             say(f"    backfill #{backfill_id} for this window is still running: waiting for it")
-            bf.set_paused(False)
+            api.set_paused(bf.DAG_ID, False)
             return backfill_id
         raise bf.BackfillError(
             f"backfill #{backfill_id} ({from_date:%Y-%m-%d} to {to_date:%Y-%m-%d}) is still running; "
@@ -163,22 +170,24 @@ def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.Backfil
     say(f"    airflow {' '.join(command[1:])}")
     # Paused while the backfill is recorded, so the scheduler's own latest-interval run cannot
     # take the last day first; unpaused right after (backfill runs only start on an active DAG).
-    bf.set_paused(True)
+    api.set_paused(bf.DAG_ID, True)
     try:
-        run_airflow_command(command, env, clean_up=lambda: bf.cancel_backfill_of(window))
+        run_airflow_command(command, env, clean_up=lambda: bf.cancel_backfill_of(api, window))
     finally:
-        bf.set_paused(False)
-    return bf.latest_backfill_id()
+        api.set_paused(bf.DAG_ID, False)
+    return api.latest_backfill_id(bf.DAG_ID)
 
 
-def run_initial_import(env: dict[str, str], window: bf.BackfillWindow, timeout: float) -> tuple[str, bool]:
+def run_initial_import(layout: LocalLayout, env: dict[str, str], window: bf.BackfillWindow,
+                       timeout: float) -> tuple[str, bool]:
     """Trigger recurly_one_time_import up to the window's start and wait: (run id, succeeded)."""
     errors = wait_for_dag(initial_import.IMPORT_DAG_ID, parsed_since=None)
     if errors:
         raise bf.BackfillError("import errors: " + "; ".join(errors))
     run_id, command = initial_import.trigger_command(stack.bin_path("airflow"), window)
     say(f"    airflow {' '.join(command[1:])}")
-    bf.set_paused(False, initial_import.IMPORT_DAG_ID)  # manual-only DAG: unpausing schedules nothing
+    # manual-only DAG: unpausing schedules nothing
+    local_api(layout).set_paused(initial_import.IMPORT_DAG_ID, False)
     run_airflow_command(command, env)
     progress = bf.wait_for_progress(
         lambda: bf.read_progress(None, None, initial_import.IMPORT_DAG_ID, run_ids=[run_id]),
@@ -291,7 +300,7 @@ def cmd_run(args, layout: LocalLayout) -> int:
     warehouse_url = _warehouse_url(settings)
     if not args.skip_import and initial_import.warehouse_is_empty(warehouse_url):
         step(f"Empty warehouse: one-time import of the history before {window.start:%Y-%m-%d}")
-        run_id, ok = run_initial_import(env, window, args.timeout)
+        run_id, ok = run_initial_import(layout, env, window, args.timeout)
         if not ok:
             say(f"the one-time import {run_id} did not succeed")
             print_failed_tasks(layout, initial_import.IMPORT_DAG_ID, [run_id])

@@ -3,7 +3,7 @@
 Airflow core never reads that file (only the Astro CLI does), so the project loads it itself:
 
     settings = load_settings(Path("airflow_settings.yaml"))   # parse and check, no Airflow needed
-    apply_to_airflow(settings)                                 # upsert into the metadata database
+    apply_to_airflow(settings)                                 # upsert through `airflow ... import`
     settings.environment()                                     # or AIRFLOW_CONN_* / AIRFLOW_VAR_* (tests)
 
 Loading is an upsert keyed by connection id, pool name and variable name: running it twice
@@ -23,9 +23,10 @@ import yaml
 
 _CONNECTION_KEYS = {
     "conn_id", "conn_type", "conn_host", "conn_login", "conn_password", "conn_port", "conn_schema", "conn_extra",
+    "conn_description",
 }
 _POOL_KEYS = {"pool_name", "pool_slot", "pool_description"}
-_VARIABLE_KEYS = {"variable_name", "variable_value"}
+_VARIABLE_KEYS = {"variable_name", "variable_value", "variable_description"}
 
 
 class SettingsError(ValueError):
@@ -42,6 +43,7 @@ class ConnectionSpec:
     port: int | None = None
     schema: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
 
     @property
     def extra_dejson(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class PoolSpec:
 class VariableSpec:
     key: str
     value: str = field(repr=False)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ def _connection(source: Path, index: int, entry: Any) -> ConnectionSpec:
         port=port,
         schema=_blank_to_none(entry.get("conn_schema")),
         extra=_extra(source, conn_id, entry.get("conn_extra")),
+        description=str(entry.get("conn_description") or "").strip(),
     )
 
 
@@ -183,7 +187,8 @@ def _variable(source: Path, index: int, entry: Any) -> VariableSpec:
         value = ""
     elif not isinstance(value, str):  # a YAML list/map/number: store its JSON text, as Airflow would
         value = json.dumps(value)
-    return VariableSpec(key=str(entry["variable_name"]), value=value)
+    return VariableSpec(key=str(entry["variable_name"]), value=value,
+                        description=str(entry.get("variable_description") or "").strip())
 
 
 def _unique(source: Path, kind: str, names: list[str]) -> None:
@@ -247,40 +252,59 @@ class ApplyReport:
         )
 
 
-def apply_to_airflow(settings: Settings) -> ApplyReport:
-    """Upsert the settings into the metadata database of the Airflow this process is configured for.
+def import_documents(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings in the JSON forms of `airflow connections|pools|variables import`."""
+    connections = {}
+    for c in settings.connections:
+        body: dict[str, Any] = {"conn_type": c.conn_type, "description": c.description or None}
+        for key in ("host", "login", "password", "port", "schema"):
+            body[key] = getattr(c, key)
+        body["extra"] = json.dumps(c.extra) if c.extra else None
+        connections[c.conn_id] = body
+    pools = {p.name: {"slots": p.slots, "description": p.description, "include_deferred": False}
+             for p in settings.pools}
+    variables = {v.key: {"value": v.value, "description": v.description or None} for v in settings.variables}
+    return {"connections": connections, "pools": pools, "variables": variables}
 
-    Needs a migrated database and the Airflow environment already in `os.environ`
-    (see `airflow_env.apply_to_process`). One transaction: all or nothing.
+
+# `airflow <kind> import <file>` and its flags to replace what exists under the same name.
+_IMPORT_COMMANDS = {
+    "connections": ["connections", "import", "--overwrite"],
+    "pools": ["pools", "import"],
+    "variables": ["variables", "import", "--action-on-existing-key", "overwrite"],
+}
+
+
+def apply_to_airflow(settings: Settings, env: Mapping[str, str] | None = None) -> ApplyReport:
+    """Upsert the settings into the Airflow that `env` (default: this process's environment)
+    configures, through Airflow's own CLI: `airflow connections import --overwrite`, `airflow pools
+    import`, `airflow variables import --action-on-existing-key overwrite`.
+
+    The files handed to the CLI hold the connections' passwords: they are written to a private
+    folder (mode 0700, files 0600) and removed as soon as the command returns.
     """
-    from sqlalchemy import select
+    import os
+    import sys
+    import tempfile
 
-    from airflow.models import Connection, Pool, Variable
-    from airflow.utils.session import create_session
+    from recurly_elt.local.airflow_cli import run_airflow_command
 
-    with create_session() as session:
-        for spec in settings.connections:
-            conn = session.scalar(select(Connection).where(Connection.conn_id == spec.conn_id))
-            if conn is None:
-                conn = Connection(conn_id=spec.conn_id)
-                session.add(conn)
-            conn.conn_type = spec.conn_type
-            conn.host = spec.host
-            conn.login = spec.login
-            conn.password = spec.password
-            conn.port = spec.port
-            conn.schema = spec.schema
-            conn.extra = json.dumps(spec.extra) if spec.extra else None
-        for pool in settings.pools:
-            Pool.create_or_update_pool(
-                name=pool.name,
-                slots=pool.slots,
-                description=pool.description,
-                include_deferred=False,
-                session=session,
-            )
-        for var in settings.variables:
-            Variable.set(var.key, var.value, session=session)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    environment = dict(os.environ if env is None else env)
+    documents = import_documents(settings)
+    with tempfile.TemporaryDirectory(prefix="recurly-elt-settings-") as folder:
+        os.chmod(folder, 0o700)
+        for kind, command in _IMPORT_COMMANDS.items():
+            if not documents[kind]:
+                continue
+            path = Path(folder) / f"{kind}.json"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(documents[kind], fh)
+            try:
+                run_airflow_command([airflow, *command, str(path)], environment)
+            finally:
+                path.unlink(missing_ok=True)
     return ApplyReport(
         connections=tuple(c.conn_id for c in settings.connections),
         pools=tuple(p.name for p in settings.pools),

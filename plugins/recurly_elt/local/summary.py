@@ -263,4 +263,10 @@ def login_lines(ui_url: str, user: str, passwords_file: Path) -> list[str]:
     except (OSError, ValueError):
         password = None
     shown = password if password else f"(see {passwords_file})"
-    return [f"Airflow UI: {ui_url}", f"  login: {user} / {shown}"]
+    from recurly_elt.ui.plugin import EXTERNAL_VIEWS
+
+    pages = [v for v in EXTERNAL_VIEWS if v["destination"] == "nav"]
+    return [f"Airflow UI: {ui_url}", f"  login: {user} / {shown}",
+            f"Recurly pages (plugin recurly): {ui_url}/plugin/{pages[0]['url_route']}",
+            "  " + ", ".join(f"{v['name']}: {ui_url}/plugin/{v['url_route']}" for v in pages[1:]),
+            "  and on each DAG run's page, the tab \"Sync summary\""]

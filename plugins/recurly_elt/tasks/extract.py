@@ -148,11 +148,11 @@ def build_extraction(mode: str) -> tuple[Any, list[Any]]:
 
     sites = parse_time_sites()
 
-    @task(task_id="check_sites")
+    @task(task_id="check_sites", multiple_outputs=False)
     def check(expected: list[str]) -> dict[str, str]:
         return check_sites(expected)
 
-    @task(task_id="extract", map_index_template="{{ task.op_kwargs['resource'] }}")
+    @task(task_id="extract", map_index_template="{{ task.op_kwargs['resource'] }}", multiple_outputs=False)
     def extract_one(site: str, resource: str) -> dict:
         return extract(site, resource, mode=mode)
 

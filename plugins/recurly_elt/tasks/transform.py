@@ -61,16 +61,18 @@ def build_marts(mode: str = "daily") -> dict:
     return out
 
 
-def run_check(name: str) -> int:
-    """One data-quality check; fails the task (no retry) naming the offending rows."""
+def run_check(name: str) -> None:
+    """One data-quality check: logs what it checked and the rows it found, records the result in
+    `transform_check_log`, and fails the task (no retry) naming the offending rows."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from recurly_elt.transform.checks import DataQualityError, run_check as check
+    from recurly_elt.transform.check_log import run_and_record
+    from recurly_elt.transform.checks import DataQualityError
     from recurly_elt.warehouse.engine import engine_for_connection
 
     engine = engine_for_connection(WAREHOUSE_CONN_ID)
     try:
-        return check(engine, name)
+        run_and_record(engine, name, get_current_context().get("run_id"), log)
     except DataQualityError as exc:
         raise AirflowFailException(str(exc)) from None
     finally:
@@ -83,14 +85,14 @@ def build_transform(mode: str, upstream: Any) -> Any:
     Returns the group."""
     from airflow.sdk import TaskGroup, task
 
-    @task(task_id="build_marts")
+    @task(task_id="build_marts", multiple_outputs=False)
     def marts() -> dict:
         return build_marts(mode)
 
     # A failed check raises AirflowFailException: the task fails at once, without retries.
     @task(task_id="check", map_index_template="{{ task.op_kwargs['name'] }}")
-    def check(name: str) -> int:
-        return run_check(name)
+    def check(name: str) -> None:
+        run_check(name)
 
     with TaskGroup(group_id="transform", tooltip="MRR, movements, status, segments, events, health, checks") as group:
         built = marts()

@@ -1,0 +1,123 @@
+"""Account-health figures for the UI: accounts by band, the at-risk list, one account over time.
+
+Band names come from the data (`v_account_health.health_band`), ordered as `health.yaml` lists
+them (best first) when it names them; a band the configuration does not know is still shown,
+after the known ones. Alert columns are every `alert_*` column of the view except the count, so
+a new alert appears without a change here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recurly_elt.ui.revenue import cents
+from recurly_elt.ui.warehouse import Reader
+
+AT_RISK_LIMIT = 200
+ACCOUNT_EVENTS_LIMIT = 500
+
+
+def configured_band_order() -> list[str]:
+    """Band labels of health.yaml, best (highest lower bound) first; [] if it cannot be read."""
+    from recurly_elt.transform.config import TransformConfig
+
+    try:
+        bands = TransformConfig.load().health.get("bands") or []
+        return [str(label) for label, _low in sorted(bands, key=lambda b: -float(b[1]))]
+    except Exception:  # a changed or missing file: order by the data alone
+        return []
+
+
+def ordered_bands(found: set[str]) -> list[str]:
+    known = [b for b in configured_band_order() if b in found]
+    return known + sorted(b for b in found if b not in known)
+
+
+def band_distribution(r: Reader) -> dict[str, Any]:
+    """Per site: accounts and MRR in each band, on the latest day computed."""
+    if not r.has("v_account_health"):
+        return {"available": False, "bands": [], "sites": []}
+    rows = r.rows("""
+        SELECT site, MAX(day) AS day, COALESCE(health_band, '(none)') AS band,
+               COUNT(*) AS accounts, SUM(mrr) AS mrr
+        FROM v_account_health GROUP BY site, COALESCE(health_band, '(none)') ORDER BY site""")
+    bands = ordered_bands({row["band"] for row in rows})
+    sites: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        s = sites.setdefault(row["site"], {"site": row["site"], "day": row["day"],
+                                            "accounts": {b: 0 for b in bands}, "mrr": {b: 0.0 for b in bands}})
+        s["accounts"][row["band"]] = int(row["accounts"])
+        s["mrr"][row["band"]] = cents(row["mrr"])
+    return {"available": True, "bands": bands, "sites": list(sites.values())}
+
+
+def alert_columns(r: Reader) -> list[str]:
+    import sqlalchemy as sa
+
+    columns = [c["name"] for c in sa.inspect(r.conn).get_columns("v_account_health")]
+    return [c for c in columns if c.startswith("alert_") and c != "alert_count"]
+
+
+def at_risk(r: Reader, site: str | None = None, limit: int = AT_RISK_LIMIT) -> dict[str, Any]:
+    """Accounts with at least one alert, most MRR at risk first."""
+    if not r.has("v_account_health"):
+        return {"available": False, "accounts": [], "alerts": []}
+    alerts = alert_columns(r)
+    params: dict[str, Any] = {"limit": limit}
+    where = "h.alert_count > 0"
+    if site:
+        where += " AND h.site = :site"
+        params["site"] = site
+    cols = ", ".join(f"h.{c}" for c in alerts)
+    rows = r.rows(f"""
+        SELECT h.site, h.day, h.account_id, h.account_code, h.account_status, h.mrr, h.health_score,
+               h.health_band, h.days_to_renewal, h.overdue_amount, h.alert_count{', ' + cols if cols else ''}
+        FROM v_account_health h WHERE {where}
+        ORDER BY COALESCE(h.mrr, 0) DESC, h.alert_count DESC, h.site, h.account_id LIMIT :limit""", **params)
+    totals = r.rows(f"SELECT COUNT(*) AS n, SUM(h.mrr) AS mrr FROM v_account_health h WHERE {where}",
+                    **{k: v for k, v in params.items() if k != "limit"})[0]
+    for row in rows:
+        row["mrr"] = cents(row["mrr"])
+        row["overdue_amount"] = cents(row["overdue_amount"])
+        row["alerts"] = [a.removeprefix("alert_").replace("_", " ") for a in alerts if row.pop(a)]
+    return {"available": True, "alerts": alerts, "accounts": rows, "count": int(totals["n"] or 0),
+            "mrr_at_risk": cents(totals["mrr"]), "shown": len(rows)}
+
+
+def find_account(r: Reader, site: str, key: str) -> str | None:
+    """The account id of an account id or code on a site (health first, then staging)."""
+    lookups = (("v_account_health", "SELECT account_id FROM v_account_health WHERE site = :site "
+                                    "AND (account_id = :key OR account_code = :key) LIMIT 1"),
+               ("stg_accounts", "SELECT id FROM stg_accounts WHERE site = :site AND (id = :key OR code = :key) "
+                                "LIMIT 1"))
+    for table, sql in lookups:
+        if r.has(table):
+            found = r.scalar(sql, site=site, key=key)
+            if found:
+                return found
+    return None
+
+
+def account_history(r: Reader, site: str, account_id: str) -> dict[str, Any]:
+    """One account: health score and band per day, MRR runs, lifecycle events (latest first)."""
+    out: dict[str, Any] = {"site": site, "account_id": account_id, "health": [], "mrr": [], "events": [],
+                           "latest": None}
+    if r.has("account_health_daily"):
+        out["health"] = r.rows("""
+            SELECT day, health_score, health_band, account_status, mrr, alert_count, days_to_renewal
+            FROM account_health_daily WHERE site = :site AND account_id = :account_id ORDER BY day""",
+                               site=site, account_id=account_id)
+        if out["health"]:
+            out["latest"] = r.rows("""
+                SELECT * FROM account_health_daily WHERE site = :site AND account_id = :account_id
+                ORDER BY day DESC LIMIT 1""", site=site, account_id=account_id)[0]
+    if r.has("mrr_account_runs"):
+        out["mrr"] = [{**row, "mrr": cents(row["mrr"])} for row in r.rows("""
+            SELECT day_from, day_to, mrr FROM mrr_account_runs
+            WHERE site = :site AND account_id = :account_id ORDER BY day_from""", site=site, account_id=account_id)]
+    if r.has("lifecycle_events"):
+        out["events"] = r.rows("""
+            SELECT occurred_at, event_name, subscription_id, invoice_id, plan_code, amount, currency, detail
+            FROM lifecycle_events WHERE site = :site AND account_id = :account_id
+            ORDER BY occurred_at DESC LIMIT :limit""", site=site, account_id=account_id, limit=ACCOUNT_EVENTS_LIMIT)
+    return out
