@@ -11,7 +11,7 @@ from recurly_elt.extract.window import Window
 from recurly_elt.recurly.client import RecurlyClient
 from recurly_elt.recurly.ratebudget import RateBudget
 from recurly_elt.recurly.resources import RESOURCES
-from recurly_elt.recurly.retry import RetryPolicy
+from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.sites import Site
 
 KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}

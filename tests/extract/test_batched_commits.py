@@ -45,7 +45,10 @@ def test_pages_waiting_for_a_slow_writer_commit_together(sandbox, warehouse_url,
 class _ListedTwice(RecurlyClient):
     """Two pages, served at once; the second lists the first page's record again, changed."""
 
-    def pages(self, path, params=None, *, start_url=None):
+    def count(self, path, params=None):
+        return 2
+
+    def pages(self, path, params=None, *, start_url=None, max_pages=None):
         def record(state: str, updated_at: str) -> msgspec.Raw:
             return msgspec.Raw(msgspec.json.encode({
                 "id": "a1", "code": "a1", "state": state, "created_at": "2025-01-01T00:00:00Z",

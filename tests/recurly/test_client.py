@@ -13,7 +13,7 @@ import pytest
 from recurly_elt.recurly.client import RecurlyClient
 from recurly_elt.recurly.errors import RecurlyConfigError
 from recurly_elt.recurly.ratebudget import RateBudget
-from recurly_elt.recurly.retry import RetryPolicy
+from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.sites import Site
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extract"))

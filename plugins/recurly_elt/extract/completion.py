@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Callable, Sequence
 
 import msgspec
+from urllib.parse import quote
 
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
 
@@ -33,7 +34,8 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict]) -> 
         items: list[dict] = list((embedded.get("data") if envelope else embedded) or [])
         seen = {item.get("id") for item in items}
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
-        for page in client.pages(f"/invoices/{invoice['id']}/line_items", params):
+        path = f"/invoices/{quote(str(invoice.get('id') or ''), safe='')}/line_items"  # an id is not a path
+        for page in client.pages(path, params):
             items.extend(item for item in page.data if item.get("id") not in seen)
             requests += 1
         invoice["line_items"] = {**embedded, "data": items, "has_more": False, "next": None} if envelope else items

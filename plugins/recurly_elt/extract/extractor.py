@@ -38,8 +38,8 @@ import sqlalchemy as sa
 from recurly_elt.extract.completion import COMPLETIONS
 from recurly_elt.extract.progress import Progress
 from recurly_elt.extract.window import Window
-from recurly_elt.recurly.client import PAGE_SIZE, Page, RecurlyClient, RequestStats
-from recurly_elt.recurly.errors import RecurlyRequestError
+from recurly_elt.recurly.client import PAGE_SIZE, Page, RecurlyClient, RequestStats, page_bound
+from recurly_elt.recurly.errors import RecurlyRequestError, scrub
 from recurly_elt.recurly.resources import RESOURCES, Resource
 from recurly_elt.staging import runlog, state
 from recurly_elt.staging.load import dedupe, ensure_staging_tables, loaded_at_text, upsert_page
@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 BATCH_RECORDS = 2000
 # List pages fetched ahead of the writer (about a batch and a half: 200 records, ~1 MB each at most).
 PREFETCH_PAGES = 16
+# Pages one parent's child list may take (a plan's add-ons): child lists get no HEAD count (one
+# more request per parent), so their bound is fixed; cursor loops are caught by the client.
+CHILD_MAX_PAGES = 100
 
 
 @dataclass
@@ -227,11 +230,12 @@ class Extraction:
     def _pages(self, path: str, start_url: str | None, checkpoint: state.Checkpoint | None) -> Iterator[Page]:
         params = {"limit": PAGE_SIZE, "sort": self.resource.cursor, "order": "asc",
                   **self.window.api_params(), **self.resource.list_params}
+        max_pages = self._page_bound(path, params)
         if not start_url:
-            yield from self.client.pages(path, params)
+            yield from self.client.pages(path, params, max_pages=max_pages)
             return
         try:
-            yield from self.client.pages(path, start_url=start_url)
+            yield from self.client.pages(path, start_url=start_url, max_pages=max_pages)
         except RecurlyRequestError as exc:
             if exc.status != 400 or checkpoint is None or checkpoint.last_updated_at is None:
                 raise
@@ -240,14 +244,26 @@ class Extraction:
             log.warning("%s/%s: saved cursor refused (%s); resuming from updated_at %s", self.site,
                         self.resource.name, exc.error_type, checkpoint.last_updated_at)
             params["begin_time"] = Window.of(checkpoint.last_updated_at).api_params()["begin_time"]
-            yield from self.client.pages(path, params)
+            yield from self.client.pages(path, params, max_pages=max_pages)
+
+    def _page_bound(self, path: str, params: dict) -> int:
+        """The most pages this window's list may take: from the list's Recurly-Total-Records (HEAD)."""
+        if self.resource.parent is not None:
+            return CHILD_MAX_PAGES
+        total = self.client.count(path, params)
+        if total is None:
+            return page_bound(self._records_before + 1_000_000)  # no count: a generous fixed bound
+        return page_bound(total)
 
     def _parent_ids(self) -> list[str]:
         parent = RESOURCES[self.resource.parent]
         ids: list[str] = []
         for page in self.client.pages(parent.path, {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}):
-            ids.extend(r[parent.primary_key] for r in page.data)
-        return sorted(ids)
+            for record in page.data:  # a parent without a usable id is quarantined by its own read
+                ident = record.get(parent.primary_key) if isinstance(record, dict) else None
+                if isinstance(ident, str) and ident:
+                    ids.append(ident)
+        return sorted(set(ids))
 
     # -- writes -------------------------------------------------------------------------------
     def _stage(self, fetched: _Fetched, more_waiting: bool) -> None:
@@ -332,7 +348,8 @@ class Extraction:
                            seconds=time.monotonic() - self._started,
                            **self._stats_since_logged(self.client.stats.snapshot()))
                 runlog.finish(conn, run_id=self.run_id, site=self.site, resource=self.resource.name,
-                              status="failed", error=f"{type(exc).__name__}: {exc}")
+                              status="failed",
+                              error=scrub(f"{type(exc).__name__}: {exc}", (self.client.site.api_key,)))
         except Exception:  # the warehouse itself may be what failed; the original error matters
             log.exception("could not record the failure of %s/%s in the run log", self.site, self.resource.name)
 

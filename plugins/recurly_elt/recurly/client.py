@@ -5,9 +5,20 @@ header, the list envelope and its `next` cursor links, the error envelope) and n
 staging. `pages()` yields one list page at a time so the caller can write each page before asking
 for the next; `next` links already carry the original filters, so a saved link resumes a read.
 
-Failures are sorted once, here:
-- 5xx, timeouts, dropped connections and malformed bodies: retried with backoff (RetryPolicy);
-- 429: waited out until the reset (RateBudget), never hammered;
+Every answer is untrusted:
+- requests go only to the configured scheme and host: a `next` link (or a saved checkpoint link)
+  to anywhere else is a `RecurlyUntrustedResponse` naming it, and redirects are never followed, so
+  the key is never sent elsewhere;
+- a `next` link seen before in the same read (A -> A, A -> B -> A) is a cursor loop, an error;
+- a read may be given a page bound (from `Recurly-Total-Records`, see `count()` and `page_bound`);
+  more pages than that is an error, not an endless read;
+- every wait (pacing, 429, backoff) is capped by the policy's `max_wait_seconds` and logged;
+- a 2xx answer of another API version than requested (`Recurly-Version`) is refused;
+- messages built from what the server sent are scrubbed of the key (errors.scrub).
+
+Failures are sorted once, here (http_retry.RetryPolicy does the waiting):
+- 5xx, timeouts, dropped connections and malformed bodies: retried with backoff;
+- 429: resumed exactly when the API says (`X-RateLimit-Reset`, else `Retry-After`), never hammered;
 - 401/403/406 and a 404 on a list: RecurlyConfigError at once, naming the connection and site;
 - other 4xx: RecurlyRequestError (the caller may change the request).
 """
@@ -15,31 +26,40 @@ Failures are sorted once, here:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterator
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import requests
 
+from recurly_elt.http_retry import RateLimited, RetryPolicy, Transient
 from recurly_elt.recurly.errors import (
     MalformedResponse,
     RecurlyConfigError,
     RecurlyRequestError,
     RecurlyUnavailableError,
+    RecurlyUntrustedResponse,
+    scrub,
 )
 from recurly_elt.recurly.ratebudget import RateBudget
-from recurly_elt.recurly.retry import RetryPolicy
 from recurly_elt.recurly.sites import Site
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "v2021-02-25"
 ACCEPT = f"application/vnd.recurly.{API_VERSION}+json"
+VERSION_HEADER = "Recurly-Version"
+TOTAL_RECORDS_HEADER = "Recurly-Total-Records"
 PAGE_SIZE = 200  # the API's maximum
 USER_AGENT = "recurly-elt"
+# A read may list this share more pages than Recurly-Total-Records says (records updated while
+# the read runs are listed again at its end), plus a few pages.
+PAGE_BOUND_SLACK = 0.1
+PAGE_BOUND_EXTRA = 5
 
 _TRANSIENT = (
     requests.ConnectionError,   # refused, reset, dropped mid-response (RemoteDisconnected)
@@ -49,6 +69,12 @@ _TRANSIENT = (
 )
 _FAIL_FAST = {401: "the API key was refused", 403: "the API key lacks permission",
               406: "the API version was refused"}
+
+
+def page_bound(total_records: int, page_size: int = PAGE_SIZE) -> int:
+    """The most pages a read of a list of `total_records` may take (see PAGE_BOUND_SLACK)."""
+    pages = math.ceil(total_records / page_size)
+    return pages + math.ceil(pages * PAGE_BOUND_SLACK) + PAGE_BOUND_EXTRA
 
 
 @dataclass
@@ -102,82 +128,174 @@ class RecurlyClient:
     def __post_init__(self) -> None:
         self.session.auth = (self.site.api_key, "")
         self.session.headers.update({"Accept": ACCEPT, "User-Agent": USER_AGENT})
+        base = urlsplit(self.site.base_url)
+        self._origin = (base.scheme.lower(), base.netloc.lower())
+        self._base_path = base.path.rstrip("/")
 
     # -- public -------------------------------------------------------------------------------
-    def pages(self, path: str, params: dict[str, Any] | None = None, *, start_url: str | None = None
-              ) -> Iterator[Page]:
-        """List pages of `path` with `params`, or from a saved `next` link (`start_url`)."""
+    def pages(self, path: str, params: dict[str, Any] | None = None, *, start_url: str | None = None,
+              max_pages: int | None = None) -> Iterator[Page]:
+        """List pages of `path` with `params`, or from a saved `next` link (`start_url`, which must
+        be a link of the same list on the configured host). At most `max_pages` pages."""
+        if start_url:
+            self._check_link_of(start_url, path, "saved checkpoint link")
         url, query = (start_url, None) if start_url else (path, dict(params or {}))
+        seen: set[str] = set()
+        read = 0
         while url:
-            body = self._get(url, query, _decode_list)
+            body = self._request("GET", url, query, _decode_list)
+            read += 1
             next_url = body.next if body.has_more else None
+            shown = url if query is None else f"{url}?{urlencode(query)}"
             if body.has_more and not next_url:
-                raise RecurlyUnavailableError(f"{self._who()}: list page of {url} has has_more but no next link")
-            yield Page(records=body.data, next_url=next_url,
-                       url=url if query is None else f"{url}?{urlencode(query)}")
+                raise RecurlyUntrustedResponse(
+                    f"{self._who()}: list page {self._safe(shown)} says has_more but gives no next link")
+            if next_url is not None:
+                self._check_link_of(next_url, path, f"next link of {self._safe(shown)}")
+                if next_url in seen or next_url == url:
+                    raise RecurlyUntrustedResponse(
+                        f"{self._who()}: cursor loop in {path}: the next link {self._safe(next_url)} was "
+                        f"already read in this read (after {read} pages)")
+                if max_pages is not None and read >= max_pages:
+                    raise RecurlyUntrustedResponse(
+                        f"{self._who()}: {path} still has more after {read} pages, the bound derived from "
+                        f"{TOTAL_RECORDS_HEADER} ({max_pages} pages); the list does not end as announced")
+                seen.add(next_url)
+            yield Page(records=body.data, next_url=next_url, url=shown)
             url, query = next_url, None
+
+    def count(self, path: str, params: dict[str, Any] | None = None) -> int | None:
+        """`HEAD` of a list: its `Recurly-Total-Records` (None when the header is missing or not a count)."""
+        headers = self._request("HEAD", path, dict(params or {}), None)
+        value = (headers.get(TOTAL_RECORDS_HEADER) or "").strip()
+        if not value.isdigit():
+            log.warning("%s: HEAD %s has no usable %s (%r): the read has no page bound", self._who(), path,
+                        TOTAL_RECORDS_HEADER, self._safe(value[:40]))
+            return None
+        return int(value)
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict:
         """One GET with the budget, retries and error handling; returns the decoded JSON object."""
-        return self._get(url, params, _decode_object)
+        return self._request("GET", url, params, _decode_object)
 
-    def _get(self, url: str, params: dict[str, Any] | None, decode: Callable[[bytes], Any]) -> Any:
-        """One GET; `decode` turns a 2xx body into the result or raises MalformedResponse (retried)."""
-        full_url = urljoin(self.site.base_url + "/", url.lstrip("/"))
-        attempt = 0
-        rate_limited_for = 0.0
-        while True:
-            self.stats.waited_seconds += self.budget.wait(self.sleep)
-            attempt += 1
+    # -- one request --------------------------------------------------------------------------
+    def _request(self, method: str, url: str, params: dict[str, Any] | None,
+                 decode: Callable[[bytes], Any] | None) -> Any:
+        """One request, retried by the policy; `decode` turns a 2xx body into the result or raises
+        MalformedResponse (retried). Without `decode` the response headers are the result."""
+        full_url = self._resolve(url)
+        timeout = (self.retry.connect_timeout, self.retry.read_timeout)
+
+        def attempt() -> Any:
+            self.stats.waited_seconds += self._pace()
             self.stats.requests += 1
             try:
-                resp = self.session.get(full_url, params=params,
-                                        timeout=(self.retry.connect_timeout, self.retry.read_timeout))
+                resp = self.session.request(method, full_url, params=params, timeout=timeout,
+                                            allow_redirects=False)
             except _TRANSIENT as exc:
-                self._retry_or_raise(attempt, url, f"{type(exc).__name__}")
-                continue
+                raise Transient(type(exc).__name__) from None
             self.budget.observe(resp.headers)
             status = resp.status_code
             if status == 429:
                 self.stats.status_429 += 1
-                wait = self.budget.rate_limited_wait(resp.headers)
-                rate_limited_for += wait
-                if rate_limited_for > self.retry.max_rate_limited_seconds:
-                    raise RecurlyUnavailableError(
-                        f"{self._who()}: still rate limited after waiting {rate_limited_for:.0f}s for {url}",
-                        status=429, error_type="rate_limited")
-                log.info("%s: rate limited (429), waiting %.1fs for the budget to reset", self._who(), wait)
-                self.stats.waited_seconds += wait
-                self.sleep(wait)
-                attempt -= 1  # waiting out the budget is not a failed attempt
-                continue
+                raise RateLimited(self.budget.rate_limited_wait(resp.headers), "rate limited (429)")
             if status >= 500:
-                self._retry_or_raise(attempt, url, f"HTTP {status} {_error_type(resp)}".rstrip())
-                continue
+                raise Transient(f"HTTP {status} {self._safe(_error_type(resp))[:100]}".rstrip())
+            if 300 <= status < 400:
+                target = urlsplit(resp.headers.get("Location") or "")
+                raise RecurlyUntrustedResponse(
+                    f"{self._who()}: {self._safe(url)} answered a redirect (HTTP {status}) to "
+                    f"{self._safe(f'{target.scheme}://{target.netloc}{target.path}')}; redirects are not followed")
             if status >= 400:
                 raise self._client_error(resp, url)
+            self._check_version(resp, url)
+            if decode is None:
+                return resp.headers
             try:
                 return decode(resp.content)
             except MalformedResponse as exc:
-                self._retry_or_raise(attempt, url, f"malformed body ({exc})")
+                raise Transient(f"malformed body ({exc})") from None
 
-    # -- internals ----------------------------------------------------------------------------
+        try:
+            return self.retry.call(attempt, sleep=self.sleep, on_wait=lambda exc, seconds, failures:
+                                   self._waiting(exc, seconds, failures, url))
+        except Transient as exc:
+            raise RecurlyUnavailableError(
+                f"{self._who()}: {self._safe(url)} failed {self.retry.max_attempts} times, last: {exc.reason}") from None
+        except RateLimited:
+            raise RecurlyUnavailableError(
+                f"{self._who()}: still rate limited after waiting {self.retry.max_rate_limited_seconds:.0f}s "
+                f"for {self._safe(url)}", status=429, error_type="rate_limited") from None
+
+    def _waiting(self, exc: BaseException, seconds: float, failures: int, url: str) -> None:
+        self.stats.waited_seconds += seconds
+        if isinstance(exc, RateLimited):
+            capped = f" (the API asked for {exc.seconds:.0f}s; capped)" if exc.seconds > self.retry.max_wait_seconds else ""
+            log.log(logging.WARNING if capped or seconds >= 60 else logging.INFO,
+                    "%s: rate limited (429) on %s, resuming in %.2fs%s", self._who(), self._safe(url), seconds, capped)
+            return
+        self.stats.retries += 1
+        log.warning("%s: %s on %s, retry %d in %.2fs", self._who(), self._safe(str(exc)), self._safe(url),
+                    failures, seconds)
+
+    def _pace(self) -> float:
+        """Wait for the rate budget before a request (capped, logged when long); the seconds waited."""
+        wanted = self.budget.delay()
+        wait = self.retry.capped(wanted)
+        if wanted > wait:
+            log.warning("%s: the rate budget says wait %.0fs (X-RateLimit-Reset); waiting the cap of %.0fs",
+                        self._who(), wanted, wait)
+        elif wait >= 5:
+            log.info("%s: pacing for the rate budget, waiting %.1fs", self._who(), wait)
+        if wait > 0:
+            self.sleep(wait)
+        self.budget.requested()
+        return wait
+
+    # -- what is trusted ----------------------------------------------------------------------
     def _who(self) -> str:
         return f"Recurly connection {self.site.conn_id!r} site {self.site.subdomain!r}"
 
-    def _retry_or_raise(self, attempt: int, url: str, reason: str) -> None:
-        if attempt >= self.retry.max_attempts:
-            raise RecurlyUnavailableError(f"{self._who()}: {url} failed {attempt} times, last: {reason}")
-        wait = self.retry.backoff(attempt)
-        self.stats.retries += 1
-        self.stats.waited_seconds += wait
-        log.warning("%s: %s on %s, retry %d in %.2fs", self._who(), reason, url, attempt, wait)
-        self.sleep(wait)
+    def _safe(self, text: str) -> str:
+        return scrub(text, (self.site.api_key,))
+
+    def _resolve(self, url: str, what: str = "link") -> str:
+        """The absolute URL of a path or link, refusing any other scheme or host than the configured one."""
+        if any(ord(c) < 0x21 or c == "\\" for c in url):
+            raise RecurlyUntrustedResponse(f"{self._who()}: refusing the {what} with spaces, control characters "
+                                           f"or backslashes: {self._safe(url[:200])!r}")
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc:
+            origin = (parts.scheme.lower(), parts.netloc.lower())
+            if origin != self._origin:
+                target = f"{parts.scheme}://{parts.netloc}" if parts.scheme else f"//{parts.netloc}"
+                raise RecurlyUntrustedResponse(
+                    f"{self._who()}: refusing the {what} to {self._safe(target)} ({self._safe(url[:200])}): "
+                    f"only {self.site.base_url} is read with this key")
+            return url
+        return f"{self.site.base_url.rstrip('/')}/{url.lstrip('/')}"
+
+    def _check_link_of(self, link: str, path: str, what: str) -> None:
+        """A `next` or saved link: on the configured host (`_resolve`) and of the list `path`."""
+        self._resolve(link, what)
+        link_path = urlsplit(link).path
+        if self._base_path and link_path.startswith(self._base_path + "/"):
+            link_path = link_path[len(self._base_path):]
+        if link_path.rstrip("/") != path.rstrip("/"):
+            raise RecurlyUntrustedResponse(
+                f"{self._who()}: the {what} points at {self._safe(link_path[:200])!r}, not at the list {path!r}")
+
+    def _check_version(self, resp: requests.Response, url: str) -> None:
+        version = resp.headers.get(VERSION_HEADER)
+        if version is not None and version.strip().lower().removeprefix("recurly.") != API_VERSION:
+            raise RecurlyUntrustedResponse(
+                f"{self._who()}: {self._safe(url)} answered {VERSION_HEADER} {self._safe(version[:60])!r}, "
+                f"not the {API_VERSION} requested; its records would not mean what the declarations say")
 
     def _client_error(self, resp: requests.Response, url: str):
-        error_type = _error_type(resp)
-        message = _error_message(resp)
-        path = url.split("?", 1)[0]
+        error_type = self._safe(_error_type(resp))[:100]  # scrubbed before cut: no piece of a key left
+        message = self._safe(_error_message(resp))[:300]
+        path = self._safe(url.split("?", 1)[0])
         if resp.status_code in _FAIL_FAST or (resp.status_code == 404 and path.count("/") <= 1):
             reason = _FAIL_FAST.get(resp.status_code, "the list endpoint does not exist on this host")
             return RecurlyConfigError(
@@ -199,16 +317,38 @@ def _decode_object(content: bytes) -> dict:
 
 
 def _decode_list(content: bytes) -> _ListEnvelope:
-    """The list envelope; the records stay bytes, but msgspec has checked they are well-formed JSON."""
+    """The list envelope; the records stay bytes, but msgspec has checked they are well-formed JSON.
+
+    JSON that msgspec refuses but Python's parser reads (an escaped lone surrogate, a number out of
+    range) is not a broken body: each record is then re-encoded on its own (ASCII escapes kept), so
+    the one offending record fails its own conversion and is quarantined, not the whole page.
+    """
     try:
         body = _DECODE_LIST(content)
     except msgspec.ValidationError as exc:
         raise MalformedResponse(f"not a list envelope: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise MalformedResponse(f"not JSON: {exc}") from None
+        body = _decode_list_leniently(content, exc)
     if body.object != "list":
         raise MalformedResponse(f"not a list envelope (object {body.object!r})")
     return body
+
+
+def _decode_list_leniently(content: bytes, error: msgspec.DecodeError) -> _ListEnvelope:
+    import json
+
+    try:
+        parsed = json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedResponse(f"not JSON: {error}") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
+        raise MalformedResponse("not a list envelope")
+    records = [msgspec.Raw(json.dumps(record, ensure_ascii=True, allow_nan=True).encode())
+               for record in parsed["data"]]
+    next_url, has_more = parsed.get("next"), parsed.get("has_more")
+    if not isinstance(next_url, (str, type(None))) or not isinstance(has_more, (bool, type(None))):
+        raise MalformedResponse("not a list envelope (has_more / next of the wrong type)")
+    return _ListEnvelope(data=records, object=parsed.get("object"), has_more=bool(has_more), next=next_url)
 
 
 def _error_body(resp: requests.Response) -> dict:
@@ -224,4 +364,4 @@ def _error_type(resp: requests.Response) -> str:
 
 
 def _error_message(resp: requests.Response) -> str:
-    return str(_error_body(resp).get("message") or resp.reason or "")[:300]
+    return str(_error_body(resp).get("message") or resp.reason or "")

@@ -13,9 +13,9 @@ from typing import Any
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
+from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.client import RecurlyClient
 from recurly_elt.recurly.ratebudget import RateBudget
-from recurly_elt.recurly.retry import RetryPolicy
 from recurly_elt.recurly.sites import Site, sites_from_connection
 
 

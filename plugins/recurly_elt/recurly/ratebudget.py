@@ -14,7 +14,11 @@ it frees. Each reader then:
   sliding window whose reset is when the next slot frees, the interval shrinks to nothing while
   plenty is left, and reading runs at full speed until the reserve is reached;
 - at or below the reserve, waits until the reset;
-- on a 429 waits until `Retry-After` / the reset (never hammers), then tries again.
+- on a 429 resumes exactly at `X-RateLimit-Reset` (epoch seconds, the more precise figure), or
+  after `Retry-After` when there is no reset (never hammers, never waits past what the API said).
+
+How long any of these waits may be is the retry policy's business (http_retry.RetryPolicy caps
+and the client logs them).
 
 The Airflow pool per site bounds `readers`; budget_used >= 0.9 with <= 1% 429s is the target the
 extraction benchmark measures.
@@ -22,6 +26,7 @@ extraction benchmark measures.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -68,9 +73,13 @@ class RateBudget:
         d = self.delay()
         if d > 0:
             sleep(d)
+        self.requested()
+        return d
+
+    def requested(self) -> None:
+        """Note that a request is being sent now (the pacing interval counts from it)."""
         with self._lock:
             self._last_request_at = self._clock()
-        return d
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Take the budget from a response's X-RateLimit-* headers (any status)."""
@@ -86,36 +95,47 @@ class RateBudget:
                 self.state.reset_at = reset
 
     def rate_limited_wait(self, headers: Mapping[str, str]) -> float:
-        """Seconds to wait after a 429: Retry-After or the reset, whichever is later (at least 1 s)."""
+        """Seconds to wait after a 429: until X-RateLimit-Reset, else Retry-After, else 1 s."""
         self.observe(headers)
         now = self._clock()
-        waits = [1.0]
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            seconds = _float(retry_after)
-            if seconds is None:  # an HTTP date
-                try:
-                    seconds = parsedate_to_datetime(retry_after).timestamp() - now
-                except (TypeError, ValueError):
-                    seconds = None
-            if seconds is not None:
-                waits.append(seconds)
-        if self.state.reset_at:
-            waits.append(self.state.reset_at - now + self._min_wait_after_reset)
+        reset = _float(headers.get("X-RateLimit-Reset"))
+        if reset is not None:
+            seconds = reset - now + self._min_wait_after_reset
+        else:
+            seconds = _retry_after(headers.get("Retry-After"), now)
+            if seconds is None:
+                seconds = 1.0
         with self._lock:
-            self.state.remaining = 0  # until a response says otherwise
-        return max(waits)
+            # The caller waits this long, so pacing must not wait for the same reset again: the
+            # budget is unknown until the next response tells.
+            self.state.remaining = None
+        return max(0.0, seconds)
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds from now: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    seconds = _float(value)
+    if seconds is None:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError):
+            return None
+    return seconds
 
 
 def _int(value: str | None) -> int | None:
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or number >= 0 else None
 
 
 def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None

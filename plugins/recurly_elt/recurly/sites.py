@@ -44,9 +44,26 @@ class Site:
         """The Airflow pool whose slots bound concurrent readers of this site's API budget."""
         return f"recurly_{self.subdomain}"
 
+    def __post_init__(self) -> None:
+        check_api_key(self.conn_id, self.subdomain, self.api_key)
+
     def describe(self) -> dict:
         """What may be logged or put in XCom: everything but the key."""
         return {"subdomain": self.subdomain, "base_url": self.base_url, "conn_id": self.conn_id}
+
+
+def check_api_key(conn_id: str, subdomain: str, api_key: str) -> None:
+    """A key HTTP Basic auth can send: latin-1, no spaces or control characters.
+
+    Otherwise the HTTP library fails deep inside with an encoding error whose text carries the key;
+    this names the connection, the site and the position instead, never the key.
+    """
+    for position, char in enumerate(api_key, start=1):
+        if ord(char) > 0xFF or not char.isprintable() or char.isspace():
+            kind = "a non-latin-1 character" if ord(char) > 0xFF else "a space or control character"
+            raise SiteConfigError(
+                f"connection {conn_id!r}, site {subdomain!r}: the API key has {kind} at position {position} "
+                "(HTTP Basic auth cannot send it); copy the key again from Recurly")
 
 
 def _base_url(conn_id: str, host: str | None, extra: Mapping[str, Any]) -> str:

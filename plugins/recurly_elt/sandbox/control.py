@@ -8,6 +8,8 @@ log (reading the log must not change it).
   GET    /__sandbox/requests[?site=S]          the request log;  DELETE clears it
   GET    /__sandbox/faults                     every site's fault spec
   PUT    /__sandbox/faults[?site=S]            body {"spec": "5xx=0.1,..."} (or the spec as text)
+  GET    /__sandbox/hostile                    every site's hostile scenario and what it planted
+  PUT    /__sandbox/hostile[?site=S]           body {"scenario": NAME} ("" clears); names: hostile.py
   GET    /__sandbox/stats                      per site: objects, requests by status, faults, limits
 """
 
@@ -42,6 +44,12 @@ def handle(server, method: str, path: str, params: dict[str, str], body: bytes) 
             for site in sites:
                 site.set_faults(spec)
         return 200, {"sites": {s.name: str(s.faults.spec) for s in sites}}
+    if route == "hostile" and method in ("GET", "PUT"):
+        if method == "PUT":
+            name = _scenario_name(body)
+            for site in sites:
+                server.set_hostile(site.name, name)
+        return 200, {"sites": {s.name: _hostile_state(server, s.name) for s in sites}}
     if (method, route) == ("GET", "stats"):
         return 200, {"sites": {s.name: s.stats() for s in sites}}
     raise ApiError(404, "not_found", f"no sandbox endpoint {method} {path}")
@@ -76,3 +84,23 @@ def _fault_spec(body: bytes) -> FaultSpec:
         return FaultSpec.parse(text)
     except ValueError as exc:
         raise bad_parameter("spec", str(exc)) from None
+
+
+def _scenario_name(body: bytes) -> str | None:
+    from recurly_elt.sandbox import hostile
+
+    try:
+        name = json.loads(body.decode("utf-8") or "{}").get("scenario") or None
+    except (ValueError, AttributeError):
+        raise bad_parameter("scenario", 'body must be {"scenario": "NAME"}') from None
+    if name is not None and name not in hostile.SCENARIOS:
+        raise bad_parameter("scenario", f"unknown scenario {name!r}; known: {', '.join(sorted(hostile.SCENARIOS))}")
+    return name
+
+
+def _hostile_state(server, site: str) -> dict | None:
+    active = server.hostile.get(site)
+    if active is None:
+        return None
+    return {"scenario": active.scenario.name, "calls": active.calls,
+            "planted": [{"record_id": p.record_id, "field": p.field, "what": p.what} for p in active.planted]}

@@ -6,6 +6,8 @@ One request goes through, in order:
                   the `latest` alias); Recurly requires a version, so a missing one fails -> 406
   rate limit      the site's sliding window                                              -> 429
   faults          the site's seeded fault decisions (5xx, 429 storm, slow, drop, malformed)
+  hostile         a named scenario set on the site (hostile.py) may answer instead of the
+                  routing or rewrite what it answered, for the requests to its list
   routing         routes.py answers from the site's current index                       -> 400/404
 Every API response carries Recurly-Version and, once the site is known, X-RateLimit-*.
 /__sandbox/... endpoints (control.py) skip all of it.
@@ -27,7 +29,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from recurly_elt.sandbox import control, routes
+from recurly_elt.sandbox import control, hostile, routes
 from recurly_elt.sandbox.errors import ApiError
 from recurly_elt.sandbox.faults import NO_FAULT, Fault
 from recurly_elt.sandbox.requestlog import RequestLog
@@ -53,6 +55,7 @@ class SandboxServer(ThreadingHTTPServer):
         if len(self.sites_by_key) != len(sites) or len(self.sites_by_name) != len(sites):
             raise ValueError("site names and API keys must be unique")
         self.request_log = request_log or RequestLog()
+        self.hostile: dict[str, hostile.Active] = {}  # site name -> its hostile scenario
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -94,9 +97,28 @@ class SandboxServer(ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def set_hostile(self, site: str, name: str | None) -> hostile.Active | None:
+        """Set (or, with no name, clear) the hostile scenario of a site; returns it."""
+        if site not in self.sites_by_name:
+            raise ValueError(f"no sandbox site {site!r}")
+        if not name:
+            self.hostile.pop(site, None)
+            return None
+        active = self.hostile[site] = hostile.Active(hostile.get(name))
+        return active
+
     def track(self, conn: socket.socket, open_: bool) -> None:
         with self._connections_lock:
             (self._connections.add if open_ else self._connections.discard)(conn)
+
+
+def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -> hostile.Answer:
+    """What the routing answers, errors included (the hostile layer rewrites either)."""
+    try:
+        answer = routes.handle(site.current_index(), method, path, params)
+    except ApiError as err:
+        return hostile.Answer(err.status, err.body(), dict(err.headers))
+    return hostile.Answer(200, answer.body, {}, answer.total)
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -161,8 +183,15 @@ class RequestHandler(BaseHTTPRequestHandler):
             if method not in ("GET", "HEAD"):
                 raise ApiError(405, "bad_request", f"the sandbox serves GET and HEAD only, not {method}")
             params = parse_qsl(split.query, keep_blank_values=True)
-            answer = routes.handle(site.current_index(), method, split.path, params)
-            status, payload, total = 200, answer.body, answer.total
+            scenario = self.server.hostile.get(site.name)
+            if scenario is not None and scenario.applies(split.path):
+                request = hostile.Request(method, split.path, params, self.server.url, site.api_key)
+                answer = scenario.respond(request, lambda p: _routed(site, method, split.path, p))
+                status, payload, total = answer.status, answer.body, answer.total
+                headers.update(answer.headers)
+            else:
+                answer = routes.handle(site.current_index(), method, split.path, params)
+                status, payload, total = 200, answer.body, answer.total
         except ApiError as err:
             status, payload = err.status, err.body()
             headers.update(err.headers)

@@ -1,0 +1,382 @@
+"""A hostile Recurly: named scenarios that make the sandbox answer as a misbehaving server would.
+
+A scenario is set per site (`SandboxServer.set_hostile(site, name)`, or
+`PUT /__sandbox/hostile?site=S` with body {"scenario": NAME}; an empty name clears it). It sits
+between the rate limit / faults and the routing of the requests to its list (`/accounts` unless
+said otherwise): it may answer in place of the routing, or rewrite what the routing answered.
+Everything else the site serves stays as it was. docs/sandbox.md lists the scenarios; tests/extract/
+test_hostile.py asserts what the pipeline does with each, and docs/reliability.md says it in prose.
+
+Record-level scenarios say what they planted (`planted`: record id, field, what is wrong), so a test
+can compare the quarantine with the sandbox's own account of what it broke, not with the
+extractor's idea of it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlencode
+
+ACCOUNTS = "/accounts"
+FOREIGN_HOST = "evil.example"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    total: int | None = None   # Recurly-Total-Records (HEAD)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: list[tuple[str, str]]
+    server_url: str
+    api_key: str
+
+    def param(self, name: str) -> str | None:
+        return dict(self.params).get(name)
+
+    def without(self, name: str) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in self.params if k != name]
+
+
+@dataclass(frozen=True)
+class Planted:
+    """One hostile value a scenario put into a record: what the pipeline must quarantine or keep."""
+    record_id: str | None
+    field: str
+    what: str
+
+
+Serve = Callable[[list[tuple[str, str]]], Answer]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    respond: Callable[["Active", Request, Serve], Answer]
+    path: str = ACCOUNTS
+
+
+class Active:
+    """A scenario set on one site: its calls so far and what it planted."""
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.calls = 0
+        self.planted: list[Planted] = []
+        self._lock = threading.Lock()
+
+    def applies(self, path: str) -> bool:
+        return path.rstrip("/") == self.scenario.path
+
+    def respond(self, request: Request, serve: Serve) -> Answer:
+        with self._lock:
+            self.calls += 1
+        return self.scenario.respond(self, request, serve)
+
+    def plant(self, record_id: str | None, field_: str, what: str) -> None:
+        with self._lock:
+            planted = Planted(record_id, field_, what)
+            if planted not in self.planted:
+                self.planted.append(planted)
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, summary: str, path: str = ACCOUNTS):
+    def register(fn):
+        SCENARIOS[name] = Scenario(name, summary, fn, path)
+        return fn
+    return register
+
+
+def get(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown hostile scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}") from None
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _envelope(answer: Answer) -> dict | None:
+    if answer.status != 200 or not answer.body:
+        return None
+    body = json.loads(answer.body)
+    return body if isinstance(body, dict) and body.get("object") == "list" else None
+
+
+def _with_envelope(answer: Answer, envelope: dict) -> Answer:
+    body = json.dumps(envelope, ensure_ascii=True, separators=(",", ":")).encode()
+    return Answer(answer.status, body, answer.headers, answer.total)
+
+
+def _first_page(request: Request) -> bool:
+    return request.param("cursor") is None
+
+
+def _error(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, json.dumps({"error": {"type": type_, "message": message}}).encode(), headers or {})
+
+
+def _records_of_first_page(mutate: Callable[[Active, list], None]):
+    """A respond function that lets `mutate` change the records of the list's first page."""
+    def respond(active: Active, request: Request, serve: Serve) -> Answer:
+        answer = serve(request.params)
+        envelope = _envelope(answer)
+        if envelope is None or not _first_page(request) or request.method != "GET":
+            return answer
+        mutate(active, envelope["data"])
+        return _with_envelope(answer, envelope)
+    return respond
+
+
+def _next_to(link: Callable[[Request, str], str]):
+    """A respond function that rewrites the first page's `next` link (made up when the list has one page)."""
+    def respond(active: Active, request: Request, serve: Serve) -> Answer:
+        answer = serve(request.params)
+        envelope = _envelope(answer)
+        if envelope is None:
+            return answer
+        own = envelope.get("next") or f"{ACCOUNTS}?{urlencode([('cursor', 'forged'), *request.without('cursor')])}"
+        envelope.update(has_more=True, next=link(request, own))
+        return _with_envelope(answer, envelope)
+    return respond
+
+
+# -- links and cursors ------------------------------------------------------------------------------
+scenario("foreign_next", "the next link points at another host (with the same path and cursor)")(
+    _next_to(lambda request, link: f"https://{FOREIGN_HOST}{link}"))
+
+scenario("netpath_next", "the next link is a network-path reference (//host/...) to another host")(
+    _next_to(lambda request, link: f"//{FOREIGN_HOST}{link}"))
+
+
+def _other_scheme(request: Request, link: str) -> str:
+    scheme, _, rest = request.server_url.partition("://")
+    return f"{'https' if scheme == 'http' else 'http'}://{rest}{link}"
+
+
+scenario("scheme_next", "the next link points at the same host under another scheme")(_next_to(_other_scheme))
+scenario("other_list_next", "the next link points at another list of the same host (/transactions)")(
+    _next_to(lambda request, link: link.replace(ACCOUNTS, "/transactions", 1)))
+
+
+@scenario("has_more_without_next", "the first page says has_more but has no next link")
+def _has_more_without_next(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    envelope = _envelope(answer)
+    if envelope is None:
+        return answer
+    envelope.update(has_more=True, next=None)
+    return _with_envelope(answer, envelope)
+
+
+def _fake_cursor_pages(next_cursor: Callable[[str | None], str]):
+    """Pages of the first page's records whose next cursor is `next_cursor(current cursor)`."""
+    def respond(active: Active, request: Request, serve: Serve) -> Answer:
+        if request.method != "GET":
+            return serve(request.params)
+        cursor = request.param("cursor")
+        answer = serve(request.without("cursor"))
+        envelope = _envelope(answer)
+        if envelope is None:
+            return answer
+        query = [(k, v) for k, v in request.without("cursor")]
+        envelope.update(has_more=True, next=f"{ACCOUNTS}?{urlencode([('cursor', next_cursor(cursor)), *query])}")
+        return _with_envelope(answer, envelope)
+    return respond
+
+
+scenario("cursor_loop", "page 2's next link is page 2 itself (A -> A)")(
+    _fake_cursor_pages(lambda cursor: "loop-a"))
+scenario("cursor_cycle", "pages alternate between two cursors (A -> B -> A)")(
+    _fake_cursor_pages(lambda cursor: "cycle-b" if cursor == "cycle-a" else "cycle-a"))
+
+
+@scenario("endless_list", "every page has a fresh next cursor: the list never ends (Total-Records says 400)")
+def _endless(active: Active, request: Request, serve: Serve) -> Answer:
+    return _fake_cursor_pages(lambda cursor: f"page-{active.calls}")(active, request, serve)
+
+
+# -- bodies, versions, redirects ---------------------------------------------------------------------
+@scenario("html_body", "a 200 whose body is an HTML page (a proxy's error page)")
+def _html(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    if request.method == "HEAD":
+        return answer
+    html = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
+    return Answer(200, html, {**answer.headers, "Content-Type": "text/html"})
+
+
+@scenario("truncated_body", "every list page is cut off mid-JSON (a complete response, broken body)")
+def _truncated(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    if request.method == "HEAD" or not answer.body:
+        return answer
+    return Answer(answer.status, answer.body[: len(answer.body) // 2], answer.headers, answer.total)
+
+
+@scenario("wrong_version", "answers carry Recurly-Version recurly.v2019-10-10, not the version asked for")
+def _wrong_version(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    answer.headers["Recurly-Version"] = "recurly.v2019-10-10"
+    return answer
+
+
+@scenario("redirect_foreign", "the list answers 302 to another host")
+def _redirect(active: Active, request: Request, serve: Serve) -> Answer:
+    return Answer(302, b"", {"Location": f"https://{FOREIGN_HOST}{ACCOUNTS}"})
+
+
+# -- rate-limit headers -------------------------------------------------------------------------------
+DAY = 86_400
+
+
+@scenario("reset_a_day_ahead", "200 answers say X-RateLimit-Remaining 0 and a reset a day ahead")
+def _reset_a_day_ahead(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    answer.headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + DAY)})
+    return answer
+
+
+@scenario("rate_limited_for_a_day", "every request answers 429 with Retry-After and a reset a day ahead")
+def _limited_for_a_day(active: Active, request: Request, serve: Serve) -> Answer:
+    return _error(429, "rate_limited", "Too many requests.", {
+        "X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(time.time()) + DAY), "Retry-After": str(DAY)})
+
+
+@scenario("garbage_rate_headers", "the first request answers 429 with unreadable rate-limit headers")
+def _garbage_rate_headers(active: Active, request: Request, serve: Serve) -> Answer:
+    if active.calls == 1:
+        return _error(429, "rate_limited", "Too many requests.", {
+            "X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "-5", "X-RateLimit-Reset": "NaN",
+            "Retry-After": "soon"})
+    answer = serve(request.params)
+    answer.headers.update({"X-RateLimit-Remaining": "-1", "X-RateLimit-Reset": "inf"})
+    return answer
+
+
+# -- error bodies echoing the key -----------------------------------------------------------------------
+def _echo(status: int, type_: str):
+    def respond(active: Active, request: Request, serve: Serve) -> Answer:
+        if request.method == "HEAD":  # a HEAD answer has no body to echo anything in
+            return serve(request.params)
+        return _error(status, type_, f"API key {request.api_key} (Basic {request.api_key}:) is not allowed here; "
+                                     f"see /accounts?key={request.api_key}")
+    return respond
+
+
+scenario("key_echo_400", "a 400 whose error message echoes the API key")(_echo(400, "bad_request"))
+scenario("key_echo_503", "503s whose error message echoes the API key")(_echo(503, "service_not_available"))
+scenario("key_echo_401", "a 401 whose error message echoes the API key")(_echo(401, "unauthorized"))
+
+
+# -- hostile records ---------------------------------------------------------------------------------------
+# (field, bad value, what is wrong) planted into consecutive records of the first accounts page.
+WRONG_VALUES: tuple[tuple[str, object, str], ...] = (
+    ("billing_info.payment_method.exp_month", 3.5, "a fraction where an integer is declared"),
+    ("billing_info.payment_method.exp_year", 10**20, "an integer beyond 64 bits"),
+    ("billing_info.payment_method.exp_month", "3", "a string where an integer is declared"),
+    ("has_live_subscription", "false", "the string 'false' where a boolean is declared"),
+    ("has_active_subscription", 0, "the number 0 where a boolean is declared"),
+    ("created_at", "yesterday", "a timestamp that is not ISO-8601"),
+    ("created_at", 1735689600, "an epoch number where a timestamp is declared"),
+    ("updated_at", "2026-02-30T00:00:00Z", "an impossible date"),
+    ("deleted_at", "2025-13-01T00:00:00Z", "an impossible month"),
+    ("email", {"address": "a@example.com"}, "an object where a string is declared"),
+    ("address", "Main Street 1", "a string where an object is declared"),
+    ("billing_info", [1, 2], "an array where an object is declared"),
+    ("company", "Acme\u0000Corp", "a NUL character"),
+    ("first_name", "\ud800", "a lone surrogate"),
+    ("last_name", "x" * 1_000_000, "a string of a million characters"),
+    ("id", "", "an empty id"),
+)
+# Odd but valid strings: staged exactly as sent.
+ODD_UNICODE: tuple[tuple[str, str], ...] = (
+    ("first_name", "\u202eevil\u202c name"),                       # right-to-left override
+    ("last_name", "\U0001F468\u200d\U0001F469\u200d\U0001F467"),     # emoji joined by ZWJ
+    ("company", "Cafe\u0301 \ufeff\U0010FFFF\uffff"),               # combining accent, BOM, last code points
+    ("email", "\u0130stanbul@\u00e9xample.com"),
+)
+
+
+def _set(record: dict, path: str, value: object) -> None:
+    *parents, leaf = path.split(".")
+    node = record
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
+
+
+@scenario("wrong_values", "one record each: fractions, huge ints, 'false', bad dates, NUL, surrogate, ...")
+def _wrong_values(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        for record, (path, value, what) in zip(records, WRONG_VALUES):
+            _set(record, path, value)
+            active.plant(record.get("id") if path != "id" else None, path, what)
+    return _records_of_first_page(mutate)(active, request, serve)
+
+
+@scenario("odd_unicode", "valid but odd strings (RTL override, ZWJ emoji, combining marks, U+10FFFF)")
+def _odd_unicode(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        for path, value in ODD_UNICODE:
+            _set(records[0], path, value)
+            active.plant(records[0]["id"], path, value)
+    return _records_of_first_page(mutate)(active, request, serve)
+
+
+@scenario("nulls_and_missing_ids", "a null record, a record without id, two with id '', null objects")
+def _nulls(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        records[0]["billing_info"] = None      # a null object: its columns are null, the record is fine
+        records[0]["address"] = None
+        active.plant(records[0]["id"], "billing_info", "null object (kept)")
+        records[1].pop("id")
+        active.plant(None, "id", "missing id")
+        records[2]["id"] = records[3]["id"] = ""
+        active.plant(None, "id", "empty id")
+        records.insert(4, None)
+        active.plant(None, "", "a null record")
+    return _records_of_first_page(mutate)(active, request, serve)
+
+
+def _older(record: dict, by_seconds: int = 3600) -> dict:
+    from datetime import datetime, timedelta
+
+    stale = json.loads(json.dumps(record))
+    moment = datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00")) - timedelta(seconds=by_seconds)
+    stale["updated_at"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stale["email"] = "stale-copy@example.com"
+    return stale
+
+
+@scenario("stale_duplicates", "an older copy of a record after it on the same page, and another on page 2")
+def _stale(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    envelope = _envelope(answer)
+    if envelope is None or request.method != "GET" or not envelope["data"]:
+        return answer
+    records = envelope["data"]
+    if _first_page(request):
+        active.first_page = [json.loads(json.dumps(r)) for r in records[:2]]
+        records.insert(1, _older(records[0]))       # same page, after the newer version
+        active.plant(records[0]["id"], "updated_at", "older copy on the same page")
+    elif getattr(active, "first_page", None):
+        records.append(_older(active.first_page[1]))  # a later page carries an older version
+        active.plant(active.first_page[1]["id"], "updated_at", "older copy on a later page")
+    return _with_envelope(answer, envelope)
