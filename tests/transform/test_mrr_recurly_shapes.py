@@ -160,3 +160,17 @@ def test_a_prorated_unit_amount_reading_cancels_exactly_too(book, run):
     engine = run(book, end="2025-02-01")
     days = daily(engine, s)
     assert set(days[:"2025-01-15"]) == {28.33} and set(days["2025-01-16":]) == {85.0}
+
+
+def test_without_coupon_terms_a_prorated_charge_takes_the_net_of_its_full_price_line(book, run):
+    """A fixed-amount (or unstaged) coupon: the prorated charge's discount share of two rounded
+    amounts (1.83 / 12.22 = 14.98 %) would be off; its renewal says what the new price nets."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01")  # no coupon_redemptions staged
+    rate = 0.366667
+    book.charge(s, old, "2025-01-01", "2025-01-31", 33.33, discount=5.0)
+    book.charge(s, old, "2025-01-20", "2025-01-31", 33.33, proration=rate, credit=True, discount=1.83)
+    book.charge(s, new, "2025-01-20", "2025-01-31", 99.99, proration=rate, discount=5.5)
+    book.charge(s, new, "2025-01-31", "2025-03-02", 99.99, discount=15.0)
+    days = daily(run(book, end="2025-03-01"), s)
+    assert set(days[:"2025-01-19"]) == {28.33} and set(days["2025-01-20":]) == {84.99}
