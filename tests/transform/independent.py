@@ -73,8 +73,9 @@ def _percent_coupon(sub: dict) -> int | None:
     return None
 
 
-def _net_full_period(li: dict, pct: int | None) -> Decimal:
-    """The line's full-period price net of discount and included tax (docs/transform.md)."""
+def _net_full_period(li: dict, pct: int | None, full_price: Decimal | None = None) -> Decimal:
+    """The line's full-period price net of discount and included tax (docs/transform.md);
+    `full_price`: the net (before tax) of its full-price line, for a prorated charge without terms."""
     unit = _text_or(li.get("unit_amount_decimal"), _dec(li.get("unit_amount") or 0))
     qty = _text_or(li.get("quantity_decimal"), _dec(li["quantity"] if li.get("quantity") is not None else 1))
     gross = abs(unit * qty).quantize(MICRO, rounding=ROUND_HALF_UP)
@@ -89,6 +90,8 @@ def _net_full_period(li: dict, pct: int | None) -> Decimal:
         net = gross - discount
     elif discount == 0 or subtotal == 0:
         net = gross
+    elif full_price is not None:
+        net = full_price
     else:
         net = (gross * (subtotal - discount) / subtotal).quantize(HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
     if li.get("tax_inclusive"):
@@ -129,16 +132,26 @@ class IndependentMrr:
         self.subs = {s["id"]: s for s in _raw(engine, "stg_subscriptions", site)}
 
         items = []
-        for li in _raw(engine, "stg_line_items", site):
-            if (li.get("origin") not in opts["recurring_origins"] or not li.get("start_date") or not li.get("end_date")
-                    or li.get("refund") or not li.get("subscription_id") or li.get("state") == "pending"
-                    or li.get("invoice_id") in bad_invoices or li.get("add_on_id") in usage):
-                continue
+        recurring = [li for li in _raw(engine, "stg_line_items", site)
+                     if not (li.get("origin") not in opts["recurring_origins"] or not li.get("start_date")
+                             or not li.get("end_date") or li.get("refund") or not li.get("subscription_id")
+                             or li.get("state") == "pending" or li.get("invoice_id") in bad_invoices
+                             or li.get("add_on_id") in usage)]
+        # Full-price lines: full-period charges by (configuration, start), the latest created wins.
+        renewals: dict[tuple, dict] = {}
+        for li in sorted(recurring, key=lambda x: _moment(x["created_at"])):
+            rate = li.get("proration_rate")
+            if li["type"] != "credit" and not (rate is not None and 0 < rate < 1):
+                renewals[(*self._configuration(li), _moment(li["start_date"]))] = li
+        for li in recurring:
             plan = plans.get(li.get("plan_id")) or plans_by_code[li["plan_code"]]
             length = Fraction(plan["interval_length"])
             months = length if plan["interval_unit"] == "months" else length / days_per_month
             sub = self.subs[li["subscription_id"]]
-            monthly = Fraction(_net_full_period(li, _percent_coupon(sub))) / months
+            pct = _percent_coupon(sub)
+            full = renewals.get((*self._configuration(li), _moment(li["end_date"]))) if li["type"] != "credit" else None
+            full_net = _net_full_period({**full, "tax_inclusive": False}, pct) if full is not None else None
+            monthly = Fraction(_net_full_period(li, pct, full_net)) / months
             items.append({**li, "_monthly": -monthly if li["type"] == "credit" else monthly})
         self._credit_originals(items)
 
@@ -156,14 +169,16 @@ class IndependentMrr:
         self.runs = {sid: r for sid, r in self.runs.items() if r}
 
     @staticmethod
-    def _credit_originals(items: list[dict]) -> None:
+    def _configuration(li: dict) -> tuple:
+        qty = li.get("quantity_decimal") if isinstance(li.get("quantity_decimal"), str) and li["quantity_decimal"].strip() \
+            else float(abs(li["quantity"])) if li.get("quantity") is not None else None
+        return li["subscription_id"], li.get("plan_code") or "", li.get("add_on_code") or "", str(qty)
+
+    def _credit_originals(self, items: list[dict]) -> None:
         """A credit counts as exactly minus the charge it credits: the latest charge created before
         it for the same subscription, plan, add-on, quantity and period end, covering its start."""
         def key(li):
-            qty = li.get("quantity_decimal") if isinstance(li.get("quantity_decimal"), str) and li["quantity_decimal"].strip() \
-                else abs(li["quantity"]) if li.get("quantity") is not None else None
-            return (li["subscription_id"], li.get("plan_code") or "", li.get("add_on_code") or "", str(qty),
-                    _moment(li["end_date"]))
+            return (*self._configuration(li), _moment(li["end_date"]))
         charges = defaultdict(list)
         for li in items:
             if li["type"] != "credit":

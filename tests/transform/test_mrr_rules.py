@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from recurly_elt.transform import pipeline
 from recurly_elt.warehouse.engine import create_engine_from_url
 
+from .agreement import assert_agrees_to_the_cent
 from .builders import Book, ts
 from .staging_data import load_objects
 
@@ -26,6 +27,8 @@ def run(sqlite_url):
         engine = create_engine_from_url(sqlite_url)
         load_objects(engine, "s1", book.objects)
         pipeline.run(engine, start, end, health_days=1)  # health has its own tests
+        last = (pd.Timestamp(end) - pd.Timedelta(days=1)).date()
+        assert_agrees_to_the_cent(engine, "s1", pd.Timestamp(start).date(), last)
         return engine
     return _run
 

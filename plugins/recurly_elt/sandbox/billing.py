@@ -1,9 +1,13 @@
 """The billing engine: line items, invoices, payment transactions and refunds.
 
 Amounts follow Recurly's arithmetic per line item: subtotal = unit_amount x quantity (x proration
-rate for a mid-period change), discount = subtotal x coupon percent, tax = (subtotal - discount) x
-the account's tax rate, amount = subtotal - discount + tax; invoice totals are the sums of their
-line items. Credit line items (the unused part of an old plan, refunds) carry negative amounts.
+rate for a mid-period change; `unit_amount_decimal` and `quantity_decimal` replace the two where a
+price has sub-cent digits or a quantity is fractional), discount = subtotal x coupon percent, tax =
+(subtotal - discount) x the account's tax rate, amount = subtotal - discount + tax. Tax-inclusive
+prices (the customer's `tax_inclusive`: EUR price books include VAT) carry their tax inside:
+tax = (subtotal - discount) x rate / (1 + rate), amount = subtotal - discount. Invoice totals are the
+sums of their line items. Credit line items (the unused part of an old plan, refunds) carry negative
+amounts.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Charge:
     proration_rate: float | None = None
     discount_pct: float = 0.0
     product_code: str | None = None
+    unit_amount_decimal: str | None = None   # sub-cent price (text, as the API sends it)
+    quantity_decimal: str | None = None      # fractional quantity; `quantity` is then its rounded integer
 
 
 # (status_code, status_message) of declined payments
@@ -61,7 +67,7 @@ class Billing:
         subtotal = round(sum(li["subtotal"] for li in lines), 2)
         discount = round(sum(li["discount"] for li in lines), 2)
         tax = round(sum(li["tax"] for li in lines), 2)
-        total = round(subtotal - discount + tax, 2)
+        total = round(sum(li["amount"] for li in lines), 2)
         kind = "credit" if total < 0 else "charge"
         billing_info = customer.obj.get("billing_info")
         invoice = compact({
@@ -76,9 +82,9 @@ class Billing:
             "subscription_ids": subscription_ids,
             "previous_invoice_id": previous_invoice_id,
             "number": number,
-            "collection_method": "automatic",
+            "collection_method": customer.collection_method,
             "po_number": None,
-            "net_terms": 0,
+            "net_terms": customer.net_terms,
             "net_terms_type": "net",
             "address": customer.invoice_address,
             "currency": customer.currency,
@@ -95,7 +101,7 @@ class Billing:
             "has_more_line_items": False,
             "created_at": stamp,
             "updated_at": stamp,
-            "due_at": stamp,
+            "due_at": iso(ts + customer.net_terms * 86400),
             "closed_at": None,
             "dunning_events_sent": 0,
             "final_dunning_event": False,
@@ -114,9 +120,17 @@ class Billing:
     def _line(self, customer: Customer, stamp: str, c: Charge, invoice_id: str, number: str) -> dict:
         mint = self.store.mint
         line_id = mint.next_id()
-        subtotal = round(c.unit_amount * c.quantity * (c.proration_rate or 1.0), 2)
+        unit = (-1 if c.unit_amount < 0 else 1) * float(c.unit_amount_decimal) if c.unit_amount_decimal else c.unit_amount
+        quantity = float(c.quantity_decimal) if c.quantity_decimal else c.quantity
+        subtotal = round(unit * quantity * (c.proration_rate or 1.0), 2)
         discount = round(subtotal * c.discount_pct, 2)
-        tax = round((subtotal - discount) * customer.tax_rate, 2)
+        charged = subtotal - discount
+        if customer.tax_inclusive:
+            tax = round(charged * customer.tax_rate / (1 + customer.tax_rate), 2)
+            amount = round(charged, 2)
+        else:
+            tax = round(charged * customer.tax_rate, 2)
+            amount = round(charged + tax, 2)
         line = compact({
             "id": line_id,
             "object": "line_item",
@@ -140,11 +154,13 @@ class Billing:
             "product_code": c.product_code,
             "credit_reason_code": None,
             "currency": customer.currency,
-            "amount": round(subtotal - discount + tax, 2),
+            "amount": amount,
             "description": c.description,
             "quantity": c.quantity,
-            "unit_amount": c.unit_amount,
-            "tax_inclusive": False,
+            "quantity_decimal": c.quantity_decimal,
+            "unit_amount": unit,
+            "unit_amount_decimal": ("-" if c.unit_amount < 0 else "") + c.unit_amount_decimal if c.unit_amount_decimal else None,
+            "tax_inclusive": customer.tax_inclusive,
             "subtotal": subtotal,
             "discount": discount,
             "tax": tax,
@@ -183,6 +199,11 @@ class Billing:
             self.payments[invoice["id"]] = txn
         else:
             invoice["state"] = "past_due"
+            billing_info = customer.obj.get("billing_info")
+            if decline == EXPIRED_CARD and billing_info and billing_info.get("valid"):
+                billing_info["valid"] = False  # the card on file no longer works: invalid billing info
+                billing_info["updated_at"] = stamp
+                store.touch("accounts", customer.obj, stamp)
         store.touch("invoices", invoice, stamp)
         return txn
 

@@ -28,6 +28,9 @@ class AddOnSpec:
     name: str
     prices: dict[str, float]
     max_quantity: int = 1
+    usage: bool = False            # billed in arrears for what was used (never MRR)
+    decimal_price: bool = False    # a sub-cent unit price, sent as unit_amount_decimal too
+    decimal_quantity: bool = False  # bought in halves (quantity_decimal "2.5")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class PlanSpec:
     trial_days: int = 0
     seat_based: bool = False       # quantity = seats (1..n); otherwise quantity is 1
     add_on_codes: tuple[str, ...] = field(default=())
+    ramp: tuple[tuple[int, float], ...] = ()  # (starting billing cycle, share of the list price)
+
+    def price_factor(self, cycle: int) -> float:
+        """The share of the list price billed in billing cycle `cycle` (1 = the first paid one)."""
+        factor = 1.0
+        for starting, share in self.ramp:
+            if cycle >= starting:
+                factor = share
+        return factor
 
     @property
     def months(self) -> float:
@@ -60,18 +72,21 @@ ADD_ONS: dict[str, AddOnSpec] = {
     for a in (
         AddOnSpec("priority-support", "Priority support", local_prices(49.0)),
         AddOnSpec("analytics", "Advanced analytics", local_prices(29.0)),
-        AddOnSpec("extra-storage", "Extra storage (100 GB)", local_prices(10.0), max_quantity=5),
+        AddOnSpec("extra-storage", "Extra storage (100 GB)", local_prices(10.0), max_quantity=5,
+                  decimal_quantity=True),
+        AddOnSpec("api-calls", "API calls", {"USD": 0.0125, "EUR": 0.0115, "GBP": 0.0099}, decimal_price=True),
+        AddOnSpec("api-overage", "API overage (per call)", {"USD": 0.002, "EUR": 0.0018, "GBP": 0.0016}, usage=True),
     )
 }
 
 PLANS: tuple[PlanSpec, ...] = (
     PlanSpec("lite-weekly", "Lite (weekly)", 1, "days", 7, local_prices(9.0), 0.04),
     PlanSpec("starter-monthly", "Starter", 1, "months", 1, local_prices(29.0), 0.26, trial_days=14,
-             add_on_codes=("extra-storage",)),
+             add_on_codes=("extra-storage", "api-calls")),
     PlanSpec("starter-annual", "Starter (annual)", 1, "months", 12, local_prices(290.0), 0.08,
              add_on_codes=("extra-storage",)),
     PlanSpec("pro-monthly", "Pro", 2, "months", 1, local_prices(25.0), 0.26, trial_days=14, seat_based=True,
-             add_on_codes=("analytics", "extra-storage", "priority-support")),
+             add_on_codes=("analytics", "extra-storage", "priority-support", "api-calls", "api-overage")),
     PlanSpec("pro-quarterly", "Pro (quarterly)", 2, "months", 3, local_prices(69.0), 0.08, seat_based=True,
              add_on_codes=("analytics", "extra-storage", "priority-support")),
     PlanSpec("pro-annual", "Pro (annual)", 2, "months", 12, local_prices(250.0), 0.12, seat_based=True,
@@ -80,6 +95,9 @@ PLANS: tuple[PlanSpec, ...] = (
              seat_based=True, add_on_codes=("analytics", "priority-support")),
     PlanSpec("business-annual", "Business (annual)", 3, "months", 12, local_prices(450.0), 0.06,
              seat_based=True, add_on_codes=("analytics", "priority-support")),
+    # A ramp plan: half price for the first three billing cycles, the list price from the fourth.
+    PlanSpec("growth-ramp", "Growth (ramp)", 9, "months", 1, local_prices(80.0), 0.03, seat_based=True,
+             ramp=((1, 0.5), (4, 1.0))),
 )
 
 
@@ -107,7 +125,7 @@ class Catalog:
                 self.add_ons[add_on["id"]] = add_on
                 self.add_on_minis[spec.code, code] = {
                     "id": add_on["id"], "object": "add_on", "code": code, "name": add_on["name"],
-                    "add_on_type": "fixed", "accounting_code": code,
+                    "add_on_type": add_on["add_on_type"], "accounting_code": code,
                 }
 
 
@@ -126,8 +144,11 @@ def _plan_object(plan_id: str, spec: PlanSpec, stamp: str) -> dict:
         "trial_requires_billing_info": False,
         "total_billing_cycles": None,
         "auto_renew": True,
-        "pricing_model": "fixed",
-        "ramp_intervals": [],
+        "pricing_model": "ramp" if spec.ramp else "fixed",
+        "ramp_intervals": [
+            {"starting_billing_cycle": starting,
+             "currencies": [{"currency": c, "unit_amount": round(spec.prices[c] * share, 2)} for c in CURRENCIES]}
+            for starting, share in spec.ramp],
         "custom_fields": [],
         "revenue_schedule_type": "evenly",
         "setup_fee_revenue_schedule_type": "at_range_start",
@@ -156,8 +177,8 @@ def _add_on_object(add_on_id: str, plan_id: str, spec: AddOnSpec, stamp: str) ->
         "code": spec.code,
         "state": "active",
         "name": spec.name,
-        "add_on_type": "fixed",
-        "usage_type": None,
+        "add_on_type": "usage" if spec.usage else "fixed",
+        "usage_type": "price" if spec.usage else None,
         "usage_calculation_type": None,
         "usage_percentage": None,
         "measured_unit_id": None,
@@ -168,7 +189,9 @@ def _add_on_object(add_on_id: str, plan_id: str, spec: AddOnSpec, stamp: str) ->
         "default_quantity": 1,
         "optional": True,
         "currencies": [
-            {"currency": c, "unit_amount": float(spec.prices[c]), "tax_inclusive": False} for c in CURRENCIES
+            compact({"currency": c, "unit_amount": float(spec.prices[c]), "tax_inclusive": False,
+                     "unit_amount_decimal": f"{spec.prices[c]}" if spec.decimal_price else None})
+            for c in CURRENCIES
         ],
         "tier_type": "flat",
         "tiers": [],

@@ -54,15 +54,18 @@ COUNTRIES = (
     Country("IE", "EUR", "en-IE", 0.05, 0.23, (("D", "Dublin", 0.0),)),
 )
 _COUNTRY_WEIGHTS = [c.weight for c in COUNTRIES]
+# Price books that include tax (VAT): their line items are tax_inclusive, MRR is net of the tax.
+TAX_INCLUSIVE_CURRENCIES = frozenset({"EUR"})
 
 
 class Customer:
     """Side state of one account that the simulation needs and the API object does not show."""
 
     __slots__ = ("obj", "mini", "invoice_address", "currency", "tax_rate", "tax_info", "subs", "past_due", "card_exp",
-                 "number")
+                 "number", "tax_inclusive", "collection_method", "net_terms")
 
-    def __init__(self, obj: dict, currency: str, tax_rate: float, tax_info: dict | None, number: int):
+    def __init__(self, obj: dict, currency: str, tax_rate: float, tax_info: dict | None, number: int,
+                 collection_method: str = "automatic", net_terms: int = 0):
         self.obj = obj
         self.mini = {k: obj[k] for k in ("id", "object", "code", "email", "first_name", "last_name",
                                           "company", "bill_to")}
@@ -75,6 +78,9 @@ class Customer:
         self.past_due = 0               # number of past-due invoices
         self.card_exp: int | None = None  # epoch seconds when the card stops working
         self.number = number
+        self.tax_inclusive = currency in TAX_INCLUSIVE_CURRENCIES
+        self.collection_method = collection_method  # "manual": invoiced with net terms, paid by transfer
+        self.net_terms = net_terms
 
     @property
     def has_card(self) -> bool:
@@ -95,7 +101,9 @@ def new_customer(rng: random.Random, account_id: str, number: int, ts: int, with
     country = rng.choices(COUNTRIES, _COUNTRY_WEIGHTS)[0]
     region, city, sales_tax = rng.choice(country.regions)
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    company = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_SUFFIXES)}"
+    # Individuals have no company: Recurly sends the blank text field as "".
+    company = "" if rng.random() < rates.no_company else f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_SUFFIXES)}"
+    manual = rng.random() < rates.manual_collection
     vat_number = None
     if country.vat:
         # Business customers with a VAT number are reverse-charged: no tax on their invoices.
@@ -157,7 +165,8 @@ def new_customer(rng: random.Random, account_id: str, number: int, ts: int, with
         "updated_at": stamp,
         "deleted_at": None,
     })
-    customer = Customer(obj, country.currency, tax_rate, tax_info, number)
+    customer = Customer(obj, country.currency, tax_rate, tax_info, number,
+                        "manual" if manual else "automatic", rates.net_terms_days if manual else 0)
     if with_card:
         attach_card(rng, customer, billing_info_id, ts, fresh=False)
     return customer

@@ -20,6 +20,17 @@ class SimulationRates:
     second_subscription: float = 0.35        # of new accounts that add another subscription later
     coupon: float = 0.12                     # of new subscriptions with a recurring percent coupon
     sales_tax_nexus: float = 0.6             # of US/CA accounts in a sales-tax state that are charged it
+    no_company: float = 0.1                  # of accounts of individuals (company sent as "")
+    manual_collection: float = 0.05          # of accounts invoiced with net terms, paying by transfer
+    net_terms_days: int = 30
+    manual_paid_late: float = 0.25           # of manual invoices paid after their due date (past due)
+    manual_never_paid: float = 0.03          # of manual invoices never paid (the subscription expires)
+    future_start: float = 0.03               # of sign-ups whose subscription starts 1-30 days later
+    usage_add_on: float = 0.25               # of Pro subscriptions billed a usage add-on in arrears
+    api_calls_add_on: float = 0.15           # of Starter/Pro subscriptions with the sub-cent API calls add-on
+    pending_downgrade: float = 0.5           # of plan downgrades scheduled for the next renewal
+    void_one_time: float = 0.1               # of one-time charges voided by the merchant the same day
+    close_after_churn: float = 0.25          # of churned accounts (no win-back) closed by the merchant
     # Per month of service (converted per period)
     cancel_per_month: float = 0.025          # voluntary cancellation (active until period end)
     change_per_month: float = 0.04           # plan or quantity change (prorated immediately)
@@ -27,7 +38,7 @@ class SimulationRates:
     pause_per_month: float = 0.006
     one_time_per_month: float = 0.02         # one-time charges (never MRR)
     # Payments
-    decline: float = 0.04                    # a renewal charge declined (card otherwise valid)
+    decline: float = 0.07                    # a renewal charge declined (card otherwise valid)
     retry_success: float = 0.3               # a dunning retry succeeding (without a card update)
     card_update_in_dunning: float = 0.3      # an expired card replaced during a dunning retry
     card_update_before_expiry: float = 0.65  # a card replaced in the weeks before it expires

@@ -38,6 +38,7 @@ __all__ = ["SiteSimulation", "SimulationRates", "RESOURCES"]
 _PLAN_WEIGHTS = [p.weight for p in PLANS]
 _SEATS = (1, 1, 1, 2, 2, 3, 3, 4, 5, 5, 8, 10, 12, 15, 20, 25, 40)
 _LIVE = frozenset(("active", "canceled", "future", "paused"))
+_API_CALLS = (1000, 2500, 333, 4750, 10_000, 1234)  # calls bought a period: sub-cent prices, odd totals
 
 
 class SiteSimulation:
@@ -146,7 +147,7 @@ class SiteSimulation:
     def _on_new_subscription(self, ts: int, customer: Customer) -> None:
         """Another subscription for an existing account (expansion or a churned account's win-back);
         a different plan from those it already has live."""
-        if not customer.has_card:
+        if not customer.has_card or customer.obj["state"] != "active":
             return
         live = {s.plan.code for s in customer.subs if s.state in _LIVE}
         options = [p for p in PLANS if p.code not in live]
@@ -159,8 +160,15 @@ class SiteSimulation:
         quantity = rng.choice(_SEATS) if plan.seat_based else 1
         add_ons = {}
         for code in plan.add_on_codes:
-            if rng.random() < 0.2:
-                add_ons[code] = rng.randint(1, ADD_ONS[code].max_quantity)
+            spec = ADD_ONS[code]
+            if spec.usage:
+                continue  # billed in arrears, see Subscription.usage
+            if spec.decimal_price:
+                if rng.random() < rates.api_calls_add_on:
+                    add_ons[code] = rng.choice(_API_CALLS)
+            elif rng.random() < 0.2:
+                add_ons[code] = (rng.randint(2, 2 * spec.max_quantity) / 2 if spec.decimal_quantity
+                                 else rng.randint(1, spec.max_quantity))
         coupon = rng.choice(COUPONS) if rng.random() < rates.coupon else None
         custom_fields = [{"name": "sales_channel", "value": rng.choice(("self_serve", "self_serve", "sales"))}]
         if rng.random() < 0.3:
@@ -173,9 +181,19 @@ class SiteSimulation:
             discounted = round(obj["subtotal"] * coupon[2] / 100.0, 2)
             obj["coupon_redemptions"] = [coupon_redemption(store.mint.next_id(), coupon,
                                                            self._coupon_ids[coupon[0]], stamp, discounted)]
+        sub.usage = "api-overage" in plan.add_on_codes and rng.random() < rates.usage_add_on
         customer.subs.append(sub)
         self._subscriptions[sub.id] = sub
         store.add("subscriptions", obj)
+        if not trial and rng.random() < rates.future_start:
+            # Starts on a later date: state future, nothing billed until then.
+            starts = ts + rng.randrange(1, 31) * DAY
+            obj["state"] = "future"
+            for key in ("activated_at", "current_period_started_at", "current_period_ends_at"):
+                obj.pop(key, None)
+            self._schedule(starts, self._on_future_start, sub)
+            self._refresh_account(customer, stamp)
+            return
         if trial:
             sub.in_trial = True
             trial_end = ts + plan.trial_days * DAY
@@ -195,13 +213,39 @@ class SiteSimulation:
             self._bill_period(sub, ts, "purchase", first=True)
         self._refresh_account(customer, stamp)
 
+    def _on_future_start(self, ts: int, sub: Subscription) -> None:
+        obj, stamp = sub.obj, iso(ts)
+        if obj["state"] != "future":
+            return
+        obj["state"], obj["activated_at"] = "active", stamp
+        sub.start_period(anchor=ts)
+        self._store.touch("subscriptions", obj, stamp)
+        self._refresh_account(sub.customer, stamp)
+        self._bill_period(sub, ts, "purchase", first=True)
+
     # -- periods: renewal, trial end, expiry, pause ---------------------------------------------
     def _bill_period(self, sub: Subscription, ts: int, origin: str, first: bool = False) -> None:
         """Invoice the current period and collect it; plan what happens during the period."""
         customer, rates, rng = sub.customer, self.rates, self._rng
-        invoice = self._billing.issue(customer, ts, origin,
-                                      sub.charges(self.catalog, sub.period_start, sub.period_end), [sub.id])
-        if invoice["state"] == "pending":
+        stamp = iso(ts)
+        applied = sub.pending is not None
+        if applied:  # a change scheduled for this renewal
+            sub.plan, sub.quantity, sub.add_ons = sub.pending
+            sub.pending = None
+            sub.obj.pop("pending_change", None)
+        sub.cycles += 1
+        if sub.plan.ramp or applied:
+            sub.reprice(self.catalog, stamp, self._store.mint)
+            self._store.touch("subscriptions", sub.obj, stamp)
+        charges = sub.charges(self.catalog, sub.period_start, sub.period_end)
+        usage = sub.usage_charge(self.catalog, rng.randrange(0, 50_000)) if not first else None
+        if usage is not None:
+            charges.append(usage)
+        sub.last_period = (sub.period_start, sub.period_end)
+        invoice = self._billing.issue(customer, ts, origin, charges, [sub.id])
+        if invoice["state"] == "pending" and customer.collection_method == "manual":
+            self._schedule_manual_payment(sub, invoice, ts)
+        elif invoice["state"] == "pending":
             card_ok = customer.card_valid_at(ts)
             approved = first or (card_ok and rng.random() >= rates.decline)
             self._billing.collect(customer, invoice, ts, approved, INSUFFICIENT_FUNDS if card_ok else EXPIRED_CARD,
@@ -213,6 +257,49 @@ class SiteSimulation:
                 self._start_dunning(sub, invoice, ts)
         self._schedule(sub.period_end, self._on_period_end, sub, sub.epoch)
         self._plan_period_action(sub, ts)
+
+    def _schedule_manual_payment(self, sub: Subscription, invoice: dict, ts: int) -> None:
+        """Manual collection: the customer pays by transfer within the net terms, late (the invoice
+        is past due from its due date), or never (it fails 30 days after the due date)."""
+        rng, rates = self._rng, self.rates
+        due = ts + sub.customer.net_terms * DAY
+        roll = rng.random()
+        if roll < rates.manual_never_paid:
+            self._schedule(due, self._on_manual_due, sub, invoice)
+            self._schedule(due + 30 * DAY, self._on_manual_unpaid, sub, invoice)
+        elif roll < rates.manual_never_paid + rates.manual_paid_late:
+            self._schedule(due, self._on_manual_due, sub, invoice)
+            self._schedule(due + rng.randrange(1, 21) * DAY + rng.randrange(DAY), self._on_manual_paid, sub, invoice)
+        else:
+            self._schedule(ts + rng.randrange(0, sub.customer.net_terms) * DAY + rng.randrange(DAY),
+                           self._on_manual_paid, sub, invoice)
+
+    def _on_manual_due(self, ts: int, sub: Subscription, invoice: dict) -> None:
+        if invoice["state"] != "pending":
+            return
+        invoice["state"] = "past_due"
+        self._store.touch("invoices", invoice, iso(ts))
+        sub.customer.past_due += 1
+        self._refresh_account(sub.customer, iso(ts))
+
+    def _on_manual_paid(self, ts: int, sub: Subscription, invoice: dict) -> None:
+        if invoice["state"] not in ("pending", "past_due"):
+            return
+        late = invoice["state"] == "past_due"
+        self._billing.collect(sub.customer, invoice, ts, True, origin="api")
+        if late:
+            sub.customer.past_due -= 1
+            self._refresh_account(sub.customer, iso(ts))
+
+    def _on_manual_unpaid(self, ts: int, sub: Subscription, invoice: dict) -> None:
+        if invoice["state"] != "past_due":
+            return
+        self._billing.dunning_notice(invoice, ts, final=True)
+        sub.customer.past_due -= 1
+        if sub.state in ("active", "canceled"):
+            self._expire(sub, ts, "nonpayment")
+        else:
+            self._refresh_account(sub.customer, iso(ts))
 
     def _plan_period_action(self, sub: Subscription, ts: int) -> None:
         """At most one customer action per period, at a random time within it."""
@@ -286,10 +373,13 @@ class SiteSimulation:
         sub.epoch += 1
         self._store.touch("subscriptions", obj, stamp)
         self._refresh_account(customer, stamp)
-        if (reason != "nonpayment_trial" and not any(s.state in _LIVE for s in customer.subs)
-                and self._rng.random() < self.rates.winback):
-            self._schedule(ts + self._rng.randrange(30, 150) * DAY + self._rng.randrange(DAY),
-                           self._on_new_subscription, customer)
+        if reason != "nonpayment_trial" and not any(s.state in _LIVE for s in customer.subs):
+            if self._rng.random() < self.rates.winback:
+                self._schedule(ts + self._rng.randrange(30, 150) * DAY + self._rng.randrange(DAY),
+                               self._on_new_subscription, customer)
+            elif self._rng.random() < self.rates.close_after_churn:  # the merchant closes the account
+                customer.obj["state"] = "inactive"
+                self._store.touch("accounts", customer.obj, stamp)
 
     # -- customer actions -----------------------------------------------------------------------
     def _on_cancel(self, ts: int, sub: Subscription, epoch: int) -> None:
@@ -338,6 +428,17 @@ class SiteSimulation:
             add_ons.pop(rng.choice(sorted(add_ons)))
         else:
             return
+        if not upgrade and plan is not sub.plan and self._rng.random() < self.rates.pending_downgrade:
+            # A downgrade at renewal: shown as the subscription's pending change until then.
+            stamp = iso(ts)
+            sub.pending = (plan, quantity, add_ons)
+            sub.obj["pending_change"] = {
+                "id": self._store.mint.next_id(), "object": "subscription_change", "subscription_id": sub.id,
+                "activate_at": iso(sub.period_end), "activated": False,
+                "plan": self.catalog.plan_minis[plan.code], "unit_amount": float(plan.prices[sub.customer.currency]),
+                "quantity": quantity, "created_at": stamp, "updated_at": stamp}
+            self._store.touch("subscriptions", sub.obj, stamp)
+            return
         proration = round((sub.period_end - ts) / (sub.period_end - sub.period_start), 6)
         charges = sub.charges(self.catalog, ts, sub.period_end, proration=proration, credit=True)
         sub.plan, sub.quantity, sub.add_ons = plan, quantity, add_ons
@@ -369,6 +470,11 @@ class SiteSimulation:
         invoice = self._billing.issue(sub.customer, ts, "purchase",
                                       [Charge("one_time", float(amount), 1, description, sub.id,
                                               product_code="services")], [sub.id])
+        if self._rng.random() < self.rates.void_one_time:  # charged by mistake: voided the same day
+            invoice["state"], invoice["balance"] = "voided", 0.0
+            invoice["closed_at"] = iso(ts + 3600)
+            self._store.touch("invoices", invoice, iso(ts + 3600))
+            return
         self._billing.collect(sub.customer, invoice, ts, True, origin="api")
 
     def _on_refund(self, ts: int, customer: Customer, invoice: dict) -> None:

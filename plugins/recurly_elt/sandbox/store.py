@@ -11,13 +11,21 @@ from recurly_elt.sandbox.ids import IdMint
 RESOURCES = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans", "add_ons")
 
 
-def compact(obj: dict) -> dict:
-    """`obj` without its None values.
+# Unset fields Recurly sends as an explicit null (its spec declares no field nullable, the API does
+# send them): these stay in the objects as None, every other unset field is left out.
+NULL_FIELDS = frozenset((
+    "username", "preferred_time_zone", "cc_emails", "vat_number", "parent_account_id", "dunning_campaign_id",
+    "street2", "geo_code", "po_number", "legacy_category", "previous_line_item_id",
+    "original_line_item_invoice_id", "credit_reason_code", "usage_type", "usage_calculation_type",
+    "usage_percentage", "measured_unit_id", "external_sku", "setup_fee_accounting_code", "total_billing_cycles",
+    "remaining_billing_cycles", "original_transaction_id", "voided_at", "deleted_at", "terms_and_conditions",
+    "customer_notes", "gateway_code", "bank_account_authorized_at", "active_invoice_id"))
 
-    Recurly's OpenAPI spec declares no field nullable, so an unset field is left out of the object
-    rather than sent as null; readers treat a missing field as null.
-    """
-    return {k: v for k, v in obj.items() if v is not None}
+
+def compact(obj: dict) -> dict:
+    """`obj` as Recurly sends it: the fields of NULL_FIELDS kept as explicit nulls, any other None
+    value left out (readers treat a missing field and a null alike)."""
+    return {k: v for k, v in obj.items() if v is not None or k in NULL_FIELDS}
 
 
 def set_field(obj: dict, key: str, value) -> None:

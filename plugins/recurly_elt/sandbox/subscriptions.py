@@ -21,7 +21,8 @@ class Subscription:
     """Side state of one subscription; `obj` is the API object the server serves."""
 
     __slots__ = ("obj", "customer", "plan", "quantity", "add_ons", "coupon_pct", "anchor", "period_no",
-                 "period_start", "period_end", "in_trial", "pause_cycles", "pauses", "epoch")
+                 "period_start", "period_end", "in_trial", "pause_cycles", "pauses", "epoch", "cycles", "usage",
+                 "last_period", "pending")
 
     def __init__(self, obj: dict, customer: Customer, plan: PlanSpec, quantity: int,
                  add_ons: dict[str, int], coupon_pct: int):
@@ -38,6 +39,10 @@ class Subscription:
         self.in_trial = False
         self.pause_cycles = 0             # > 0: paused (or pausing at period end) for this many cycles
         self.pauses = 0                   # how many times it was paused (renewals then have a gap)
+        self.cycles = 0                   # paid billing cycles so far (a ramp plan's price depends on it)
+        self.usage = False                # billed a usage add-on in arrears at each renewal
+        self.last_period: tuple[int, int] | None = None  # the last paid period (usage is billed for it)
+        self.pending: tuple | None = None  # (plan, quantity, add-ons) applying at the next renewal
         self.epoch = 0                    # bumped when scheduled events of the old course become void
 
     @property
@@ -78,25 +83,46 @@ class Subscription:
         pct = 0.0 if trial else self.coupon_pct / 100.0
         mini = catalog.plan_minis[plan.code]
         verb = "Unused time on " if credit else ""
-        out = [Charge("plan_trial" if trial else "plan", 0.0 if trial else sign * plan.prices[currency],
+        price = 0.0 if trial else sign * round(plan.prices[currency] * plan.price_factor(max(1, self.cycles)), 2)
+        out = [Charge("plan_trial" if trial else "plan", price,
                       self.quantity, f"{verb}{plan.name}", self.id, mini, start=start, end=end,
                       proration_rate=proration, discount_pct=pct, product_code=plan.code)]
         for code, qty in self.add_ons.items():
             spec = ADD_ONS[code]
             out.append(Charge("add_on_trial" if trial else "add_on", 0.0 if trial else sign * spec.prices[currency],
-                              qty, f"{verb}{spec.name}", self.id, mini,
+                              round_half_up(qty), f"{verb}{spec.name}", self.id, mini,
                               catalog.add_on_minis[plan.code, code], start=start, end=end,
-                              proration_rate=proration, discount_pct=pct, product_code=code))
+                              proration_rate=proration, discount_pct=pct, product_code=code,
+                              unit_amount_decimal=f"{spec.prices[currency]}" if spec.decimal_price and not trial else None,
+                              quantity_decimal=f"{qty}" if spec.decimal_quantity else None))
         return out
+
+    def usage_charge(self, catalog: Catalog, used: int) -> Charge | None:
+        """The usage add-on billed in arrears for the last paid period (never MRR)."""
+        if not self.usage or self.last_period is None or "api-overage" not in self.plan.add_on_codes:
+            return None
+        spec = ADD_ONS["api-overage"]
+        start, end = self.last_period
+        return Charge("add_on", spec.prices[self.customer.currency], used, spec.name, self.id,
+                      catalog.plan_minis[self.plan.code], catalog.add_on_minis[self.plan.code, "api-overage"],
+                      start=start, end=end, product_code=spec.code)
 
     def reprice(self, catalog: Catalog, stamp: str, mint) -> None:
         """Write plan, quantity, add-ons and amounts onto the object (after a change)."""
         obj, plan, customer = self.obj, self.plan, self.customer
         currency = customer.currency
         obj["plan"] = catalog.plan_minis[plan.code]
-        unit = float(plan.prices[currency])
+        unit = round(float(plan.prices[currency]) * plan.price_factor(max(1, self.cycles)), 2)
         obj["unit_amount"] = unit
         obj["quantity"] = self.quantity
+        if plan.ramp:
+            obj["ramp_intervals"] = [
+                {"starting_billing_cycle": starting, "unit_amount": round(plan.prices[currency] * share, 2),
+                 "remaining_billing_cycles": max(0, nxt - max(1, self.cycles)) if nxt else None}
+                for (starting, share), nxt in zip(plan.ramp, [r[0] for r in plan.ramp[1:]] + [None])]
+            obj["ramp_intervals"] = [compact(r) for r in obj["ramp_intervals"]]
+        else:
+            obj["ramp_intervals"] = []
         existing = {a["add_on"]["code"]: a for a in obj.get("add_ons", ())}
         add_ons = []
         for code, qty in self.add_ons.items():
@@ -104,14 +130,14 @@ class Subscription:
             if item is None or item["add_on"]["id"] != catalog.add_on_minis[plan.code, code]["id"]:
                 item = {"id": mint.next_id(), "object": "subscription_add_on", "subscription_id": self.id,
                         "add_on": catalog.add_on_minis[plan.code, code], "add_on_source": "plan_add_on",
-                        "quantity": qty, "unit_amount": float(ADD_ONS[code].prices[currency]),
+                        "quantity": round_half_up(qty), "unit_amount": float(ADD_ONS[code].prices[currency]),
                         "revenue_schedule_type": "evenly", "tier_type": "flat",
                         "created_at": stamp, "updated_at": stamp}
-            elif item["quantity"] != qty:
-                item = {**item, "quantity": qty, "updated_at": stamp}
+            elif item["quantity"] != round_half_up(qty):
+                item = {**item, "quantity": round_half_up(qty), "updated_at": stamp}
             add_ons.append(item)
         obj["add_ons"] = add_ons
-        add_ons_total = round(sum(a["unit_amount"] * a["quantity"] for a in add_ons), 2)
+        add_ons_total = round(sum(ADD_ONS[code].prices[currency] * qty for code, qty in self.add_ons.items()), 2)
         subtotal = round(unit * self.quantity + add_ons_total, 2)
         discount = round(subtotal * self.coupon_pct / 100.0, 2)
         tax = round((subtotal - discount) * customer.tax_rate, 2)
@@ -119,6 +145,11 @@ class Subscription:
         obj["subtotal"] = subtotal
         obj["tax"] = tax
         obj["total"] = round(subtotal - discount + tax, 2)
+
+
+def round_half_up(quantity: float) -> int:
+    """A decimal quantity's integer `quantity` (the API: "the rounded integer value")."""
+    return int(quantity + 0.5)
 
 
 def coupon_redemption(redemption_id: str, coupon: tuple, coupon_id: str, stamp: str, discounted: float) -> dict:

@@ -156,8 +156,11 @@ def account_health(f: SiteFrames, sub_runs: pd.DataFrame, acct_runs: pd.DataFram
         h["plan_names"] = names.reindex(idx).to_numpy()
         h["plan_quantity"] = _per_account(live.groupby("account_id")["quantity"].sum(), idx, 0)
         h["active_subscriptions"] = _per_account(live.groupby("account_id").size(), idx, 0)
+        # An invoice settled after t was unpaid at t (its payment came later); one still open counts
+        # the partial payments it has now.
+        paid_at_t = open_now["paid"].where(open_now["closed_at"].isna(), 0)
         h["total_paid"] = _money_per_account(settled.groupby("account_id")["paid"].sum()
-                                             .add(open_now.groupby("account_id")["paid"].sum(), fill_value=0), idx)
+                                             .add(paid_at_t.groupby(open_now["account_id"]).sum(), fill_value=0), idx)
         h["total_due"] = _money_per_account(open_now.groupby("account_id")["outstanding"].sum(), idx)
         h["billed_amount"] = _money_per_account(existing.groupby("account_id")["total"].sum(), idx)
         h["overdue_amount"] = _money_per_account(overdue.groupby("account_id")["outstanding"].sum(), idx)

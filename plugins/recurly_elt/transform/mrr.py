@@ -34,7 +34,7 @@ import pandas as pd
 
 from recurly_elt.transform import fx, money, runs
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames, isin, lookup
+from recurly_elt.transform.frames import SiteFrames, isin, lookup, positions
 
 QUARANTINE_COLUMNS = ["stage", "object_id", "reason"]
 NANO = 10**9
@@ -125,11 +125,15 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.n
     has_terms = ~np.isnan(pct) & ((discount > 0) | (prorated & (subtotal * np.nan_to_num(pct) < PERCENT * money.MICRO // 200)))
     net = np.where(has_terms, gross * (PERCENT - np.nan_to_num(pct).astype(np.int64)),
                    np.where(prorated, gross * PERCENT, (gross - discount) * PERCENT))
-    # A prorated, discounted item without coupon terms: the line's own discount share.
+    # A prorated, discounted item without coupon terms: the net of its full-price line (the renewal
+    # of the same configuration right after it), else its own discount share.
     own_share = prorated & (discount > 0) & ~has_terms & (subtotal > 0)
     if own_share.any():
+        full_price = _full_price_lines(li, own_share & (li["type"] != "credit").to_numpy(), prorated)
         net[own_share] = _exact(own_share, lambda g, s, d: _div_half_up(g * (s - d) * PERCENT, s),
                                 gross, subtotal, discount)
+        found = full_price >= 0
+        net[found] = net[full_price[found]]
     # Tax-inclusive prices: the tax comes out, by the line's tax rate, else by its own tax share.
     inclusive = li["tax_inclusive"].fillna(False).astype(bool).to_numpy()
     if inclusive.any():
@@ -146,6 +150,33 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.n
     return net, as_prorated_unit
 
 
+def _configurations(part: pd.DataFrame) -> pd.Series:
+    """Per line item, its configuration as text: subscription, plan, add-on and quantity."""
+    qty = part["quantity_decimal"].fillna(part["quantity"].abs().astype(str)).astype(str)
+    return (part["subscription_id"].astype(str) + "|" + part["plan_code"].fillna("").astype(str) + "|"
+            + part["add_on_code"].fillna("").astype(str) + "|" + qty)
+
+
+def _full_price_lines(li: pd.DataFrame, wanted: np.ndarray, prorated: np.ndarray) -> np.ndarray:
+    """For each wanted (prorated) charge, the position of its full-price line: the full-period
+    charge of the same configuration starting where it ends (its renewal); -1 when none."""
+    out = np.full(len(li), -1, dtype=np.int64)
+    if not wanted.any():
+        return out
+    near = np.flatnonzero(isin(li["subscription_id"], li.loc[wanted, "subscription_id"].unique()))
+    part = li.iloc[near]
+    config = _configurations(part) + "|"
+    full = (~prorated[near]) & (part["type"] != "credit").to_numpy()
+    starts = pd.DataFrame({"key": (config + part["start_date"].astype("int64").astype(str))[full].to_numpy(),
+                           "pos": near[full], "created_at": part["created_at"][full].to_numpy()})
+    starts = starts.sort_values("created_at", kind="stable").drop_duplicates("key", keep="last")
+    ask = wanted[near]
+    at = positions(pd.Series((config + part["end_date"].astype("int64").astype(str))[ask].to_numpy()),
+                   pd.Index(starts["key"]))
+    out[near[ask]] = np.where(at >= 0, starts["pos"].to_numpy()[np.maximum(at, 0)] if len(starts) else -1, -1)
+    return out
+
+
 def _credited_originals(li: pd.DataFrame) -> np.ndarray:
     """For each credit, the position (in li) of the charge it credits, -1 when none: the latest
     charge created before it for the same subscription, plan, add-on, quantity and period end, whose
@@ -157,10 +188,7 @@ def _credited_originals(li: pd.DataFrame) -> np.ndarray:
     # Only the subscriptions with a credit (a plan change): a few percent of the items.
     near = np.flatnonzero(isin(li["subscription_id"], li.loc[is_credit, "subscription_id"].unique()))
     part = li.iloc[near]
-    qty = part["quantity_decimal"].fillna(part["quantity"].abs().astype(str)).astype(str)
-    key = (part["subscription_id"].astype(str) + "|" + part["plan_code"].fillna("").astype(str) + "|"
-           + part["add_on_code"].fillna("").astype(str) + "|" + qty + "|"
-           + part["end_date"].astype("int64").astype(str))
+    key = _configurations(part) + "|" + part["end_date"].astype("int64").astype(str)
     frame = pd.DataFrame({"pos": near, "credit": is_credit[near], "key": pd.factorize(key)[0],
                           "created_at": part["created_at"].to_numpy(), "start": part["start_date"].to_numpy()})
     credits = frame[frame["credit"]].sort_values("created_at", kind="stable")

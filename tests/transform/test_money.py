@@ -1,0 +1,56 @@
+"""The transform's exact money: parsing, half-up rounding in integers, FX, decimal output."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from recurly_elt.transform import fx, money
+from recurly_elt.transform.config import TransformConfig
+
+
+def test_staged_doubles_are_recovered_exactly_as_micro_units():
+    values = pd.Series([103.425, 18.125, 20.025, 0.0125, -16.67, np.nan, 1_999_999_999.999999])
+    assert money.micros(values).tolist() == [103_425_000, 18_125_000, 20_025_000, 12_500, -16_670_000, 0,
+                                             1_999_999_999_999_999]
+    with pytest.raises(money.MoneyError, match="amount of li9 is 2000000000.0"):
+        money.micros(pd.Series([1.0, 2e9]), pd.Series(["li1", "li9"]))
+
+
+def test_decimal_text_is_parsed_digit_by_digit():
+    values, present = money.parse_decimal(pd.Series(["1.5", "-0.0125", "12", ".5", "", None, " 2.0000005 "]))
+    assert values.tolist() == [1_500_000, -12_500, 12_000_000, 500_000, 0, 0, 2_000_001]  # 7th digit: half up
+    assert present.tolist() == [True, True, True, True, False, False, True]
+    with pytest.raises(money.MoneyError, match="'1e-3' is not a decimal number"):
+        money.parse_decimal(pd.Series(["1e-3"]))
+
+
+def test_half_up_rounds_ties_away_from_zero_to_the_minor_unit():
+    cent = money.minor_unit("USD")
+    assert money.round_half_up(np.array([103_425_000, 18_125_000, 20_025_000, -5_000, 4_999]), cent).tolist() == \
+        [103_430_000, 18_130_000, 20_030_000, -10_000, 0]
+    assert money.minor_unit("JPY") == 1_000_000 and money.minor_unit("KWD") == 1_000
+    assert money.round_half_up(np.array([1_500_000, 2_499_999]), money.minor_unit("JPY")).tolist() == \
+        [2_000_000, 2_000_000]
+
+
+def test_conversion_rounds_once_after_fx_and_a_missing_rate_is_empty():
+    config = TransformConfig.load()
+    amounts = pd.Series([100_000_000, 12_345_000_000, 10_000, 5_000_000])  # 100 EUR, 12,345 JPY, 0.01, 5 XYZ
+    currency = pd.Series(["EUR", "JPY", "GBP", "XYZ"])
+    out = fx.to_reporting(amounts, currency, config)
+    # 108.00 USD; 12,345 x 0.0067 = 82.7115 -> 82.71; 0.01 x 1.27 = 0.0127 -> 0.01; no rate -> NA
+    assert out[:3].tolist() == [108_000_000, 82_710_000, 10_000] and pd.isna(out[3])
+    with pytest.raises(money.MoneyError, match="more than 8 decimals"):
+        fx.rate_units(Decimal("0.123456789"), "ABC")
+
+
+def test_amounts_leave_as_exact_decimals():
+    out = money.to_decimal(np.array([103_430_000, -1, 0]), np.array([True, True, False]))
+    arr = pa.array(out.array)
+    assert arr.type == pa.decimal128(20, 6)
+    assert arr.to_pylist() == [Decimal("103.430000"), Decimal("-0.000001"), None]

@@ -1,0 +1,176 @@
+"""MRR from Recurly's real line-item shapes, one case per test, to the cent (SQLite; the sandbox-wide
+tests run on both dialects): decimal quantities and unit amounts, tax-inclusive prices, ramps,
+pending changes, and prorated discounted plan changes whose charge and credit cancel exactly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recurly_elt.transform import pipeline
+from recurly_elt.warehouse.engine import create_engine_from_url
+
+from .agreement import assert_agrees_to_the_cent
+from .builders import Book
+from .staging_data import load_objects
+
+PERCENT_15 = [{"id": "cr1", "object": "coupon_redemption", "state": "active",
+               "coupon": {"code": "partner15", "discount": {"type": "percent", "percent": 15}}}]
+
+
+@pytest.fixture
+def book():
+    return Book()
+
+
+@pytest.fixture
+def run(sqlite_url):
+    def _run(book: Book, start: str = "2025-01-01", end: str = "2025-07-01"):
+        engine = create_engine_from_url(sqlite_url)
+        load_objects(engine, "s1", book.objects)
+        pipeline.run(engine, start, end, health_days=1)
+        last = (pd.Timestamp(end) - pd.Timedelta(days=1)).date()
+        assert_agrees_to_the_cent(engine, "s1", pd.Timestamp(start).date(), last)  # every case, both ways
+        return engine
+    return _run
+
+
+def sub_mrr(engine, sub: dict, day: str) -> float | None:
+    with engine.connect() as c:
+        return c.execute(sa.text("SELECT mrr FROM v_mrr_subscription_daily WHERE subscription_id = :s AND day = :d"),
+                         {"s": sub["id"], "d": day}).scalar()
+
+
+def daily(engine, sub: dict) -> pd.Series:
+    with engine.connect() as c:
+        frame = pd.read_sql_query(sa.text("SELECT day, mrr FROM v_mrr_subscription_daily WHERE subscription_id = :s"),
+                                  c, params={"s": sub["id"]})
+    return frame.set_index(pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d"))["mrr"]
+
+
+def test_a_decimal_quantity_counts_one_and_a_half_seats(book, run):
+    plan = book.plan("seats")
+    s = book.subscription(book.account(), plan, "2025-01-10")
+    # quantity is the rounded integer (2), quantity_decimal the real one
+    book.charge(s, plan, "2025-01-10", "2025-02-10", 10.0, quantity=2, quantity_decimal="1.5", subtotal=15.0,
+                amount=15.0)
+    assert sub_mrr(run(book), s, "2025-01-20") == 15.0
+
+
+def test_a_sub_cent_unit_amount_is_exact_and_the_day_rounds_half_up(book, run):
+    plan = book.plan("api")
+    s = book.subscription(book.account(), plan, "2025-01-10")
+    book.charge(s, plan, "2025-01-10", "2025-02-10", 10.0)
+    # 3 x 0.0125 = 0.0375: with the plan's 10.00, the day is 10.0375 -> 10.04 (a float sum would say 10.04
+    # or 10.03 depending on the order; the rule says half up once, on the exact sum)
+    book.charge(s, plan, "2025-01-10", "2025-02-10", 0.01, quantity=3, origin="add_on", unit_amount_decimal="0.0125",
+                subtotal=0.04, amount=0.04)
+    book.charge(s, plan, "2025-02-10", "2025-03-10", 10.0)
+    book.charge(s, plan, "2025-02-10", "2025-03-10", 0.01, quantity=2, origin="add_on", unit_amount_decimal="0.0125",
+                subtotal=0.03, amount=0.03)  # 10.025 -> 10.03
+    engine = run(book)
+    assert (sub_mrr(engine, s, "2025-01-20"), sub_mrr(engine, s, "2025-02-20")) == (10.04, 10.03)
+
+
+def test_half_cents_round_up_in_every_case(book, run):
+    plan = book.plan("annual", length=12)
+    subs = []
+    for yearly in (1241.10, 217.50, 240.30):  # /12: 103.425, 18.125, 20.025
+        s = book.subscription(book.account(), plan, "2025-01-10")
+        book.charge(s, plan, "2025-01-10", "2026-01-10", yearly)
+        subs.append(s)
+    engine = run(book)
+    assert [sub_mrr(engine, s, "2025-03-01") for s in subs] == [103.43, 18.13, 20.03]
+
+
+def test_a_tax_inclusive_price_counts_without_its_tax(book, run):
+    plan = book.plan("vat")
+    by_rate, by_share = (book.subscription(book.account(), plan, "2025-01-10", currency="EUR") for _ in range(2))
+    book.charge(by_rate, plan, "2025-01-10", "2025-02-10", 120.0, tax=20.0, amount=120.0, tax_inclusive=True,
+                tax_info={"type": "vat", "region": "DE", "rate": 0.2})
+    book.charge(by_share, plan, "2025-01-10", "2025-02-10", 119.0, tax=19.0, amount=119.0, tax_inclusive=True)
+    engine = run(book)
+    assert (sub_mrr(engine, by_rate, "2025-01-20"), sub_mrr(engine, by_share, "2025-01-20")) == (100.0, 100.0)
+
+
+def test_a_usage_add_on_never_counts(book, run):
+    plan = book.plan("metered")
+    by_type = book.usage_add_on(plan, "api_calls")
+    by_usage_type = book.usage_add_on(plan, "storage")
+    by_usage_type.pop("add_on_type")
+    s = book.subscription(book.account(), plan, "2025-01-10")
+    book.charge(s, plan, "2025-01-10", "2025-02-10", 30.0)
+    for add_on in (by_type, by_usage_type):
+        book.charge(s, plan, "2025-01-10", "2025-02-10", 0.002, quantity=10_000, origin="add_on", add_on=add_on)
+    assert sub_mrr(run(book), s, "2025-01-20") == 30.0
+
+
+def test_a_ramp_plan_counts_the_price_of_the_ramp_billing_the_day(book, run):
+    plan = book.plan("ramp", length=3)
+    plan["pricing_model"] = "ramp"
+    plan["ramp_intervals"] = [{"starting_billing_cycle": 1, "currencies": [{"currency": "USD", "unit_amount": 30.0}]},
+                              {"starting_billing_cycle": 2, "currencies": [{"currency": "USD", "unit_amount": 90.0}]}]
+    s = book.subscription(book.account(), plan, "2025-01-10", ramp_intervals=[
+        {"starting_billing_cycle": 1, "remaining_billing_cycles": 0, "unit_amount": 30.0},
+        {"starting_billing_cycle": 2, "unit_amount": 90.0}])
+    book.charge(s, plan, "2025-01-10", "2025-04-10", 30.0)
+    book.charge(s, plan, "2025-04-10", "2025-07-10", 90.0)
+    engine = run(book)
+    assert (sub_mrr(engine, s, "2025-02-01"), sub_mrr(engine, s, "2025-05-01")) == (10.0, 30.0)
+
+
+def test_a_pending_change_applies_at_the_renewal_that_bills_it(book, run):
+    basic, pro = book.plan("basic"), book.plan("pro")
+    s = book.subscription(book.account(), basic, "2025-01-10", pending_change={
+        "id": "pc1", "object": "subscription_change", "activate_at": "2025-02-10T10:00:00Z", "activated": False,
+        "plan": {"id": pro["id"], "code": pro["code"]}, "unit_amount": 80.0, "quantity": 1})
+    book.charge(s, basic, "2025-01-10", "2025-02-10", 50.0)
+    book.charge(s, pro, "2025-02-10", "2025-03-10", 80.0)
+    engine = run(book)
+    assert (sub_mrr(engine, s, "2025-02-09"), sub_mrr(engine, s, "2025-02-10")) == (50.0, 80.0)
+
+
+@pytest.mark.parametrize("old_price, new_price", [(33.33, 99.99), (99.99, 33.33)], ids=["upgrade", "downgrade"])
+def test_a_prorated_discounted_change_cancels_exactly(book, run, old_price, new_price):
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01", coupon_redemptions=PERCENT_15)
+    rate = 0.366667  # 11 of 30 days left
+    book.charge(s, old, "2025-01-01", "2025-01-31", old_price, discount=round(old_price * 0.15, 2))
+    credit_sub = round(old_price * rate, 2)
+    book.charge(s, old, "2025-01-20", "2025-01-31", old_price, proration=rate, credit=True,
+                discount=round(credit_sub * 0.15, 2))
+    charge_sub = round(new_price * rate, 2)
+    book.charge(s, new, "2025-01-20", "2025-01-31", new_price, proration=rate, discount=round(charge_sub * 0.15, 2))
+    book.charge(s, new, "2025-01-31", "2025-03-02", new_price, discount=round(new_price * 0.15, 2))
+    engine = run(book, end="2025-03-01")
+    days = daily(engine, s)
+    before, after = round(old_price * 0.85 + 1e-9, 2), round(new_price * 0.85 + 1e-9, 2)
+    assert set(days[:"2025-01-19"]) == {before}  # 28.3305 -> 28.33, 84.9915 -> 84.99
+    assert set(days["2025-01-20":]) == {after}  # the credit cancels the old charge exactly
+
+
+def test_a_prorated_unit_amount_reading_cancels_exactly_too(book, run):
+    """The spec's reading: subtotal = quantity x unit_amount, the unit amount itself prorated."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01", coupon_redemptions=PERCENT_15)
+    book.charge(s, old, "2025-01-01", "2025-01-31", 33.33, discount=5.0)
+    book.charge(s, old, "2025-01-16", "2025-01-31", 16.67, credit=True, discount=2.5, proration_rate=0.5)
+    book.charge(s, new, "2025-01-16", "2025-01-31", 50.0, discount=7.5, proration_rate=0.5)
+    engine = run(book, end="2025-02-01")
+    days = daily(engine, s)
+    assert set(days[:"2025-01-15"]) == {28.33} and set(days["2025-01-16":]) == {85.0}
+
+
+def test_without_coupon_terms_a_prorated_charge_takes_the_net_of_its_full_price_line(book, run):
+    """A fixed-amount (or unstaged) coupon: the prorated charge's discount share of two rounded
+    amounts (1.83 / 12.22 = 14.98 %) would be off; its renewal says what the new price nets."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01")  # no coupon_redemptions staged
+    rate = 0.366667
+    book.charge(s, old, "2025-01-01", "2025-01-31", 33.33, discount=5.0)
+    book.charge(s, old, "2025-01-20", "2025-01-31", 33.33, proration=rate, credit=True, discount=1.83)
+    book.charge(s, new, "2025-01-20", "2025-01-31", 99.99, proration=rate, discount=5.5)
+    book.charge(s, new, "2025-01-31", "2025-03-02", 99.99, discount=15.0)
+    days = daily(run(book, end="2025-03-01"), s)
+    assert set(days[:"2025-01-19"]) == {28.33} and set(days["2025-01-20":]) == {84.99}
