@@ -1,0 +1,438 @@
+"""The delivery engine: one for every destination.
+
+deliver() runs one destination, kind by kind:
+  1. recover   requests an earlier run left `pending` (killed between sending and recording the
+               answer): idempotent kinds are simply sent again (their keys were never recorded as
+               delivered); kinds the destination does not deduplicate follow the mapping's
+               `non_idempotent_policy`: at_most_once marks the batch's keys delivered-uncertain
+               and reports the batch, at_least_once sends them again
+  2. select    the kind's rows, mapped (records.py); keyless rows are set aside with the reason
+  3. diff      against load_delivered: objects are sent when new or when their payload hash
+               changed (only the changed fields, where the adapter allows it); `import_only`
+               never overwrites an object delivered before; events are sent once, ever; a row
+               rejected permanently is not sent again until it changes
+  4. batch     groups (records that must travel together) packed within the count and byte limits
+  5. send      each batch marked pending (committed) before it is sent; the answer read by the
+               adapter into per-record outcomes, recorded in one transaction; a whole-batch
+               refusal caused by some rows is split in halves until they are isolated
+The dry run does steps 2-4 only and stores counts and a sample of the request bodies in
+load_run_log. Progress goes to the log every `progress_seconds`; each kind ends with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable
+
+import sqlalchemy as sa
+
+from recurly_elt.destinations import ledger
+from recurly_elt.destinations.adapter import Adapter, Answer, Rejected
+from recurly_elt.destinations.mapping import Kind, Mapping
+from recurly_elt.destinations.records import Record, encode, select
+from recurly_elt.destinations.transport import GaveUp, Transport, Unreadable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KindCounts:
+    considered: int = 0
+    unchanged: int = 0
+    creates: int = 0
+    updates: int = 0
+    events: int = 0
+    sent: int = 0          # records the destination accepted
+    rejected: int = 0      # records the destination refused (this run)
+    skipped: int = 0       # set aside before sending (see skipped_reasons)
+    failed: int = 0        # records of batches whose retries ran out (retried next run)
+    requests: int = 0      # delivery requests (a split counts each half)
+    polls: int = 0         # follow-up requests of asynchronous jobs
+    batches: int = 0
+    min_requests: int = 0  # what the batch limits allow for the records to send
+    skipped_reasons: dict = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.skipped += n
+            self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + n
+
+
+@dataclass
+class DeliveryResult:
+    run_id: str
+    destination: str
+    mode: str
+    dry_run: bool
+    status: str = "running"
+    kinds: dict[str, KindCounts] = field(default_factory=dict)
+    uncertain_batches: list[str] = field(default_factory=list)
+    sample: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    status_429: int = 0
+    retries: int = 0
+    error: str | None = None
+
+    def total(self, name: str) -> int:
+        return sum(getattr(k, name) for k in self.kinds.values())
+
+    def counts(self) -> dict[str, int]:
+        names = ("considered", "unchanged", "creates", "updates", "events", "sent", "rejected", "skipped",
+                 "requests", "polls")
+        out = {n: self.total(n) for n in names}
+        out.update(status_429=self.status_429, retries=self.retries, uncertain_batches=len(self.uncertain_batches))
+        return out
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, k in self.kinds.items():
+            verb = "would send" if self.dry_run else "sent"
+            sent = k.creates + k.updates + k.events if self.dry_run else k.sent
+            out.append(f"{self.destination} {name}: considered {k.considered}, unchanged {k.unchanged}, {verb} "
+                       f"{sent} (creates {k.creates}, updates {k.updates}, events {k.events}), rejected "
+                       f"{k.rejected}, skipped {k.skipped}, requests {k.requests}"
+                       + (f", failed {k.failed}" if k.failed else ""))
+        if self.uncertain_batches:
+            out.append(f"{self.destination}: {len(self.uncertain_batches)} uncertain batch(es), not resent "
+                       f"(at most once): {', '.join(self.uncertain_batches)}")
+        return out
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "destination": self.destination, "dry_run": self.dry_run,
+                "status": self.status, **self.counts(),
+                "kinds": {n: asdict(k) for n, k in self.kinds.items()}}
+
+
+class DeliveryIncomplete(RuntimeError):
+    """Some batches ran out of retries: their rows are in load_rejections (retryable) and the next
+    run sends them; the task should fail so Airflow retries it."""
+
+
+def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Transport | None, *,
+            run_id: str, dry_run: bool = False, backfill: bool = False, mode: str | None = None,
+            kinds: list[str] | None = None, now: datetime | None = None, progress_seconds: float = 10.0,
+            before_settle: Callable[[str], None] | None = None) -> DeliveryResult:
+    """Deliver one destination. `transport` may be None for a dry run. `before_settle(batch_id)`
+    is called between an answer and its ledger write (tests kill the process there)."""
+    mode = mode or mapping.mode
+    ledger.ensure_ledger(engine)
+    result = DeliveryResult(run_id=run_id, destination=mapping.destination, mode=mode, dry_run=dry_run)
+    started = time.perf_counter()
+    with _write(engine) as conn:
+        ledger.start_run(conn, run_id, mapping.destination, mode, dry_run, backfill)
+    run = _Run(engine, mapping, adapter, transport, result, run_id=run_id, dry_run=dry_run, backfill=backfill,
+               mode=mode, now=now or ledger.utcnow(), progress_seconds=progress_seconds, before_settle=before_settle)
+    try:
+        if not dry_run:
+            run.recover()
+        for kind in mapping.kinds:
+            if kinds is None or kind.name in kinds:
+                run.kind(kind)
+        result.status = "incomplete" if result.total("failed") else "success"
+    except BaseException as exc:
+        result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        result.seconds = time.perf_counter() - started
+        if transport is not None:
+            result.status_429, result.retries = transport.counters.status_429, transport.counters.retries
+        try:
+            with _write(engine) as conn:
+                ledger.finish_run(conn, run_id, mapping.destination, status=result.status, counts=result.counts(),
+                                  seconds=result.seconds, kinds={n: asdict(k) for n, k in result.kinds.items()},
+                                  uncertain=result.uncertain_batches, sample=result.sample if dry_run else None,
+                                  error=result.error)
+        except Exception:  # the run's own error matters more than its log row
+            log.exception("could not write load_run_log for %s %s", mapping.destination, run_id)
+    for line in result.lines():
+        log.info("%s", line)
+    return result
+
+
+def _write(engine: sa.Engine):
+    from recurly_elt.warehouse.engine import write_transaction
+
+    return write_transaction(engine)
+
+
+_DECODER = None
+
+
+def _decoded(payload_json: str | None) -> dict:
+    if not payload_json:
+        return {}
+    global _DECODER
+    if _DECODER is None:
+        import msgspec
+
+        _DECODER = msgspec.json.Decoder(float_hook=Decimal)
+    return _DECODER.decode(payload_json)
+
+
+def changed_fields(previous: dict, payload: dict) -> dict:
+    """The fields whose value differs from what was delivered, and null for fields no longer mapped."""
+    out = {k: v for k, v in payload.items() if k not in previous or encode(previous[k]) != encode(v)}
+    out.update({k: None for k in previous if k not in payload})
+    return out
+
+
+class _Run:
+    def __init__(self, engine, mapping: Mapping, adapter: Adapter, transport: Transport | None,
+                 result: DeliveryResult, *, run_id, dry_run, backfill, mode, now, progress_seconds, before_settle):
+        self.engine, self.mapping, self.adapter, self.transport = engine, mapping, adapter, transport
+        self.result, self.run_id, self.dry_run, self.backfill, self.mode = result, run_id, dry_run, backfill, mode
+        self.now, self.progress_seconds, self.before_settle = now, progress_seconds, before_settle
+        self.token = uuid.uuid4().hex[:8]
+        self.seq = 0
+        self.dest = mapping.destination
+
+    # -- 1. recover -------------------------------------------------------------------------------
+    def recover(self) -> None:
+        with _write(self.engine) as conn:
+            pending = ledger.pending_batches(conn, self.dest)
+            for batch in pending:
+                try:
+                    kind = self.mapping.kind(batch["kind"])
+                except KeyError:
+                    ledger.close_pending(conn, self.dest, batch["run_id"], batch["batch_id"], "failed",
+                                         f"interrupted; kind {batch['kind']!r} is no longer mapped")
+                    continue
+                resend = self.adapter.idempotent(kind) or self.mapping.non_idempotent_policy == "at_least_once"
+                if resend:
+                    ledger.close_pending(conn, self.dest, batch["run_id"], batch["batch_id"], "failed",
+                                         f"interrupted before its answer was recorded; resent by run {self.run_id}")
+                    log.warning("%s: batch %s (%s, %d records) was interrupted; its records are sent again",
+                                self.dest, batch["batch_id"], kind.name, batch["records"])
+                    continue
+                keys = json.loads(batch["object_keys"])
+                ledger.record_delivered(conn, self.dest, kind.name, batch["run_id"],
+                                        [{"object_key": k, "payload_hash": "uncertain"} for k in keys],
+                                        batch_id=batch["batch_id"], uncertain=True)
+                ledger.close_pending(conn, self.dest, batch["run_id"], batch["batch_id"], "uncertain",
+                                     "interrupted before its answer was recorded; policy at_most_once: "
+                                     f"not resent (found by run {self.run_id})")
+                self.result.uncertain_batches.append(batch["batch_id"])
+                log.warning("%s: batch %s (%s, %d records) was interrupted before its answer was recorded; "
+                            "the destination may or may not hold them; policy at_most_once: marked uncertain, "
+                            "not resent", self.dest, batch["batch_id"], kind.name, batch["records"])
+
+    # -- 2.-4. select, diff, batch ----------------------------------------------------------------
+    def kind(self, kind: Kind) -> None:
+        counts = self.result.kinds.setdefault(kind.name, KindCounts())
+        with self.engine.connect() as conn:
+            selection = select(conn, kind, now=self.now, max_age_days=self.mapping.event_max_age_days,
+                               backfill=self.backfill,
+                               exclude_delivered=(self.dest, kind.name) if kind.is_event else None)
+            previous = {} if kind.is_event else ledger.delivered(conn, self.dest, kind.name)
+            refused = ledger.rejections(conn, self.dest, kind.name)
+        counts.considered = selection.considered + selection.held_historical
+        counts.skip(f"events older than {self.mapping.event_max_age_days} days (not a backfill)",
+                    selection.held_historical)
+        counts.skip("set aside before sending (see load_rejections)", len(selection.set_aside))
+        if selection.set_aside and not self.dry_run:
+            with _write(self.engine) as conn:
+                ledger.record_rejections(conn, self.dest, kind.name, self.run_id, [
+                    {"object_key": s.key, "payload_hash": None, "reason": s.reason, "retryable": False}
+                    for s in selection.set_aside])
+        partial = bool(kind.options.get("partial_updates", True))
+        to_send: list[Record] = []
+        for record in selection.records:
+            before = previous.get(record.key)
+            if before is not None and before[0] == record.hash:
+                counts.unchanged += 1
+                continue
+            if before is not None and self.mode == "import_only":
+                counts.skip("import_only: imported before, never overwritten")
+                continue
+            rejection = refused.get(record.key)
+            if rejection is not None and not rejection[1] and rejection[0] == record.hash:
+                counts.skip("rejected before and unchanged")
+                continue
+            if kind.is_event:
+                counts.events += 1
+            elif before is None:
+                counts.creates += 1
+            else:
+                counts.updates += 1
+                record.is_update = True
+                if partial:
+                    record.changed = changed_fields(_decoded(before[1]), record.payload)
+            to_send.append(record)
+        batches = self.pack(kind, to_send)
+        counts.min_requests = self.min_requests(kind, batches)
+        if self.dry_run:
+            counts.batches = len(batches)
+            if batches:
+                first = batches[0][: self.mapping.sample_size]
+                request = self.adapter.build_request(kind, [w for _, ws, _ in first for w in ws],
+                                                     [r for g, _, _ in first for r in g], self._options())
+                self.result.sample[kind.name] = json.loads(request.body) if request.body else None
+            return
+        self.send_all(kind, batches, counts)
+
+    def _options(self) -> dict:
+        return {"backfill": self.backfill, "mode": self.mode}
+
+    def pack(self, kind: Kind, records: list[Record]) -> list[list[tuple[list[Record], list[dict], int]]]:
+        """Batches of groups [(records, wire objects, bytes)], each within the kind's limits.
+        A group that does not fit waits for the next batch while later, smaller groups fill this one."""
+        groups: dict[tuple, list[Record]] = {}
+        if kind.group_by:
+            for r in records:
+                groups.setdefault(r.group, []).append(r)
+            group_list = list(groups.values())
+        else:
+            group_list = [[r] for r in records]
+        limit_n, limit_b = kind.max_records, kind.max_bytes - self.adapter.envelope_bytes(kind)
+        units = []
+        for group in group_list:
+            for i in range(0, len(group), limit_n):  # a group over the count limit is cut
+                part = group[i:i + limit_n]
+                wires = self.adapter.wire(kind, part)
+                size = sum(len(encode(w)) + 1 for w in wires)
+                units.append((part, wires, size))
+        batches, current, n, b = [], [], 0, 0
+        waiting: list = []
+        for unit in units:
+            if unit[2] > limit_b:  # one object over the byte limit: sent alone, the API will say
+                batches.append([unit])
+                continue
+            if n + len(unit[0]) <= limit_n and b + unit[2] <= limit_b:
+                current.append(unit)
+                n, b = n + len(unit[0]), b + unit[2]
+            else:
+                waiting.append(unit)
+            if n == limit_n or (waiting and len(waiting) > 64):
+                batches.append(current)
+                current, n, b = [], 0, 0
+                while waiting and n + len(waiting[0][0]) <= limit_n and b + waiting[0][2] <= limit_b:
+                    u = waiting.pop(0)
+                    current.append(u)
+                    n, b = n + len(u[0]), b + u[2]
+        while waiting:
+            if current and (n + len(waiting[0][0]) > limit_n or b + waiting[0][2] > limit_b):
+                batches.append(current)
+                current, n, b = [], 0, 0
+            u = waiting.pop(0)
+            current.append(u)
+            n, b = n + len(u[0]), b + u[2]
+        if current:
+            batches.append(current)
+        return batches
+
+    def min_requests(self, kind: Kind, batches) -> int:
+        records = sum(len(g) for batch in batches for g, _, _ in batch)
+        size = sum(s for batch in batches for _, _, s in batch)
+        limit_b = kind.max_bytes - self.adapter.envelope_bytes(kind)
+        return max(math.ceil(records / kind.max_records), math.ceil(size / limit_b)) if records else 0
+
+    # -- 5. send ----------------------------------------------------------------------------------
+    def send_all(self, kind: Kind, batches, counts: KindCounts) -> None:
+        total = sum(len(g) for batch in batches for g, _, _ in batch)
+        started = last = time.perf_counter()
+        done = 0
+        for batch in batches:
+            records = [r for g, _, _ in batch for r in g]
+            wires = [w for _, ws, _ in batch for w in ws]
+            self.send(kind, records, wires, sum(s for _, _, s in batch), counts)
+            done += len(records)
+            now = time.perf_counter()
+            if now - last >= self.progress_seconds:
+                last = now
+                log.info("%s %s: %d/%d records, %d requests, %.0f records/s, rejected %d so far",
+                         self.dest, kind.name, done, total, counts.requests, done / max(now - started, 1e-9),
+                         counts.rejected)
+
+    def send(self, kind: Kind, records: list[Record], wires: list[dict], size: int, counts: KindCounts) -> None:
+        self.seq += 1
+        batch_id = f"{kind.name}-{self.token}-{self.seq:05d}"
+        with _write(self.engine) as conn:
+            ledger.mark_pending(conn, self.dest, self.run_id, batch_id, kind.name, [r.key for r in records], size)
+        request = self.adapter.build_request(kind, wires, records, self._options())
+        counts.requests += 1
+        counts.batches += 1
+        once = not self.adapter.idempotent(kind) and self.mapping.non_idempotent_policy == "at_most_once"
+        try:
+            answer, sent = self.transport.retry_read(
+                request, lambda response: self.adapter.read_answer(kind, records, response),
+                resend_unreadable=not once)
+            while answer.job is not None:
+                job = answer.job
+                time.sleep(job.wait)
+                counts.polls += 1
+                answer, sent = self.transport.retry_read(
+                    job.request, lambda response, job=job: self.adapter.read_job(kind, records, job, response))
+        except Unreadable as exc:
+            self._uncertain(kind, batch_id, records, exc)
+            return
+        except GaveUp as exc:
+            self._settle(kind, batch_id, records, "failed", exc.status, exc.attempts, 0,
+                         [Rejected(f"not delivered: {exc}", exc.status, retryable=True, index=i)
+                          for i in range(len(records))], None, counts, error=str(exc), failed=True)
+            log.error("%s %s: batch %s of %d records not delivered (%s); they are retried on the next run",
+                      self.dest, kind.name, batch_id, len(records), exc)
+            return
+        status = sent.response.status
+        if answer.whole is not None and answer.split and len(records) > 1 and self.adapter.split_on_refusal(kind):
+            self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, [], answer.job_id, counts,
+                         error=f"refused as a whole ({answer.whole.reason}); split in two and sent again")
+            half = len(records) // 2
+            for part in (records[:half], records[half:]):
+                part_wires = self.adapter.wire(kind, part)
+                self.send(kind, part, part_wires, sum(len(encode(w)) + 1 for w in part_wires), counts)
+            return
+        if answer.whole is not None:
+            rejected = [Rejected(answer.whole.reason, answer.whole.http_status or status, answer.whole.retryable, i)
+                        for i in range(len(records))]
+        else:
+            rejected = [r if r.http_status else Rejected(r.reason, status, r.retryable, r.index) for r in answer.rejected]
+        self._settle(kind, batch_id, records, "delivered" if answer.whole is None else "failed", status,
+                     sent.attempts, sent.ms, rejected, answer.job_id, counts)
+
+    def _uncertain(self, kind: Kind, batch_id: str, records: list[Record], exc: Unreadable) -> None:
+        """An answer that cannot be read, for a kind sent at most once: the destination may hold the
+        records; they are marked delivered-uncertain and the batch reported, not resent."""
+        if self.before_settle is not None:
+            self.before_settle(batch_id)
+        with _write(self.engine) as conn:
+            ledger.record_delivered(conn, self.dest, kind.name, self.run_id,
+                                    [{"object_key": r.key, "payload_hash": r.hash} for r in records],
+                                    batch_id=batch_id, uncertain=True)
+            ledger.close_pending(conn, self.dest, self.run_id, batch_id, "uncertain",
+                                 f"{exc}; policy at_most_once: not resent")
+        self.result.uncertain_batches.append(batch_id)
+        log.warning("%s %s: batch %s of %d records got an unreadable answer (%s); policy at_most_once: marked "
+                    "uncertain, not resent", self.dest, kind.name, batch_id, len(records), exc)
+
+    def _settle(self, kind: Kind, batch_id: str, records: list[Record], status: str, http_status, attempts: int,
+                ms: int, rejected: list[Rejected], job_id, counts: KindCounts, *, error: str | None = None,
+                failed: bool = False) -> None:
+        if self.before_settle is not None:
+            self.before_settle(batch_id)
+        refused = {r.index: r for r in rejected if r.index is not None and 0 <= r.index < len(records)}
+        delivered_rows, rejected_rows = [], []
+        splitting = status == "failed" and not rejected
+        for i, record in enumerate(records):
+            rej = refused.get(i)
+            if rej is not None:
+                rejected_rows.append({"object_key": record.key, "payload_hash": record.hash, "reason": rej.reason,
+                                      "http_status": rej.http_status, "retryable": rej.retryable})
+            elif not splitting:
+                delivered_rows.append({"object_key": record.key, "payload_hash": record.hash,
+                                       "payload": None if kind.is_event else encode(record.payload).decode()})
+        with _write(self.engine) as conn:
+            ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
+                          attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
+                          rejected_rows=rejected_rows, job_id=job_id, error=error)
+        counts.sent += len(delivered_rows)
+        if failed:
+            counts.failed += len(rejected_rows)
+        else:
+            counts.rejected += len(rejected_rows)

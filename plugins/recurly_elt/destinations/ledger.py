@@ -1,0 +1,241 @@
+"""The load ledger, in the warehouse: what each destination holds, every request, every rejected row
+and one row per run and destination. Columns are documented in docs/destinations.md.
+
+  load_delivered   (destination, kind, object_key): the hash of the payload last delivered (and,
+                   for objects, the payload itself, to send only changed fields), when, which run;
+                   `uncertain` marks events of a batch whose answer was lost (at-most-once policy)
+  load_requests    (destination, run_id, batch_id): one row per request, written `pending` and
+                   committed before it is sent, settled `delivered` / `failed` / `uncertain` after
+  load_rejections  (destination, kind, object_key): rows refused or set aside, with the reason; a
+                   row leaves the table when it is delivered
+  load_run_log     (run_id, destination): counts of one delivery run (dry runs included)
+
+A batch's outcome is written in one transaction: the request row, the delivered keys and the
+rejections, so the ledger never says more or less than the destination answered.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+
+DELIVERED = sa.Table(
+    "load_delivered", METADATA,
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("kind", sa.Text(), primary_key=True),
+    sa.Column("object_key", sa.Text(), primary_key=True),
+    sa.Column("payload_hash", sa.Text(), nullable=False),
+    sa.Column("payload", sa.Text()),                      # objects: the JSON delivered; events: NULL
+    sa.Column("delivered_at", sa.DateTime(), nullable=False),
+    sa.Column("run_id", sa.Text(), nullable=False),
+    sa.Column("uncertain", sa.Boolean(), nullable=False, default=False),
+    sa.Column("batch_id", sa.Text()),
+)
+
+REQUESTS = sa.Table(
+    "load_requests", METADATA,
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("run_id", sa.Text(), primary_key=True),
+    sa.Column("batch_id", sa.Text(), primary_key=True),
+    sa.Column("kind", sa.Text(), nullable=False),
+    sa.Column("records", sa.Integer(), nullable=False),
+    sa.Column("bytes", sa.Integer()),
+    sa.Column("status", sa.Text(), nullable=False),       # pending | delivered | failed | uncertain
+    sa.Column("http_status", sa.Integer()),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Column("ms", sa.Integer()),
+    sa.Column("sent_at", sa.DateTime(), nullable=False),
+    sa.Column("finished_at", sa.DateTime()),
+    sa.Column("delivered", sa.Integer()),
+    sa.Column("rejected", sa.Integer()),
+    sa.Column("object_keys", sa.Text(), nullable=False),  # JSON list: what the batch carried
+    sa.Column("job_id", sa.Text()),                       # asynchronous APIs: the destination's job
+    sa.Column("error", sa.Text()),
+)
+
+REJECTIONS = sa.Table(
+    "load_rejections", METADATA,
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("kind", sa.Text(), primary_key=True),
+    sa.Column("object_key", sa.Text(), primary_key=True),
+    sa.Column("payload_hash", sa.Text()),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("http_status", sa.Integer()),
+    sa.Column("retryable", sa.Boolean(), nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("run_id", sa.Text(), nullable=False),
+)
+
+RUN_COUNTERS = ("considered", "unchanged", "creates", "updates", "events", "sent", "rejected", "skipped",
+                "requests", "polls", "status_429", "retries", "uncertain_batches")
+
+RUN_LOG = sa.Table(
+    "load_run_log", METADATA,
+    sa.Column("run_id", sa.Text(), primary_key=True),
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("mode", sa.Text(), nullable=False),
+    sa.Column("dry_run", sa.Boolean(), nullable=False),
+    sa.Column("backfill", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.Text(), nullable=False),       # running | success | incomplete | failed
+    *(sa.Column(c, sa.Integer(), nullable=False, default=0) for c in RUN_COUNTERS),
+    sa.Column("seconds", sa.Float()),
+    sa.Column("kinds", sa.Text()),                        # JSON: the counts per kind
+    sa.Column("uncertain_batch_ids", sa.Text()),          # JSON list
+    sa.Column("sample", sa.Text()),                       # dry run: JSON {kind: [request bodies]}
+    sa.Column("started_at", sa.DateTime(), nullable=False),
+    sa.Column("finished_at", sa.DateTime()),
+    sa.Column("error", sa.Text()),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ensure_ledger(engine: sa.Engine) -> None:
+    METADATA.create_all(engine)
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], update: Iterable[str]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
+    conn.execute(stmt, rows)
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+def delivered(conn: sa.Connection, destination: str, kind: str) -> dict[str, tuple[str, str | None]]:
+    """{object_key: (payload_hash, payload JSON or None)} of one destination and kind."""
+    t = DELIVERED
+    rows = conn.execute(sa.select(t.c.object_key, t.c.payload_hash, t.c.payload)
+                        .where(t.c.destination == destination, t.c.kind == kind))
+    return {k: (h, p) for k, h, p in rows}
+
+
+def rejections(conn: sa.Connection, destination: str, kind: str) -> dict[str, tuple[str | None, bool]]:
+    """{object_key: (payload_hash, retryable)} of the rows currently rejected."""
+    t = REJECTIONS
+    rows = conn.execute(sa.select(t.c.object_key, t.c.payload_hash, t.c.retryable)
+                        .where(t.c.destination == destination, t.c.kind == kind))
+    return {k: (h, bool(r)) for k, h, r in rows}
+
+
+def pending_batches(conn: sa.Connection, destination: str) -> list[dict]:
+    """Requests of earlier runs still `pending`: their answer never reached the ledger."""
+    t = REQUESTS
+    rows = conn.execute(sa.select(t).where(t.c.destination == destination, t.c.status == "pending")
+                        .order_by(t.c.sent_at, t.c.batch_id)).mappings()
+    return [dict(r) for r in rows]
+
+
+# -- writes --------------------------------------------------------------------------------------
+
+def start_run(conn: sa.Connection, run_id: str, destination: str, mode: str, dry_run: bool,
+              backfill: bool) -> None:
+    row = {"run_id": run_id, "destination": destination, "mode": mode, "dry_run": dry_run,
+           "backfill": backfill, "status": "running", **{c: 0 for c in RUN_COUNTERS}, "seconds": 0.0,
+           "kinds": None, "uncertain_batch_ids": None, "sample": None, "started_at": utcnow(),
+           "finished_at": None, "error": None}
+    _upsert(conn, RUN_LOG, [row], [c for c in row if c not in ("run_id", "destination")])
+
+
+def finish_run(conn: sa.Connection, run_id: str, destination: str, *, status: str, counts: dict[str, int],
+               seconds: float, kinds: dict, uncertain: list[str], sample: dict | None, error: str | None) -> None:
+    t = RUN_LOG
+    conn.execute(t.update().where(t.c.run_id == run_id, t.c.destination == destination).values(
+        status=status, seconds=round(seconds, 3), kinds=json.dumps(kinds, sort_keys=True),
+        uncertain_batch_ids=json.dumps(uncertain), sample=json.dumps(sample) if sample is not None else None,
+        finished_at=utcnow(), error=error, **{c: int(counts.get(c, 0)) for c in RUN_COUNTERS}))
+
+
+def mark_pending(conn: sa.Connection, destination: str, run_id: str, batch_id: str, kind: str,
+                 keys: list[str], size: int) -> None:
+    conn.execute(REQUESTS.insert().values(
+        destination=destination, run_id=run_id, batch_id=batch_id, kind=kind, records=len(keys), bytes=size,
+        status="pending", attempts=0, sent_at=utcnow(), object_keys=json.dumps(keys)))
+
+
+def settle(conn: sa.Connection, destination: str, run_id: str, batch_id: str, *, status: str,
+           http_status: int | None, attempts: int, ms: int, kind: str, delivered_rows: list[dict],
+           rejected_rows: list[dict], job_id: str | None = None, error: str | None = None) -> None:
+    """Write one batch's outcome: the request row, delivered keys, rejections (one transaction:
+    the caller's)."""
+    now = utcnow()
+    t = REQUESTS
+    conn.execute(t.update().where(t.c.destination == destination, t.c.run_id == run_id,
+                                  t.c.batch_id == batch_id).values(
+        status=status, http_status=http_status, attempts=attempts, ms=ms, finished_at=now,
+        delivered=len(delivered_rows), rejected=len(rejected_rows), job_id=job_id, error=error))
+    record_delivered(conn, destination, kind, run_id, delivered_rows, batch_id=batch_id, now=now)
+    record_rejections(conn, destination, kind, run_id, rejected_rows, now=now)
+
+
+def record_delivered(conn: sa.Connection, destination: str, kind: str, run_id: str, rows: list[dict], *,
+                     batch_id: str | None = None, uncertain: bool = False, now: datetime | None = None) -> None:
+    """rows: {object_key, payload_hash, payload}. Delivered keys leave load_rejections."""
+    if not rows:
+        return
+    now = now or utcnow()
+    _upsert(conn, DELIVERED, [{"destination": destination, "kind": kind, "object_key": r["object_key"],
+                               "payload_hash": r["payload_hash"], "payload": r.get("payload"),
+                               "delivered_at": now, "run_id": run_id, "uncertain": uncertain,
+                               "batch_id": batch_id} for r in rows],
+            ["payload_hash", "payload", "delivered_at", "run_id", "uncertain", "batch_id"])
+    t = REJECTIONS
+    keys = [r["object_key"] for r in rows]
+    for i in range(0, len(keys), 500):
+        conn.execute(t.delete().where(t.c.destination == destination, t.c.kind == kind,
+                                      t.c.object_key.in_(keys[i:i + 500])))
+
+
+def record_rejections(conn: sa.Connection, destination: str, kind: str, run_id: str, rows: list[dict], *,
+                      now: datetime | None = None) -> None:
+    """rows: {object_key, payload_hash, reason, http_status, retryable}; repeats add an attempt and
+    move last_seen_at, first_seen_at stays."""
+    if not rows:
+        return
+    now = now or utcnow()
+    t = REJECTIONS
+    keys = [r["object_key"] for r in rows]
+    seen: dict[str, tuple[datetime, int]] = {}
+    for i in range(0, len(keys), 500):
+        for k, first, attempts in conn.execute(sa.select(t.c.object_key, t.c.first_seen_at, t.c.attempts).where(
+                t.c.destination == destination, t.c.kind == kind, t.c.object_key.in_(keys[i:i + 500]))):
+            seen[k] = (first, attempts)
+    out = []
+    for r in rows:
+        first, attempts = seen.get(r["object_key"], (now, 0))
+        out.append({"destination": destination, "kind": kind, "object_key": r["object_key"],
+                    "payload_hash": r.get("payload_hash"), "reason": r["reason"][:2000],
+                    "http_status": r.get("http_status"), "retryable": bool(r.get("retryable")),
+                    "first_seen_at": first, "last_seen_at": now, "attempts": attempts + 1, "run_id": run_id})
+    _upsert(conn, REJECTIONS, out, ["payload_hash", "reason", "http_status", "retryable", "last_seen_at",
+                                    "attempts", "run_id"])
+
+
+def close_pending(conn: sa.Connection, destination: str, run_id: str, batch_id: str, status: str,
+                  error: str) -> None:
+    t = REQUESTS
+    conn.execute(t.update().where(t.c.destination == destination, t.c.run_id == run_id,
+                                  t.c.batch_id == batch_id).values(status=status, error=error,
+                                                                    finished_at=utcnow()))
+
+
+def run_row(conn: sa.Connection, run_id: str, destination: str) -> dict[str, Any] | None:
+    t = RUN_LOG
+    row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.destination == destination)).mappings().first()
+    return dict(row) if row else None

@@ -1,0 +1,236 @@
+"""Warehouse rows -> mapped records: one per object or event, with its key, payload and payload hash.
+
+The payload holds exactly the mapped fields under their destination names, converted once by the
+field types of mapping.py; the hash (128-bit BLAKE2b of the payload's canonical JSON: keys sorted,
+decimals written as they are) is what change detection compares with the ledger. A row whose key
+is empty or null is not a record: it is set aside with the reason and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from recurly_elt.destinations.mapping import Children, Field, Kind
+
+ENCODER = None  # msgspec encoder, created on first use (no import-time cost)
+
+
+def encode(value: Any) -> bytes:
+    """Canonical JSON bytes: keys sorted, Decimal written exactly as a number."""
+    global ENCODER
+    if ENCODER is None:
+        import msgspec
+
+        ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
+    return ENCODER.encode(value)
+
+
+def payload_hash(payload: Any) -> str:
+    return hashlib.blake2b(encode(payload), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Record:
+    key: str
+    payload: dict                    # destination name -> JSON value: what is diffed
+    hash: str
+    identity: dict = field(default_factory=dict)  # events: who it is about (sent, not diffed)
+    group: tuple = ()                # records with the same group travel in one request
+    name: str | None = None          # events: the destination's event or metric name
+    time: datetime | None = None     # events: when it happened (naive UTC)
+    backfill: bool = False           # events: historical, sent with the API's marker
+    changed: dict | None = None      # objects: only the fields that changed since last delivered
+    is_update: bool = False          # objects: the key was delivered before
+
+
+@dataclass
+class SetAside:
+    key: str
+    reason: str
+    payload: dict | None = None
+
+
+@dataclass
+class Selection:
+    records: list[Record]
+    set_aside: list[SetAside]
+    considered: int
+    held_historical: int = 0         # events older than the age limit, not asked for
+
+
+# -- value conversion -------------------------------------------------------------------------
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value)
+        dt = datetime.fromisoformat(text[:-1] if text.endswith("Z") else text)
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt
+
+
+def iso_utc(value: Any) -> str:
+    return _timestamp(value).isoformat(timespec="seconds") + "Z"
+
+
+def _date(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return date.fromisoformat(str(value)[:10]).isoformat()
+
+
+def _money(places: int) -> Callable[[Any], Decimal]:
+    quantum = Decimal(1).scaleb(-places)
+
+    def convert(value: Any) -> Decimal:
+        # repr() of a float is the shortest text that reads back as the same float: the decimal
+        # the warehouse stored, not the binary approximation's expansion.
+        exact = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+        return exact.quantize(quantum, rounding=ROUND_HALF_UP)
+
+    return convert
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return value
+    return Decimal(str(value))
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "text": str,
+    "integer": int,
+    "number": _number,
+    "boolean": bool,
+    "timestamp": iso_utc,
+    "date": _date,
+    "json": lambda v: json.loads(v) if isinstance(v, str) else v,
+}
+
+
+def converter(f: Field) -> Callable[[Any], Any]:
+    convert = _money(f.places) if f.type == "money" else CONVERTERS[f.type]
+
+    def apply(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and value != value):  # NULL or NaN
+            return None
+        try:
+            return convert(value)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise ValueError(f"column {f.column} value {value!r} is not a valid {f.type}: {exc}") from None
+
+    return apply
+
+
+def _mapper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:
+    plan = [(f.name, f.column, converter(f)) for f in fields]
+    return lambda row: {name: conv(row[col]) for name, col, conv in plan}
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dict]:
+    statement = sa.text(sql)
+    if params:
+        statement = statement.bindparams(*(sa.bindparam(k, type_=sa.DateTime()) for k, v in params.items()
+                                           if isinstance(v, datetime)))
+    return [dict(r) for r in conn.execute(statement, params or {}).mappings()]
+
+
+def _children(conn: sa.Connection, child: Children) -> dict[tuple, list]:
+    """The child rows of `child`, mapped, grouped by their join columns (in the source's order)."""
+    one = converter(child.value) if child.value else None
+    mapped = _mapper(child.fields)
+    out: dict[tuple, list] = {}
+    for row in _rows(conn, child.source):
+        join_key = tuple(str(row[c]) for _, c in child.join)
+        out.setdefault(join_key, []).append(one(row[child.value.column]) if one else mapped(row))
+    return out
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int, backfill: bool,
+           exclude_delivered: tuple[str, str] | None = None) -> Selection:
+    """Read the kind's source rows and map them into records.
+
+    Events: only names listed in `event_names`; events older than `max_age_days` before `now`
+    are left out (counted as held back) unless `backfill`, when they are marked as backfilled.
+    `exclude_delivered=(destination, kind)` leaves out events the ledger already holds, in SQL
+    (an anti-join on its primary key), so a daily run does not read the whole event history.
+    """
+    params: dict[str, Any] = {}
+    where: list[str] = []
+    sql = kind.source
+    if kind.is_event:
+        names = ", ".join("'" + n.replace("'", "''") + "'" for n in kind.event_names)
+        where.append(f"s.{kind.event_name} IN ({names})")
+        if exclude_delivered:
+            params.update(dest=exclude_delivered[0], kind=exclude_delivered[1])
+            where.append("NOT EXISTS (SELECT 1 FROM load_delivered d WHERE d.destination = :dest "
+                         f"AND d.kind = :kind AND d.object_key = s.{kind.key})")
+    cutoff = now - timedelta(days=max_age_days)
+    held = 0
+    if where:
+        base = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
+        if kind.is_event and not backfill:
+            held_row = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({base}) h WHERE h.{kind.time} < :cutoff")
+                                    .bindparams(sa.bindparam("cutoff", type_=sa.DateTime())),
+                                    {**params, "cutoff": cutoff}).scalar()
+            held = int(held_row or 0)
+            base = f"SELECT * FROM ({base}) r WHERE r.{kind.time} >= :cutoff"
+            params["cutoff"] = cutoff
+        sql = base
+    rows = _rows(conn, sql, params)
+    lists = [(c, _children(conn, c)) for c in kind.children]
+    mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
+    records: list[Record] = []
+    set_aside: list[SetAside] = []
+    for row in rows:
+        key = row.get(kind.key)
+        if _is_missing(key):
+            set_aside.append(SetAside(f"(no {kind.key}) {_describe(row)}", f"missing key: column {kind.key} is empty"))
+            continue
+        key = str(key)
+        try:
+            payload = mapped(row)
+            for child, groups in lists:
+                payload[child.name] = groups.get(tuple(str(row[p]) for p, _ in child.join), [])
+            who = identity(row)
+        except ValueError as exc:
+            set_aside.append(SetAside(key, f"unmappable row: {exc}"))
+            continue
+        record = Record(key=key, payload=payload, hash="", identity=who,
+                        group=tuple(row[c] for c in kind.group_by))
+        if kind.is_event:
+            at = _timestamp(row[kind.time])
+            record.name = kind.event_names[row[kind.event_name]]
+            record.time = at
+            record.backfill = at < cutoff
+            payload = {"name": record.name, "time": iso_utc(at), "properties": payload, **who}
+            missing = [n for n, v in who.items() if _is_missing(v)]
+            if missing:
+                set_aside.append(SetAside(key, f"missing identity {', '.join(missing)} for event {record.name}"))
+                continue
+        record.hash = payload_hash(payload)
+        records.append(record)
+    return Selection(records=records, set_aside=set_aside, considered=len(rows), held_historical=held)
+
+
+def _describe(row: dict) -> str:
+    """Names a keyless row in the ledger by its first two columns (sources start with site and id)."""
+    shown = [f"{k}={v}" for k, v in list(row.items())[:2]]
+    return ", ".join(shown) or "empty row"

@@ -1,0 +1,262 @@
+"""The HTTP side every fake destination shares: loopback server, rate limit, faults, state endpoint.
+
+One API request goes through, in order:
+  control      /_fake/state (GET: what the fake holds), /_fake/reset (POST), /_fake/faults (PUT,
+               body = a fault spec) and /_fake/reject (PUT, body = a share): no key, never
+               limited or faulted
+  auth         the app checks its vendor's header                                   -> 401
+  rate limit   the sandbox's sliding window (sandbox/ratelimit.py), vendor headers  -> 429
+  faults       the sandbox's seeded faults (sandbox/faults.py): 5xx, storm (429), slow, drop
+               (the connection closed before the request is applied), malformed (a truncated
+               body; the request *was* applied, as when a proxy cuts an answer)
+  app          the vendor's own validation and answer
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from recurly_elt.sandbox.faults import NO_FAULT, FaultInjector, FaultSpec
+from recurly_elt.sandbox.ratelimit import Decision, SlidingWindowLimiter
+
+CONTROL = "/_fake/"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: dict | None = None
+    content_type: str = "application/json"
+
+
+def json_reply(status: int, payload, **kw) -> Reply:
+    return Reply(status, json.dumps(payload).encode() if payload is not None else b"", **kw)
+
+
+def parse_rate_limit(spec: str | None) -> SlidingWindowLimiter:
+    """`N/S` = N requests per S seconds (sliding window), `N` = N per minute, empty or 0 = off."""
+    text = (spec or "").strip()
+    if not text or text == "0":
+        return SlidingWindowLimiter(0)
+    count, _, seconds = text.partition("/")
+    try:
+        n, window = int(count), float(seconds or 60)
+        if n <= 0 or window <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bad --rate-limit {spec!r}: expected N/SECONDS (e.g. 3000/3) or N per minute") from None
+    limiter = SlidingWindowLimiter(math.ceil(n * 60 / window), window)
+    limiter.capacity = n  # exactly N in the window, whatever the per-minute rounding
+    return limiter
+
+
+class App:
+    """A vendor API. Subclasses implement authenticate, rate_headers, handle and state."""
+
+    name = "fake"
+
+    def __init__(self, api_key: str, seed: int = 42, reject: float = 0.0):
+        self.api_key, self.seed, self.reject = api_key, seed, reject
+        self.lock = threading.Lock()  # requests change state one at a time, as a log would
+
+    def authenticate(self, headers) -> Reply | None:
+        raise NotImplementedError
+
+    def rate_headers(self, decision: Decision) -> dict[str, str]:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> Reply:
+        raise NotImplementedError
+
+    def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0, limiter: SlidingWindowLimiter | None = None,
+                 faults: str = "", seed: int = 42):
+        self.app = app
+        self.limiter = limiter or SlidingWindowLimiter(0)
+        self.seed = seed
+        self.set_faults(faults)
+        self.statuses: Counter[int] = Counter()
+        self.fault_counts: Counter[str] = Counter()
+        self._thread: threading.Thread | None = None
+        super().__init__((host, port), Handler)
+
+    def set_faults(self, spec: str) -> None:
+        self.faults = FaultInjector(FaultSpec.parse(spec), seed=self.seed)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
+
+    def start(self) -> "FakeServer":
+        self.set_faults(str(self.faults.spec))  # storm periods count from when serving starts
+        self._thread = threading.Thread(target=self.serve_forever, name=f"fake-{self.app.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.server_close()
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stats(self) -> dict:
+        return {"requests": sum(self.statuses.values()), "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "faults": dict(self.fault_counts), "fault_spec": str(self.faults.spec),
+                "rate_limit": {"capacity": self.limiter.capacity, "window_s": self.limiter.window}
+                if self.limiter.enabled else None}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-destination"
+    sys_version = ""
+    timeout = 300
+    server: FakeServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._write(400, {"Content-Type": "text/plain"}, b"bad Content-Length")
+            return
+        body = self.rfile.read(length) if length else b""
+        if split.path.startswith(CONTROL):
+            self._write(*self._control(method, split.path[len(CONTROL):].strip("/"), body))
+            return
+        app, server = self.server.app, self.server
+        headers: dict[str, str] = {}
+        fault = NO_FAULT
+        try:
+            reply = app.authenticate(self.headers)
+            if reply is None:
+                decision = server.limiter.acquire()
+                headers.update(app.rate_headers(decision))
+                if not decision.allowed:
+                    reply = app.error(429, "Too many requests: retry after the rate limit resets.")
+                    headers["Retry-After"] = str(max(1, decision.reset - int(time.time())))
+            if reply is None:
+                fault = server.faults.decide()
+                if fault.kind:
+                    server.fault_counts[fault.kind] += 1
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.kind == "storm":
+                    wait = max(1, math.ceil(fault.storm_ends - time.time()))
+                    headers.update(app.rate_headers(Decision(False, server.limiter.capacity or 1, 0,
+                                                             math.ceil(fault.storm_ends))))
+                    headers["Retry-After"] = str(wait)
+                    reply = app.error(429, "Too many requests (storm): retry later.")
+                elif fault.kind == "5xx":
+                    reply = app.error(fault.status, "The service is temporarily unavailable.")
+                elif fault.kind == "drop":  # closed before the request is applied
+                    server.statuses[0] += 1
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+            if reply is None:
+                with app.lock:
+                    reply = app.handle(method, split.path, dict(parse_qsl(split.query)), self.headers, body)
+        except Exception:  # a bug in the fake: say so, answer 500, keep serving
+            traceback.print_exc()
+            reply = app.error(500, f"the fake failed on {method} {split.path}")
+        server.statuses[reply.status] += 1
+        headers.update(reply.headers or {})
+        if reply.body:
+            headers["Content-Type"] = reply.content_type
+        data = reply.body
+        if fault.kind == "malformed" and data:
+            data = data[: max(1, len(data) // 2)]
+        self._write(reply.status, headers, data)
+
+    def _control(self, method: str, route: str, body: bytes) -> tuple[int, dict, bytes]:
+        server, app = self.server, self.server.app
+        ctype = {"Content-Type": "application/json"}
+        try:
+            if (method, route) == ("GET", "state"):
+                with app.lock:
+                    state = {**app.state(), "server": server.stats()}
+                return 200, ctype, json.dumps(state).encode()
+            if (method, route) == ("POST", "reset"):
+                with app.lock:
+                    app.reset()
+                server.statuses.clear()
+                server.fault_counts.clear()
+                return 200, ctype, b'{"reset": true}'
+            if (method, route) == ("PUT", "faults"):
+                server.set_faults(body.decode().strip())
+                return 200, ctype, json.dumps({"faults": str(server.faults.spec)}).encode()
+            if (method, route) == ("PUT", "reject"):
+                share = float(body.decode().strip() or 0)
+                if not 0 <= share <= 1:
+                    raise ValueError("a share is between 0 and 1")
+                app.reject = share
+                return 200, ctype, json.dumps({"reject": share}).encode()
+        except ValueError as exc:
+            return 400, ctype, json.dumps({"error": str(exc)}).encode()
+        return 404, ctype, json.dumps({"error": f"no control endpoint {method} /_fake/{route}"}).encode()
+
+    def _write(self, status: int, headers: dict, body: bytes) -> None:
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}", f"Server: {self.server_version}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:
+            self.close_connection = True
