@@ -200,3 +200,12 @@ def test_the_load_ledger_is_shown_as_it_is(warehouse_url, auth_manager):
     summary = client.get("/api/dags/recurly_daily_sync/runs/r2/summary", headers=headers).json()
     assert [r["destination"] for r in summary["deliveries"]["runs"]["rows"]] == ["klaviyo"]
     ro.dispose()
+
+
+def test_sites_and_the_reporting_currency_of_the_transform(client, admin_headers):
+    from recurly_elt.transform.config import TransformConfig
+
+    body = get(client, admin_headers, "/api/sites")
+    assert body == {"sites": sorted(KEYS), "reporting_currency": TransformConfig.load().reporting_currency}
+    assert f"MRR per site over time ({body['reporting_currency']})" in client.get("/revenue",
+                                                                                   headers=admin_headers).text
