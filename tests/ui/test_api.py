@@ -161,7 +161,10 @@ def test_the_run_summary_is_that_runs_rows(client, admin_headers):
     body = get(client, admin_headers, f"/api/dags/recurly_daily_sync/runs/{DAILY_RUN}/summary")
     assert body["extraction"]["rows"] and {r["run_id"] for r in body["extraction"]["rows"]} == {DAILY_RUN}
     assert {r["run_id"] for r in body["checks"]["rows"]} == {DAILY_RUN}
-    assert client.get(f"/api/dags/some_other_dag/runs/{DAILY_RUN}/summary", headers=admin_headers).status_code == 403
+    other = client.get(f"/api/dags/some_other_dag/runs/{DAILY_RUN}/summary", headers=admin_headers)
+    assert other.status_code == 404 and "not a Recurly DAG" in other.json()["detail"]
+    page = client.get(f"/sync-summary/some_other_dag/{DAILY_RUN}", headers=admin_headers)
+    assert page.status_code == 404 and 'id="error"' in page.text and "not a Recurly DAG" in page.text
 
 
 def test_the_load_ledger_is_shown_as_it_is(warehouse_url, auth_manager):
