@@ -212,3 +212,13 @@ def test_sites_and_the_reporting_currency_of_the_transform(client, admin_headers
     assert body == {"sites": sorted(KEYS), "reporting_currency": TransformConfig.load().reporting_currency}
     assert f"MRR per site over time ({body['reporting_currency']})" in client.get("/revenue",
                                                                                    headers=admin_headers).text
+
+
+def test_timestamps_read_the_same_on_both_databases(client, admin_headers):
+    import re
+
+    rows = get(client, admin_headers, "/api/runs/extraction")["rows"]
+    stamps = [r["started_at"] for r in rows] + [r["window_end"] for r in rows if r["window_end"]]
+    assert stamps and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s) for s in stamps), stamps[:3]
+    order = [(r["run_id"], r["site"], r["resource"]) for r in rows]
+    assert order == sorted(order, key=lambda k: (k[0] != DAILY_RUN, k[1], k[2]))  # newest run first
