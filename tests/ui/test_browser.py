@@ -227,3 +227,20 @@ def test_sync_summary_tab_of_the_run(browser, stack, warehouse, screenshots):
     [(records,)] = q(warehouse, "SELECT SUM(records) FROM extract_run_log WHERE run_id = :r", r=run_id)
     assert number(metric(browser, "#run-totals")[0].text) == records > 0
     assert console_errors(browser) == []
+
+
+def test_the_live_server_refuses_every_plugin_route_without_airflows_token(browser):
+    """The same routes as tests/ui/test_security.py, against the real API server this time."""
+    import requests
+
+    from .routes import plugin_routes
+
+    token = browser.get_cookie("_token")["value"]
+    for method, url in plugin_routes():
+        plain = requests.request(method, browser.base + "/recurly" + url, allow_redirects=False, timeout=30)
+        assert plain.status_code == 401, f"{method} {url}: {plain.status_code}"
+        forged = requests.request(method, browser.base + "/recurly" + url, allow_redirects=False, timeout=30,
+                                  headers={"Authorization": f"Bearer {token[:-4]}AAAA"})
+        assert forged.status_code in (401, 403), f"{method} {url}: {forged.status_code}"
+    served = requests.get(browser.base + "/recurly/api/sites", cookies={"_token": token}, timeout=30)
+    assert served.status_code == 200 and served.json()["sites"] == sorted(SANDBOX_KEYS)
