@@ -222,3 +222,20 @@ def test_timestamps_read_the_same_on_both_databases(client, admin_headers):
     assert stamps and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s) for s in stamps), stamps[:3]
     order = [(r["run_id"], r["site"], r["resource"]) for r in rows]
     assert order == sorted(order, key=lambda k: (k[0] != DAILY_RUN, k[1], k[2]))  # newest run first
+
+
+def test_an_unreachable_warehouse_is_a_503_naming_the_connection_not_its_url(auth_manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recurly_elt.ui.app import create_app
+    from recurly_elt.ui.warehouse import read_only_engine
+
+    from .conftest import token_for
+
+    missing = read_only_engine("postgresql://reader:s3cret-pw@127.0.0.1:1/nowhere")
+    client = TestClient(create_app(lambda: missing), root_path="/recurly")
+    headers = {"Authorization": f"Bearer {token_for(auth_manager)}"}
+    for url in ("/api/sites", "/revenue"):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 503 and "recurly_warehouse" in response.text
+        assert "s3cret-pw" not in response.text and "127.0.0.1" not in response.text

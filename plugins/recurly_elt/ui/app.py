@@ -46,8 +46,10 @@ def _reader(request: Request) -> Iterator[Reader]:
     try:
         engine = request.app.state.engine()
         conn = engine.connect()
-    except Exception as exc:  # a missing connection or an unreachable database: say which, no secret
-        log.warning("Recurly UI: warehouse unavailable: %s", type(exc).__name__)
+    except Exception as exc:  # a missing connection or an unreachable database
+        # The answer names the kind of failure only (a driver's message can name hosts and users);
+        # the API server's log has the whole message.
+        log.warning("Recurly UI: warehouse (connection %s) unavailable: %s", WAREHOUSE_CONN_ID, exc)
         raise WarehouseUnavailable(type(exc).__name__) from None
     try:
         yield Reader(conn)
