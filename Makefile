@@ -28,6 +28,8 @@ stop:
 
 ## test: install what the tests need and run the whole suite (SQLite and PostgreSQL)
 test: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		|| echo "note: no chromium/chromedriver: the UI browser test (tests/ui/test_browser.py) will be skipped (Debian: apt-get install -y chromium chromium-driver)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmark figures quoted in docs/benchmarks.md

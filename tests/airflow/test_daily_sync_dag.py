@@ -39,6 +39,18 @@ def _xcom(run_id: str, task_id: str):
         return XComModel.deserialize_value(row)
 
 
+def _xcoms_per_task_instance(run_id: str) -> set[int]:
+    from sqlalchemy import func, select
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return set(session.scalars(
+            select(func.count()).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run_id)
+            .group_by(XComModel.task_id, XComModel.map_index)))
+
+
 def _accounts_per_site(sandbox_url: str) -> dict[str, int]:
     """What the sandbox itself says, asked directly (not through the code under test)."""
     counts = {}
@@ -94,3 +106,4 @@ def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url):
     states = _task_states(dag_run)
     assert states and set(states.values()) == {"success"}, states
     assert _xcom(dag_run.run_id, "preflight") == _accounts_per_site(sandbox_url)
+    assert _xcoms_per_task_instance(dag_run.run_id) == {1}  # Browse > XComs: one row per task at most

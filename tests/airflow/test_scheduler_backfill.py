@@ -124,7 +124,7 @@ def _one_time_import(airflow: LocalAirflow, window: bf.BackfillWindow) -> str:
 
     assert warehouse_is_empty(airflow.warehouse_url)
     try:
-        run_id, ok = cli.run_initial_import(airflow.env, window, IMPORT_TIMEOUT)
+        run_id, ok = cli.run_initial_import(airflow.layout, airflow.env, window, IMPORT_TIMEOUT)
     except bf.BackfillError as exc:  # timed out: every run of the import DAG is this one
         pytest.fail(f"{exc}\n\n{airflow.diagnostics(IMPORT_DAG_ID)}", pytrace=False)
     assert ok, f"{run_id} did not succeed\n\n{airflow.diagnostics(IMPORT_DAG_ID, [run_id])}"

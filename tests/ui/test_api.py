@@ -161,7 +161,10 @@ def test_the_run_summary_is_that_runs_rows(client, admin_headers):
     body = get(client, admin_headers, f"/api/dags/recurly_daily_sync/runs/{DAILY_RUN}/summary")
     assert body["extraction"]["rows"] and {r["run_id"] for r in body["extraction"]["rows"]} == {DAILY_RUN}
     assert {r["run_id"] for r in body["checks"]["rows"]} == {DAILY_RUN}
-    assert client.get(f"/api/dags/some_other_dag/runs/{DAILY_RUN}/summary", headers=admin_headers).status_code == 403
+    other = client.get(f"/api/dags/some_other_dag/runs/{DAILY_RUN}/summary", headers=admin_headers)
+    assert other.status_code == 404 and "not a Recurly DAG" in other.json()["detail"]
+    page = client.get(f"/sync-summary/some_other_dag/{DAILY_RUN}", headers=admin_headers)
+    assert page.status_code == 404 and 'id="error"' in page.text and "not a Recurly DAG" in page.text
 
 
 def test_the_load_ledger_is_shown_as_it_is(warehouse_url, auth_manager):
@@ -200,3 +203,39 @@ def test_the_load_ledger_is_shown_as_it_is(warehouse_url, auth_manager):
     summary = client.get("/api/dags/recurly_daily_sync/runs/r2/summary", headers=headers).json()
     assert [r["destination"] for r in summary["deliveries"]["runs"]["rows"]] == ["klaviyo"]
     ro.dispose()
+
+
+def test_sites_and_the_reporting_currency_of_the_transform(client, admin_headers):
+    from recurly_elt.transform.config import TransformConfig
+
+    body = get(client, admin_headers, "/api/sites")
+    assert body == {"sites": sorted(KEYS), "reporting_currency": TransformConfig.load().reporting_currency}
+    assert f"MRR per site over time ({body['reporting_currency']})" in client.get("/revenue",
+                                                                                   headers=admin_headers).text
+
+
+def test_timestamps_read_the_same_on_both_databases(client, admin_headers):
+    import re
+
+    rows = get(client, admin_headers, "/api/runs/extraction")["rows"]
+    stamps = [r["started_at"] for r in rows] + [r["window_end"] for r in rows if r["window_end"]]
+    assert stamps and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", s) for s in stamps), stamps[:3]
+    order = [(r["run_id"], r["site"], r["resource"]) for r in rows]
+    assert order == sorted(order, key=lambda k: (k[0] != DAILY_RUN, k[1], k[2]))  # newest run first
+
+
+def test_an_unreachable_warehouse_is_a_503_naming_the_connection_not_its_url(auth_manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recurly_elt.ui.app import create_app
+    from recurly_elt.ui.warehouse import read_only_engine
+
+    from .conftest import token_for
+
+    missing = read_only_engine("postgresql://reader:s3cret-pw@127.0.0.1:1/nowhere")
+    client = TestClient(create_app(lambda: missing), root_path="/recurly")
+    headers = {"Authorization": f"Bearer {token_for(auth_manager)}"}
+    for url in ("/api/sites", "/revenue"):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 503 and "recurly_warehouse" in response.text
+        assert "s3cret-pw" not in response.text and "127.0.0.1" not in response.text

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "sandbox": ("recurly_elt.bench.sandbox", "page rate of the sandbox and its day-to-day churn"),
     "extract": ("recurly_elt.bench.extract", "extract everything from a sandbox into a fresh warehouse"),
     "transform": ("recurly_elt.bench.transform", "transform staging into MRR, events and health"),
+    "ui": ("recurly_elt.bench.ui", "server-side load time of the UI plugin's pages on a large warehouse"),
 }
 
 

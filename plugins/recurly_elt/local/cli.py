@@ -282,7 +282,7 @@ def cmd_run(args, layout: LocalLayout) -> int:
     step(f"Airflow metadata database ({_rel(layout, layout.airflow_home)})")
     migrate_database(layout, env)
     apply_to_process(airflow_env)
-    report = apply_to_airflow(settings)
+    report = apply_to_airflow(settings, env)
     settings_loaded_at = datetime.now(timezone.utc)
     say(f"    loaded {_rel(layout, layout.settings_file)}: {report.describe()}")
 
@@ -338,9 +338,10 @@ def cmd_settings(args, layout: LocalLayout) -> int:
     layout.make_dirs()
     settings = load_settings(layout.settings_file)
     airflow_env = layout.environment()
-    migrate_database(layout, {**os.environ, **airflow_env})
+    env = {**os.environ, **airflow_env}
+    migrate_database(layout, env)
     apply_to_process(airflow_env)
-    say(f"loaded {_rel(layout, layout.settings_file)}: {apply_to_airflow(settings).describe()}")
+    say(f"loaded {_rel(layout, layout.settings_file)}: {apply_to_airflow(settings, env).describe()}")
     return 0
 
 

@@ -46,8 +46,10 @@ def _reader(request: Request) -> Iterator[Reader]:
     try:
         engine = request.app.state.engine()
         conn = engine.connect()
-    except Exception as exc:  # a missing connection or an unreachable database: say which, no secret
-        log.warning("Recurly UI: warehouse unavailable: %s", type(exc).__name__)
+    except Exception as exc:  # a missing connection or an unreachable database
+        # The answer names the kind of failure only (a driver's message can name hosts and users);
+        # the API server's log has the whole message.
+        log.warning("Recurly UI: warehouse (connection %s) unavailable: %s", WAREHOUSE_CONN_ID, exc)
         raise WarehouseUnavailable(type(exc).__name__) from None
     try:
         yield Reader(conn)
@@ -145,8 +147,15 @@ def api_deliveries(r: ReaderDep, limit: Limit = runs.ROWS_SHOWN) -> dict[str, An
     return runs.deliveries(r, limit)
 
 
+def _project_dag(dag_id: str) -> None:
+    if dag_id not in auth.PROJECT_DAG_IDS:
+        raise HTTPException(404, f"{dag_id} is not a Recurly DAG (these are: {', '.join(auth.PROJECT_DAG_IDS)}): "
+                                 "its runs have no Recurly summary")
+
+
 @api.get("/dags/{dag_id}/runs/{run_id}/summary", dependencies=[Depends(auth.require_dag_run)])
 def api_run_summary(r: ReaderDep, dag_id: str, run_id: str) -> dict[str, Any]:
+    _project_dag(dag_id)
     return {"dag_id": dag_id, **runs.run_summary(r, run_id)}
 
 
@@ -236,6 +245,7 @@ def runs_page(request: Request, r: ReaderDep, limit: Limit = runs.RUNS_SHOWN):
 
 @pages.get("/sync-summary/{dag_id}/{run_id}", dependencies=[Depends(auth.require_dag_run)])
 def sync_summary_page(request: Request, r: ReaderDep, dag_id: str, run_id: str):
+    _project_dag(dag_id)
     summary = runs.run_summary(r, run_id)
     figures = {}
     if summary["extraction"]["runs"]:
@@ -258,6 +268,17 @@ def static_file(name: str) -> FileResponse:
                         headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"})
 
 
+def _error(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
+    """JSON for /api and for a refused credential; a small page for a page (it shows in Airflow's frame)."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    if path.startswith("/api/") or status in (401, 403):
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    html = _templates().get_template("error.html").render(
+        base=request.scope.get("root_path", "").rstrip("/"), title="Not available", status=status, detail=detail,
+        figures={})
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
 def create_app(engine: EngineProvider | None = None) -> FastAPI:
     """The plugin app. `engine` returns the warehouse engine (default: the read-only engine of
     the `recurly_warehouse` connection, made once)."""
@@ -269,9 +290,12 @@ def create_app(engine: EngineProvider | None = None) -> FastAPI:
     app.include_router(pages)
 
     @app.exception_handler(WarehouseUnavailable)
-    def _unavailable(_request: Request, exc: WarehouseUnavailable) -> Response:
-        return JSONResponse({"detail": f"the warehouse (connection {WAREHOUSE_CONN_ID!r}) is not reachable: {exc}"},
-                            status_code=503)
+    def _unavailable(request: Request, exc: WarehouseUnavailable) -> Response:
+        return _error(request, 503, f"the warehouse (connection {WAREHOUSE_CONN_ID!r}) is not reachable: {exc}")
+
+    @app.exception_handler(HTTPException)
+    def _http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     return app
 

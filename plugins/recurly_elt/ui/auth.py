@@ -7,7 +7,7 @@ the `_token` cookie the Airflow UI holds after login), then asks the configured 
 
 - every route: `is_authorized_custom_view(method="GET", resource_name="Recurly")`;
 - routes showing DAG runs: also `is_authorized_dag(method="GET", access_entity=RUN)` for the
-  project's DAGs (or the one DAG of a run summary).
+  project's DAGs (or for the one DAG of a run summary).
 
 A missing token is refused with 401, an invalid or expired one with 401/403 (as the core API
 does), an authenticated user without the permission with 403.
@@ -53,8 +53,9 @@ async def require_run_history(user: BaseUser = Depends(require_reader)) -> BaseU
 
 
 async def require_dag_run(request: Request, user: BaseUser = Depends(require_reader)) -> BaseUser:
-    """Routes about one run of one DAG: the `dag_id` path parameter names it."""
+    """Routes about one run of one DAG (any DAG: the Sync summary tab is on every run's page):
+    the `dag_id` path parameter names it."""
     dag_id: Any = request.path_params.get("dag_id")
-    if dag_id not in PROJECT_DAG_IDS or not _may_read_runs(user, dag_id):
+    if not dag_id or not _may_read_runs(user, dag_id):
         raise _forbidden()
     return user

@@ -56,8 +56,9 @@ def extraction(r: Reader, run_ids: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     rows = r.rows(f"""
         SELECT {', '.join(EXTRACT_COLUMNS)} FROM extract_run_log
-        WHERE {r.in_list('run_id', 'run', run_ids, params)}
-        ORDER BY started_at DESC, site, resource""", **params)
+        WHERE {r.in_list('run_id', 'run', run_ids, params)}""", **params)
+    newest_first = {run_id: i for i, run_id in enumerate(run_ids)}
+    rows.sort(key=lambda row: (newest_first[row["run_id"]], row["site"], row["resource"]))
     runs: dict[str, dict[str, Any]] = {}
     for row in rows:
         run = runs.setdefault(row["run_id"], {"run_id": row["run_id"], "records": {}, "seconds": 0.0,

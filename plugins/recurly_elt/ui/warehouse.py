@@ -9,6 +9,7 @@ not exist yet: `Reader.has()` tells, and the pages say "not recorded yet" instea
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -47,8 +48,16 @@ def engine_from_airflow_connection(conn_id: str = WAREHOUSE_CONN_ID) -> sa.Engin
     return read_only_engine(url_from_connection(BaseHook.get_connection(conn_id)))
 
 
+# SQLite hands timestamps of raw SQL back as the text it stored ("2026-11-30 09:47:33.240651").
+_STORED_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})\.\d+$")
+
+
 def plain(value: Any) -> Any:
-    """A JSON-ready value: dates as ISO text, decimals and floats as floats (NaN as None)."""
+    """A JSON-ready value, the same from SQLite and PostgreSQL: timestamps as "YYYY-MM-DD HH:MM:SS",
+    dates as ISO text, decimals and floats as floats (NaN as None)."""
+    if isinstance(value, str):
+        stored = _STORED_TIMESTAMP.match(value)
+        return stored.group(1).replace("T", " ") if stored else value
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, date):
