@@ -51,9 +51,10 @@ class Request:
 @dataclass(frozen=True)
 class Planted:
     """One hostile value a scenario put into a record: what the pipeline must quarantine or keep."""
-    record_id: str | None
+    record_id: str | None     # the id the record is served with (None: missing or empty)
     field: str
     what: str
+    source_id: str | None = None   # the record's id in the sandbox's own data
 
 
 Serve = Callable[[list[tuple[str, str]]], Answer]
@@ -84,9 +85,9 @@ class Active:
             self.calls += 1
         return self.scenario.respond(self, request, serve)
 
-    def plant(self, record_id: str | None, field_: str, what: str) -> None:
+    def plant(self, record_id: str | None, field_: str, what: str, source_id: str | None = None) -> None:
         with self._lock:
-            planted = Planted(record_id, field_, what)
+            planted = Planted(record_id, field_, what, source_id if source_id is not None else record_id)
             if planted not in self.planted:
                 self.planted.append(planted)
 
@@ -326,8 +327,9 @@ def _set(record: dict, path: str, value: object) -> None:
 def _wrong_values(active: Active, request: Request, serve: Serve) -> Answer:
     def mutate(active: Active, records: list) -> None:
         for record, (path, value, what) in zip(records, WRONG_VALUES):
+            source_id = record.get("id")
             _set(record, path, value)
-            active.plant(record.get("id") if path != "id" else None, path, what)
+            active.plant(source_id if path != "id" else None, path, what, source_id)
     return _records_of_first_page(mutate)(active, request, serve)
 
 
@@ -346,10 +348,10 @@ def _nulls(active: Active, request: Request, serve: Serve) -> Answer:
         records[0]["billing_info"] = None      # a null object: its columns are null, the record is fine
         records[0]["address"] = None
         active.plant(records[0]["id"], "billing_info", "null object (kept)")
-        records[1].pop("id")
-        active.plant(None, "id", "missing id")
-        records[2]["id"] = records[3]["id"] = ""
-        active.plant(None, "id", "empty id")
+        active.plant(None, "id", "missing id", records[1].pop("id"))
+        for record in records[2:4]:
+            active.plant(None, "id", "empty id", record["id"])
+            record["id"] = ""
         records.insert(4, None)
         active.plant(None, "", "a null record")
     return _records_of_first_page(mutate)(active, request, serve)

@@ -137,11 +137,32 @@ def extract(site: str, resource: str, mode: str = "daily", readers: int = READER
     return result.as_dict()
 
 
+def check_quarantine() -> int:
+    """The data-quality check of extraction: fails the run (no retry) when this run quarantined
+    records, naming them (staging/quarantine.py); 0 when it did not."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recurly_elt.staging import quarantine
+    from recurly_elt.staging.load import ensure_staging_tables
+    from recurly_elt.warehouse.engine import engine_for_connection
+
+    run_id = get_current_context()["run_id"]
+    engine = engine_for_connection(WAREHOUSE_CONN_ID)
+    try:
+        ensure_staging_tables(engine)
+        with engine.connect() as conn:
+            return quarantine.check(conn, run_id)
+    except quarantine.QuarantineGrew as grew:
+        raise AirflowFailException(str(grew)) from None
+    finally:
+        engine.dispose()
+
+
 def build_extraction(mode: str) -> tuple[Any, list[Any]]:
     """Wire the extraction into the DAG being defined; returns (check task, [mapped extract per site]).
 
     `check_sites` first, then per site a task group `extract_<subdomain>` holding one `extract`
-    task mapped over every resource, in the site's pool. Downstream stages attach to the returned
+    task mapped over every resource, in the site's pool, then `check_quarantine`. Downstream stages attach to the returned
     mapped tasks (they finish when every resource of every site is staged).
     """
     from airflow.sdk import TaskGroup, task
@@ -156,6 +177,12 @@ def build_extraction(mode: str) -> tuple[Any, list[Any]]:
     def extract_one(site: str, resource: str) -> dict:
         return extract(site, resource, mode=mode)
 
+    # After every extraction, whatever its outcome: the rest of the run (the transform) goes on with
+    # what was staged, while the run as a whole fails if the quarantine grew.
+    @task(task_id="check_quarantine", trigger_rule="all_done", retries=0)
+    def quarantined() -> int:
+        return check_quarantine()
+
     checked = check(sites)
     mapped = []
     for site in sites:
@@ -164,4 +191,6 @@ def build_extraction(mode: str) -> tuple[Any, list[Any]]:
                 resource=list(RESOURCE_NAMES))
         checked >> per_resource
         mapped.append(per_resource)
+    if mapped:
+        mapped >> quarantined()
     return checked, mapped
