@@ -87,11 +87,23 @@ def check_sites(expected: list[str]) -> dict[str, str]:
     return configured
 
 
+def run_type(context: Any) -> str | None:
+    """The run's type as Airflow names it: manual, scheduled, backfill, asset_triggered (None unknown)."""
+    dag_run = context.get("dag_run")
+    value = getattr(dag_run, "run_type", None)
+    value = getattr(value, "value", value)
+    return str(value).lower() if value is not None else None
+
+
 def window_from_context(context: Any, mode: str):
     """The updated_at window of this run.
 
-    daily: the data interval [data_interval_start, data_interval_end); a run without one (manual,
-    or a zero-length interval) takes the `start_date`/`end_date` Params and needs both.
+    daily: the data interval [data_interval_start, data_interval_end). The `start_date`/`end_date`
+    Params are for manual runs: a manual run that sets them reads [start_date, end_date) (both
+    needed), and a manual run without a data interval (no logical date, or a zero-length interval)
+    must set them. A scheduled or backfill run always reads its own data interval: Params set on
+    it (the backfill dialog shows them) are ignored, with a log line saying so, so a 7-run backfill
+    reads seven different days, not one range seven times.
     import: the optional `start_date`/`end_date` Params; no lower bound by default (full history).
     """
     from recurly_elt.extract.window import Window
@@ -101,11 +113,20 @@ def window_from_context(context: Any, mode: str):
     if mode == "import":
         return Window.of(start, end)
     interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
+    has_interval = interval_start is not None and interval_end is not None and interval_start < interval_end
+    kind = run_type(context)
+    if (start or end) and kind not in ("manual", None):
+        if not has_interval:
+            raise ExtractConfigError(f"this {kind} run has no data interval to read; the Params start_date/end_date "
+                                     "apply to manual runs only")
+        log.warning("Params start_date=%s end_date=%s ignored: this %s run reads its data interval [%s, %s); "
+                    "the Params apply to manual runs only", start, end, kind, interval_start, interval_end)
+        return Window.of(interval_start, interval_end)
     if start or end:
         if not (start and end):
             raise ExtractConfigError("a manual daily-sync run needs both Params start_date and end_date")
         return Window.of(start, end)
-    if interval_start is None or interval_end is None or interval_start >= interval_end:
+    if not has_interval:
         raise ExtractConfigError(
             "this run has no data interval (a manual run?): set Params start_date and end_date")
     return Window.of(interval_start, interval_end)
