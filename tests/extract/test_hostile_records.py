@@ -141,3 +141,30 @@ def test_a_stale_copy_never_replaces_the_newer_version(sandbox, warehouse_url, c
     assert emails == []
     diff = compare_with_source(outcome.engine, "acme", sim_objects(sandbox), ["accounts"])["accounts"]
     assert diff.equal, diff.summary()
+
+
+def test_hostile_records_in_every_list_under_faults(sandbox, warehouse_url, caplog):
+    """5 % of every list's records hostile, with 30 % 5xx, 10 % drops and 5 % malformed bodies:
+    every valid record staged as the source has it (stale copies never win), every refused one
+    quarantined with the field the sandbox broke."""
+    from recurly_elt.extract.verify import SOURCE_NAMES
+    from recurly_elt.sandbox.faults import FaultSpec
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    from extract_helpers import extract_all
+
+    active = sandbox.set_hostile("acme", "hostile_records=0.05")
+    sandbox.sites_by_name["acme"].set_faults(FaultSpec.parse("5xx=0.3,drop=0.1,malformed=0.05"))
+    engine = create_engine_from_url(warehouse_url)
+    results = extract_all(sandbox, engine, run_id="hostile-bulk")
+    staging_name = {source: name for name, source in SOURCE_NAMES.items()}
+    refused = {(staging_name.get(p.resource, p.resource), p.record_id): p.field
+               for p in active.planted if p.what != "stale"}
+    assert len(refused) > 50 and any(p.what == "stale" for p in active.planted)
+    with engine.connect() as conn:
+        rows = {(r["resource"], r["record_id"]): r for r in quarantine.read(conn, "acme")}
+    assert {key: row["field"] for key, row in rows.items()} == refused
+    assert sum(r.quarantined for r in results.values()) == len(refused)
+    for name, diff in compare_with_source(engine, "acme", sim_objects(sandbox)).items():
+        assert set(diff.missing) == {i for r, i in refused if r == name}, name
+        assert not diff.extra and not diff.different, (name, diff.summary())

@@ -331,9 +331,8 @@ class RowConverter:
         if values[self.key_index] in (None, "") and pk not in problems:
             what = "an empty" if obj.get(pk) == "" else "no"
             problems[pk] = Problem(pk, shown(obj.get(pk)), f"{what} {pk}: the record cannot be keyed")
-        if problems:
-            key = obj.get(pk)
-            record_id = str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) and key != "" else None
+        if problems:  # the id as the rules stored it: a refused id (NUL, too long) is not one
+            record_id = values[self.key_index] if pk not in problems else None
             raise RecordRejected(name, site, record_id, list(problems.values()), raw_json)
         values += [raw_json, loaded_at, run_id]
         return tuple(values)
