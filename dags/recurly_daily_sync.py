@@ -49,9 +49,12 @@ a backfill over a date range re-reads exactly those days.
     description="Every day: the previous UTC day's Recurly changes into staging, then MRR, movements and health",
     doc_md=DOC_MD,
     params={
-        # Only for runs without a data interval (manual triggers): the window [start_date, end_date).
-        "start_date": Param(None, type=["null", "string"], format="date", description="manual runs: first day"),
-        "end_date": Param(None, type=["null", "string"], format="date", description="manual runs: day after the last"),
+        # Manual runs only: the window [start_date, end_date). Scheduled and backfill runs read their
+        # data interval and ignore these (with a log line): see tasks/extract.window_from_context.
+        "start_date": Param(None, type=["null", "string"], format="date",
+                            description="manual runs only: first day (scheduled and backfill runs ignore it)"),
+        "end_date": Param(None, type=["null", "string"], format="date",
+                          description="manual runs only: day after the last (scheduled and backfill runs ignore it)"),
     },
 )
 def recurly_daily_sync():

@@ -20,6 +20,8 @@ import requests
 import yaml
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
+from recurly_elt.sandbox.routes import site_object
+
 from .http_helpers import Client, make_sites, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,13 +130,15 @@ def _endpoint_paths(site) -> list[str]:
         f"/plans/{p['id']}", f"/plans/code-{p['code']}", f"/plans/{p['id']}/add_ons/{o['add_on']['id']}",
         f"/accounts/{a['id']}/subscriptions", f"/accounts/{a['id']}/invoices",
         f"/accounts/{a['id']}/line_items", f"/accounts/{a['id']}/transactions",
+        "/add_ons", f"/add_ons/{o['add_on']['id']}", "/sites", f"/sites/{site_object(site.name)['id']}",
+        f"/sites/subdomain-{site.name}",
     ]
 
 
 def _list_paths(site) -> list[str]:
     return [p for p in _endpoint_paths(site)
             if p.rsplit("/", 1)[-1] in ("accounts", "subscriptions", "invoices", "line_items", "transactions",
-                                        "plans", "add_ons")]
+                                        "plans", "add_ons", "sites")]
 
 
 def _success_paths(site) -> list[str]:
@@ -150,7 +154,7 @@ def _success_paths(site) -> list[str]:
         *[f"/invoices?type={v}" for v in ("charge", "credit", "legacy", "non-legacy")],
         "/line_items?original=true&state=invoiced&type=charge", "/line_items?type=credit&limit=3",
         *[f"/transactions?type={v}" for v in ("authorization", "capture", "payment", "purchase", "refund", "verify")],
-        "/transactions?success=true", "/plans?state=active", f"/plans/{p['id']}/add_ons?state=inactive",
+        "/transactions?success=true", "/plans?state=active", "/add_ons?state=active&limit=2&order=asc", f"/plans/{p['id']}/add_ons?state=inactive",
         f"/accounts?ids={a['id']},nonexistent", f"/accounts/{a['id']}/invoices?type=charge&state=paid",
         f"/invoices/{i['id']}/line_items?limit=1&sort=updated_at&order=asc",
     ]

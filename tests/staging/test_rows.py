@@ -75,3 +75,60 @@ def test_stored_timestamps_read_back_as_datetimes_and_compare_with_bound_datetim
         inside = conn.execute(sa.select(table.c.id).where(table.c.updated_at >= datetime(2025, 1, 2))).scalars().all()
     assert stamps == {"p1": datetime(2025, 1, 2), "p2": datetime(2025, 1, 1, 23, 59, 59, 500000)}
     assert inside == ["p1"]
+
+
+# -- the record rules: both paths refuse the same records, for the same reasons ------------------
+_VALID = {"id": "a1", "code": "c1", "created_at": "2025-01-02T03:04:05Z", "updated_at": "2025-01-02T03:04:05Z"}
+
+
+@pytest.mark.parametrize(("change", "field", "reason"), [
+    ({"has_live_subscription": "false"}, "has_live_subscription", "expected true or false"),
+    ({"has_live_subscription": 1}, "has_live_subscription", "expected true or false"),
+    ({"billing_info": {"payment_method": {"exp_year": 2.7}}}, "billing_info.payment_method.exp_year", "not an integer"),
+    ({"billing_info": {"payment_method": {"exp_year": 10**20}}}, "billing_info.payment_method.exp_year", "64-bit"),
+    ({"billing_info": {"payment_method": {"exp_year": True}}}, "billing_info.payment_method.exp_year",
+     "got a boolean"),
+    ({"billing_info": "none"}, "billing_info", "expected an object, got a string"),
+    ({"created_at": "2026-02-30T00:00:00Z"}, "created_at", "no such date"),
+    ({"created_at": "2025-01-01T24:00:00Z"}, "created_at", "no such date"),
+    ({"created_at": "2025-W01-1T00:00:00Z"}, "created_at", "calendar date"),
+    ({"created_at": "2025-01-01T00:00:00"}, "created_at", "without a time zone"),
+    ({"created_at": ""}, "created_at", "not a valid ISO-8601"),
+    ({"created_at": "yesterday"}, "created_at", "not a valid ISO-8601"),
+    ({"created_at": 1735689600}, "created_at", "got a number"),
+    ({"company": "a\u0000b"}, "company", "NUL"),
+    ({"company": "x" * 100_001}, "company", "100,001 characters"),
+    ({"custom_fields": [{"name": "\ud800"}]}, "custom_fields", "lone surrogate"),
+    ({"id": ""}, "id", "an empty id"),
+    ({"id": None}, "id", "no id"),
+])
+def test_both_paths_refuse_a_bad_value_naming_field_and_reason(change, field, reason):
+    from recurly_elt.staging.rows import RecordRejected
+
+    convert = converter("accounts")
+    record = {**_VALID, **change}
+    raw = json.dumps(record).encode()  # ASCII escapes: NUL and surrogates as \\u escapes
+    for attempt in (lambda: convert.from_raw(raw, "acme", "now", None),
+                    lambda: convert.from_raw(raw, "acme", "now", None, may_hold_nul=b"\\u0000" in raw),
+                    lambda: convert.from_object(record, "acme", "now", None)):
+        with pytest.raises(RecordRejected) as info:
+            attempt()
+        [problem] = info.value.problems
+        assert problem.field == field and reason in problem.reason, problem
+        assert info.value.record_id == (record["id"] or None)
+
+
+@pytest.mark.parametrize(("change", "column", "stored"), [
+    ({"billing_info": {"payment_method": {"exp_year": 2030.0}}}, "card_exp_year", 2030),  # no fraction: exact
+    ({"id": 123}, "id", "123"),
+    ({"billing_info": None}, "card_exp_year", None),
+    ({"created_at": "2025-01-02T00:30:00-02:00"}, "created_at", "2025-01-02 02:30:00.000000"),
+    ({"company": "Cafe\u0301 \U0001F600"}, "company", "Cafe\u0301 \U0001F600"),
+])
+def test_values_the_rules_accept_are_stored_exactly(change, column, stored):
+    convert = converter("accounts")
+    record = {**_VALID, **change}
+    raw = json.dumps(record).encode()
+    fast = convert.from_raw(raw, "acme", "now", None)
+    assert fast == convert.from_object(record, "acme", "now", None, raw_json=raw.decode())
+    assert dict(zip(convert.columns, fast))[column] == stored

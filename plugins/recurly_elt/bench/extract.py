@@ -53,6 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warehouse", default="sqlite",
                         help="sqlite (a temporary file), postgres-embedded, or a SQLAlchemy URL")
     parser.add_argument("--readers", type=int, default=3, help="concurrent reader processes (the pool's slots)")
+    parser.add_argument("--hostile-records", type=float, default=0.0, metavar="SHARE",
+                        help="serve this share of the records of every list hostile (bad types, impossible "
+                             "dates, NUL, stale duplicates; sandbox/hostile.py), e.g. 0.01")
     parser.add_argument("--no-verify", action="store_true", help="skip the comparison with the sandbox")
 
 
@@ -62,12 +65,16 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         url = stack.enter_context(_sandbox(args, tmp))
         build_seconds = time.perf_counter() - started
+        if args.hostile_records:
+            _call(url, "PUT", f"/__sandbox/hostile?site={SITE}",
+                  {"scenario": f"hostile_records={args.hostile_records:g}"})
         warehouse_url = stack.enter_context(_warehouse(args.warehouse, tmp))
         result = _extract_all(url, warehouse_url, args)
         result["build_seconds"] = round(build_seconds, 2)
         result["warehouse"] = args.warehouse if "://" not in args.warehouse else warehouse_url.split(":", 1)[0]
         if not args.no_verify:
-            result.update(_verify(warehouse_url, args))
+            planted = _call(url, "GET", "/__sandbox/hostile")["sites"][SITE] if args.hostile_records else None
+            result.update(_verify(warehouse_url, args, planted))
     print(json.dumps(result), flush=True)
     return 0
 
@@ -180,27 +187,57 @@ def _budget_used(log: list[dict], per_minute: int, window: float, seconds: float
     return out
 
 
-def _verify(warehouse_url: str, args: argparse.Namespace) -> dict:
-    """Rebuild the sandbox's simulation here (same seed and dates) and compare staging with it."""
-    from recurly_elt.extract.verify import compare_with_source, matches_source
+def _verify(warehouse_url: str, args: argparse.Namespace, hostile: dict | None = None) -> dict:
+    """Rebuild the sandbox's simulation here (same seed and dates) and compare staging with it.
+
+    With hostile records (`hostile`: what the sandbox says it planted), staging must equal the
+    source for every valid record (stale duplicates included: the newer version stays), and every
+    record served with a bad value must be in extract_quarantine, with the planted field and a reason.
+    """
+    from recurly_elt.extract.verify import SOURCE_NAMES, compare_with_source
     from recurly_elt.sandbox.sites import build_sites
+    from recurly_elt.staging import quarantine
     from recurly_elt.warehouse.engine import create_engine_from_url
 
     site = build_sites({SITE: API_KEY}, seed=args.seed, accounts=args.accounts,
                        start_date=date.fromisoformat(args.start_date), until=date.fromisoformat(args.until))[0]
+    staging_name = {source: name for name, source in SOURCE_NAMES.items()}
+    refused: dict[tuple[str, str], str] = {}   # (resource, id) -> field the sandbox broke
+    stale = 0
+    for plant in (hostile or {}).get("planted", []):
+        if plant["what"] == "stale":
+            stale += 1
+        else:
+            refused[(staging_name.get(plant["resource"], plant["resource"]), plant["record_id"])] = plant["field"]
     engine = create_engine_from_url(warehouse_url)
     try:
         diffs = compare_with_source(engine, SITE, site.sim.objects)
+        with engine.connect() as conn:
+            rows = quarantine.read(conn, SITE)
     finally:
         engine.dispose()
-    ok = matches_source(diffs)
-    out = {"matches_source": ok}
-    if not ok:
-        out["differences"] = {name: d.summary() for name, d in diffs.items() if not d.equal}
+    unexpected = {name: d.summary() for name, d in diffs.items()
+                  if d.extra or d.different or set(d.missing) != {i for (r, i) in refused if r == name}}
+    out: dict = {"matches_source": not unexpected}
+    if hostile is not None:
+        found = {(r["resource"], r["record_id"]): r for r in rows}
+        wrong = [key for key, field in refused.items()
+                 if key not in found or found[key]["field"] != field or not found[key]["reason"]]
+        extra = sorted(set(found) - set(refused))
+        out.update({"hostile_planted": len(refused) + stale, "hostile_refused": len(refused),
+                    "hostile_stale_copies": stale, "quarantined": len(found),
+                    "quarantine_matches": not wrong and not extra,
+                    "quarantine_reasons": sorted({r["reason"] for r in rows})})
+        if wrong or extra:
+            out["quarantine_differences"] = {"missing_or_wrong": wrong[:5], "unexpected": extra[:5]}
+        out["matches_source"] = out["matches_source"] and out["quarantine_matches"]
+    if unexpected:
+        out["differences"] = unexpected
     return out
 
 
-def _call(base_url: str, method: str, path: str) -> dict:
-    request = urllib.request.Request(base_url + path, method=method)
+def _call(base_url: str, method: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base_url + path, method=method, data=data)
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)

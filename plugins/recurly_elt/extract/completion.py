@@ -55,8 +55,14 @@ class Completion:
 
     def complete_page(self, client: RecurlyClient, records: Sequence[bytes]) -> dict[int, dict]:
         """Complete the records of a page that need it: {position in the page: completed object}."""
-        decode = self._flag_decoder.decode
-        flagged = {at: msgspec.json.decode(raw) for at, raw in enumerate(records) if decode(raw).flag}
+        flagged = {}
+        for at, raw in enumerate(records):
+            try:
+                if self._flag_decoder.decode(raw).flag:
+                    flagged[at] = msgspec.json.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue  # a record the rules will refuse (quarantined by its conversion): nothing to complete
+        flagged = {at: obj for at, obj in flagged.items() if isinstance(obj, dict) and obj.get("id")}
         if flagged:
             self.complete(client, list(flagged.values()))
         return flagged

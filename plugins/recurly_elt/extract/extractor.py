@@ -41,9 +41,9 @@ from recurly_elt.extract.window import Window
 from recurly_elt.recurly.client import PAGE_SIZE, Page, RecurlyClient, RequestStats, page_bound
 from recurly_elt.recurly.errors import RecurlyRequestError, scrub
 from recurly_elt.recurly.resources import RESOURCES, Resource
-from recurly_elt.staging import runlog, state
+from recurly_elt.staging import quarantine, runlog, state
 from recurly_elt.staging.load import dedupe, ensure_staging_tables, loaded_at_text, upsert_page
-from recurly_elt.staging.rows import converter, datetime_text, decode_object, encode_object
+from recurly_elt.staging.rows import RecordRejected, converter, datetime_text, decode_object, encode_object
 from recurly_elt.staging.tables import parse_timestamp
 from recurly_elt.warehouse.engine import write_transaction
 
@@ -75,6 +75,7 @@ class ExtractResult:
     updated: int = 0
     unchanged: int = 0
     snapshots: int = 0
+    quarantined: int = 0
     requests: int = 0
     status_429: int = 0
     retries: int = 0
@@ -99,6 +100,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.rows: list[tuple] = []
+        self.rejected: list[RecordRejected] = []   # records the rules refused: quarantined with the batch
         self.keys: set[str] = set()
         self.page_records: list[int] = []
         self.records = 0
@@ -110,8 +112,10 @@ class _Batch:
     def pages(self) -> int:
         return len(self.page_records)
 
-    def add(self, fetched: _Fetched, rows: list[tuple], cursor_at: int, key_at: int) -> None:
+    def add(self, fetched: _Fetched, rows: list[tuple], rejected: list[RecordRejected], cursor_at: int,
+            key_at: int) -> None:
         self.rows.extend(rows)
+        self.rejected.extend(rejected)
         self.keys.update(row[key_at] for row in rows)
         self.page_records.append(len(rows))
         self.records += len(rows)
@@ -153,6 +157,7 @@ class Extraction:
             checkpoint = state.load_checkpoint(conn, self.site, self.resource.name, self.window.start,
                                                self.window.end)
             self.result.resumed_from_page = checkpoint.pages if checkpoint else None
+            self._open_quarantine = quarantine.has_open(conn, self.site, self.resource.name)
             runlog.start(conn, run_id=self.run_id, site=self.site, resource=self.resource.name,
                          conn_id=self.client.site.conn_id, mode=self.mode, window_start=self.window.start,
                          window_end=self.window.end, resumed_from_page=self.result.resumed_from_page)
@@ -200,8 +205,9 @@ class Extraction:
                 last = page.next_url is None and position == len(parents)
                 yield _Fetched(page, completed, parent_id, last, self.client.stats.snapshot())
 
-    def _rows(self, fetched: _Fetched) -> list[tuple]:
-        """The page's records inside the window as staging rows (main thread, before the write lock).
+    def _rows(self, fetched: _Fetched) -> tuple[list[tuple], list[RecordRejected]]:
+        """The page's records inside the window as staging rows (main thread, before the write lock),
+        and the records the rules refused (quarantined, whatever their window).
 
         Records are converted from their raw bytes, except those a completion changed and children
         without their parent's id (decoded, filled in): their raw_json is the changed object's JSON.
@@ -213,19 +219,26 @@ class Extraction:
         parent_key = self.resource.parent_key if parent_id is not None else None
         parent_at = convert.index[parent_key] if parent_key else None
         rows: list[tuple] = []
+        rejected: list[RecordRejected] = []
+        nul = fetched.page.may_hold_nul
         for at, raw in enumerate(fetched.page.records):
             obj = fetched.completed.get(at)
-            row = convert.from_raw(raw, site, stamp, run_id) if obj is None else None
-            if parent_at is not None and (row is None or row[parent_at] is None):
-                obj = obj if obj is not None else decode_object(raw)
-                obj.setdefault(parent_key, parent_id)
-            if obj is not None:
-                row = convert.from_object(obj, site, stamp, run_id, raw_json=encode_object(obj).decode())
+            try:
+                row = convert.from_raw(raw, site, stamp, run_id, may_hold_nul=nul) if obj is None else None
+                if parent_at is not None and (row is None or row[parent_at] is None):
+                    obj = obj if obj is not None else decode_object(raw)
+                    obj.setdefault(parent_key, parent_id)
+                if obj is not None:
+                    row = convert.from_object(obj, site, stamp, run_id, raw_json=encode_object(obj).decode())
+            except RecordRejected as refused:
+                log.warning("%s/%s: quarantined: %s", site, self.resource.name, refused)
+                rejected.append(refused)
+                continue
             cursor = row[cursor_at] if cursor_at is not None else None
             if cursor is not None and ((lower is not None and cursor < lower) or (upper is not None and cursor >= upper)):
                 continue  # outside [start, end): belongs to another window
             rows.append(row)
-        return rows
+        return rows, rejected
 
     def _pages(self, path: str, start_url: str | None, checkpoint: state.Checkpoint | None) -> Iterator[Page]:
         params = {"limit": PAGE_SIZE, "sort": self.resource.cursor, "order": "asc",
@@ -270,13 +283,13 @@ class Extraction:
         """Convert a fetched page (before the write lock) and add it to the batch; write the batch
         when no further page is waiting, when it is full, at the window's last page, or before it
         would hold a key twice."""
-        page_rows = self._rows(fetched)
+        page_rows, rejected = self._rows(fetched)
         if self._batch.pages and not self._batch.keys.isdisjoint(row[self._convert.key_index] for row in page_rows):
             # A record changed during the read is listed again: write the earlier version first, so
             # both versions reach staging (and the snapshots) in order, as with one page a commit.
             self._flush()
         batch = self._batch
-        batch.add(fetched, page_rows, self._convert.cursor_index, self._convert.key_index)
+        batch.add(fetched, page_rows, rejected, self._convert.cursor_index, self._convert.key_index)
         if fetched.last or not more_waiting or batch.records >= BATCH_RECORDS:
             self._flush()
 
@@ -296,11 +309,15 @@ class Extraction:
         self._writing = True
         with write_transaction(self.engine) as conn:
             upserted = upsert_page(conn, self.resource, self.site, rows=rows)
+            refused = quarantine.add(conn, batch.rejected, self.run_id) if batch.rejected else 0
+            if self._open_quarantine and rows:  # records refused earlier that now passed the rules
+                quarantine.resolve(conn, self.site, self.resource.name, [row[key_at] for row in rows])
+            self.result.quarantined += refused
             self.result.pages += batch.pages
             self.result.records += batch.records
             for key, value in upserted.as_dict().items():
                 setattr(self.result, key, getattr(self.result, key) + value)
-            increments = {**upserted.as_dict(), "pages": batch.pages, "records": batch.records,
+            increments = {**upserted.as_dict(), "pages": batch.pages, "records": batch.records, "quarantined": refused,
                           **self._stats_since_logged(fetched.stats)}
             runlog.add(conn, run_id=self.run_id, site=self.site, resource=self.resource.name, **increments)
             if fetched.last:

@@ -102,6 +102,7 @@ class _ListEnvelope(msgspec.Struct):
 
 
 _DECODE_LIST = msgspec.json.Decoder(_ListEnvelope).decode
+NUL_ESCAPE = b"\\u0000"  # a NUL character in JSON: staging/rows.py checks such pages record by record
 
 
 @dataclass
@@ -109,11 +110,12 @@ class Page:
     records: list[msgspec.Raw]  # each record's JSON bytes, as the API sent them
     next_url: str | None        # the `next` link when has_more, else None
     url: str                    # what was requested (path and query), for logs
+    may_hold_nul: bool = True   # False: no record of the page holds a NUL escape (checked once)
 
     @cached_property
     def data(self) -> list[dict]:
         """The records decoded (for callers that need whole objects rather than staging rows)."""
-        return [msgspec.json.decode(raw) for raw in self.records]
+        return [_decode_record(raw) for raw in self.records]
 
 
 @dataclass
@@ -143,7 +145,7 @@ class RecurlyClient:
         seen: set[str] = set()
         read = 0
         while url:
-            body = self._request("GET", url, query, _decode_list)
+            body, may_hold_nul = self._request("GET", url, query, _decode_list)
             read += 1
             next_url = body.next if body.has_more else None
             shown = url if query is None else f"{url}?{urlencode(query)}"
@@ -161,7 +163,7 @@ class RecurlyClient:
                         f"{self._who()}: {path} still has more after {read} pages, the bound derived from "
                         f"{TOTAL_RECORDS_HEADER} ({max_pages} pages); the list does not end as announced")
                 seen.add(next_url)
-            yield Page(records=body.data, next_url=next_url, url=shown)
+            yield Page(records=body.data, next_url=next_url, url=shown, may_hold_nul=may_hold_nul)
             url, query = next_url, None
 
     def count(self, path: str, params: dict[str, Any] | None = None) -> int | None:
@@ -306,6 +308,16 @@ class RecurlyClient:
                                    status=resp.status_code, error_type=error_type)
 
 
+def _decode_record(raw: msgspec.Raw) -> Any:
+    """One record of a page (Python's parser for JSON msgspec refuses, such as lone surrogates)."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        import json
+
+        return json.loads(bytes(raw))
+
+
 def _decode_object(content: bytes) -> dict:
     try:
         body = msgspec.json.decode(content)
@@ -316,7 +328,7 @@ def _decode_object(content: bytes) -> dict:
     return body
 
 
-def _decode_list(content: bytes) -> _ListEnvelope:
+def _decode_list(content: bytes) -> tuple[_ListEnvelope, bool]:
     """The list envelope; the records stay bytes, but msgspec has checked they are well-formed JSON.
 
     JSON that msgspec refuses but Python's parser reads (an escaped lone surrogate, a number out of
@@ -331,7 +343,7 @@ def _decode_list(content: bytes) -> _ListEnvelope:
         body = _decode_list_leniently(content, exc)
     if body.object != "list":
         raise MalformedResponse(f"not a list envelope (object {body.object!r})")
-    return body
+    return body, NUL_ESCAPE in content
 
 
 def _decode_list_leniently(content: bytes, error: msgspec.DecodeError) -> _ListEnvelope:
@@ -343,7 +355,7 @@ def _decode_list_leniently(content: bytes, error: msgspec.DecodeError) -> _ListE
         raise MalformedResponse(f"not JSON: {error}") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
         raise MalformedResponse("not a list envelope")
-    records = [msgspec.Raw(json.dumps(record, ensure_ascii=True, allow_nan=True).encode())
+    records = [msgspec.Raw(json.dumps(record, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode())
                for record in parsed["data"]]
     next_url, has_more = parsed.get("next"), parsed.get("has_more")
     if not isinstance(next_url, (str, type(None))) or not isinstance(has_more, (bool, type(None))):

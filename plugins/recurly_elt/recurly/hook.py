@@ -16,7 +16,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.client import RecurlyClient
 from recurly_elt.recurly.ratebudget import RateBudget
-from recurly_elt.recurly.sites import Site, sites_from_connection
+from recurly_elt.recurly.sites import Site, check_unique_subdomains, sites_from_connection
 
 
 def _mask(secret: str | None) -> None:
@@ -67,5 +67,8 @@ class RecurlyHook(HttpHook):
 
 
 def sites_of(conn_ids: list[str]) -> list[Site]:
-    """Every site of every listed connection, in connection order."""
-    return [site for conn_id in conn_ids for site in RecurlyHook(conn_id).get_sites()]
+    """Every site of every listed connection, in connection order (SiteConfigError when two
+    connections name the same subdomain)."""
+    sites = [site for conn_id in dict.fromkeys(conn_ids) for site in RecurlyHook(conn_id).get_sites()]
+    check_unique_subdomains(sites)
+    return sites

@@ -119,3 +119,14 @@ def sites_from_connection(
 
     subdomain = extra.get("subdomain") or conn_id.removeprefix("recurly_")
     return [Site(subdomain=_check_subdomain(conn_id, subdomain), base_url=base_url, conn_id=conn_id, api_key=secret)]
+
+
+def check_unique_subdomains(sites: list[Site]) -> None:
+    """Each subdomain in one connection only: two connections naming the same site would each read
+    it (or, by whichever is found first, only one would), so it is an error naming both."""
+    seen: dict[str, str] = {}
+    for site in sites:
+        other = seen.setdefault(site.subdomain, site.conn_id)
+        if other != site.conn_id:
+            raise SiteConfigError(f"site {site.subdomain!r} is configured in connection {other!r} and in "
+                                  f"connection {site.conn_id!r}; keep it in one of them")

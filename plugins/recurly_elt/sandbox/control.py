@@ -93,8 +93,11 @@ def _scenario_name(body: bytes) -> str | None:
         name = json.loads(body.decode("utf-8") or "{}").get("scenario") or None
     except (ValueError, AttributeError):
         raise bad_parameter("scenario", 'body must be {"scenario": "NAME"}') from None
-    if name is not None and name not in hostile.SCENARIOS:
-        raise bad_parameter("scenario", f"unknown scenario {name!r}; known: {', '.join(sorted(hostile.SCENARIOS))}")
+    if name is not None:
+        try:
+            hostile.get(name)
+        except ValueError as exc:
+            raise bad_parameter("scenario", str(exc)) from None
     return name
 
 
@@ -103,4 +106,5 @@ def _hostile_state(server, site: str) -> dict | None:
     if active is None:
         return None
     return {"scenario": active.scenario.name, "calls": active.calls,
-            "planted": [{"record_id": p.record_id, "field": p.field, "what": p.what} for p in active.planted]}
+            "planted": [{"record_id": p.record_id, "field": p.field, "what": p.what, "source_id": p.source_id,
+                         "resource": p.resource} for p in active.planted]}

@@ -5,8 +5,8 @@ A spec is a comma-separated list, e.g. "5xx=0.1,slow=0.05:2.0,drop=0.02,malforme
   slow=P:S       share P delayed by S seconds before the response (default 2 s)
   drop=P         share P whose connection is closed mid-response (headers sent, body cut short)
   malformed=P    share P answered 200 with a truncated, invalid JSON body
-  storm=EVERY:D  the last D seconds of every EVERY seconds (counted from when the server starts
-                 or the faults are set) answer 429
+  storm=EVERY:D  the last D seconds of every EVERY seconds (counted from the whole second at which
+                 the server starts or the faults are set) answer 429
                  `rate_limited` whatever the budget (Remaining 0, Reset at the storm's end)
 
 5xx, drop and malformed exclude each other (their shares must add up to at most 1); slow adds a
@@ -17,6 +17,7 @@ request sequence give the same faults.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -128,7 +129,9 @@ class FaultInjector:
 
     spec: FaultSpec
     seed: int
-    started: float = field(default_factory=time.time)
+    # Storm periods start on a whole epoch second, so the whole-second X-RateLimit-Reset and
+    # Retry-After a storm answers (Recurly's headers are whole seconds) are its exact end.
+    started: float = field(default_factory=lambda: float(math.floor(time.time())))
     clock: object = time.time
 
     def __post_init__(self):

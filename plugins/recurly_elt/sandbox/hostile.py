@@ -51,9 +51,11 @@ class Request:
 @dataclass(frozen=True)
 class Planted:
     """One hostile value a scenario put into a record: what the pipeline must quarantine or keep."""
-    record_id: str | None
+    record_id: str | None     # the id the record is served with (None: missing or empty)
     field: str
     what: str
+    source_id: str | None = None   # the record's id in the sandbox's own data
+    resource: str | None = None    # the list it was served in (sandbox names: add_ons), when not /accounts
 
 
 Serve = Callable[[list[tuple[str, str]]], Answer]
@@ -64,7 +66,7 @@ class Scenario:
     name: str
     summary: str
     respond: Callable[["Active", Request, Serve], Answer]
-    path: str = ACCOUNTS
+    path: str | None = ACCOUNTS   # None: every API path (the scenario leaves what it does not change)
 
 
 class Active:
@@ -77,16 +79,17 @@ class Active:
         self._lock = threading.Lock()
 
     def applies(self, path: str) -> bool:
-        return path.rstrip("/") == self.scenario.path
+        return self.scenario.path is None or path.rstrip("/") == self.scenario.path
 
     def respond(self, request: Request, serve: Serve) -> Answer:
         with self._lock:
             self.calls += 1
         return self.scenario.respond(self, request, serve)
 
-    def plant(self, record_id: str | None, field_: str, what: str) -> None:
+    def plant(self, record_id: str | None, field_: str, what: str, source_id: str | None = None,
+              resource: str | None = None) -> None:
         with self._lock:
-            planted = Planted(record_id, field_, what)
+            planted = Planted(record_id, field_, what, source_id if source_id is not None else record_id, resource)
             if planted not in self.planted:
                 self.planted.append(planted)
 
@@ -94,7 +97,7 @@ class Active:
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, summary: str, path: str = ACCOUNTS):
+def scenario(name: str, summary: str, path: str | None = ACCOUNTS):
     def register(fn):
         SCENARIOS[name] = Scenario(name, summary, fn, path)
         return fn
@@ -102,10 +105,25 @@ def scenario(name: str, summary: str, path: str = ACCOUNTS):
 
 
 def get(name: str) -> Scenario:
+    """A scenario by name; `hostile_records=SHARE` (e.g. hostile_records=0.01) is the one with a parameter."""
+    base, _, share = name.partition("=")
+    if base == "hostile_records" and share:
+        return _hostile_records_scenario(_share(share))
     try:
         return SCENARIOS[name]
     except KeyError:
-        raise ValueError(f"unknown hostile scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}") from None
+        raise ValueError(f"unknown hostile scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}, "
+                         "hostile_records=SHARE") from None
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise ValueError(f"hostile_records share must be a number in (0, 1], got {text!r}")
+    return share
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -326,8 +344,9 @@ def _set(record: dict, path: str, value: object) -> None:
 def _wrong_values(active: Active, request: Request, serve: Serve) -> Answer:
     def mutate(active: Active, records: list) -> None:
         for record, (path, value, what) in zip(records, WRONG_VALUES):
+            source_id = record.get("id")
             _set(record, path, value)
-            active.plant(record.get("id") if path != "id" else None, path, what)
+            active.plant(source_id if path != "id" else None, path, what, source_id)
     return _records_of_first_page(mutate)(active, request, serve)
 
 
@@ -346,10 +365,10 @@ def _nulls(active: Active, request: Request, serve: Serve) -> Answer:
         records[0]["billing_info"] = None      # a null object: its columns are null, the record is fine
         records[0]["address"] = None
         active.plant(records[0]["id"], "billing_info", "null object (kept)")
-        records[1].pop("id")
-        active.plant(None, "id", "missing id")
-        records[2]["id"] = records[3]["id"] = ""
-        active.plant(None, "id", "empty id")
+        active.plant(None, "id", "missing id", records[1].pop("id"))
+        for record in records[2:4]:
+            active.plant(None, "id", "empty id", record["id"])
+            record["id"] = ""
         records.insert(4, None)
         active.plant(None, "", "a null record")
     return _records_of_first_page(mutate)(active, request, serve)
@@ -380,3 +399,70 @@ def _stale(active: Active, request: Request, serve: Serve) -> Answer:
         records.append(_older(active.first_page[1]))  # a later page carries an older version
         active.plant(active.first_page[1]["id"], "updated_at", "older copy on a later page")
     return _with_envelope(answer, envelope)
+
+
+
+# -- a share of hostile records in every list (the extraction benchmark's --hostile-records) ----------
+# Kinds, each in about a quarter of the chosen records; the choice and the kind follow from a hash of
+# the list and the record id, so every read (and every retry) serves a record the same way.
+HOSTILE_KINDS = ("bad_type", "bad_date", "nul", "stale")
+LISTED = {"accounts", "subscriptions", "invoices", "line_items", "transactions", "plans", "add_ons"}
+
+
+def hostile_kind(resource: str, record_id: str, share: float) -> str | None:
+    """Whether (and how) `hostile_records=share` serves this record hostile: None, or one of HOSTILE_KINDS."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{resource}:{record_id}".encode()).digest()
+    if int.from_bytes(digest[:4], "big") / 2 ** 32 >= share:
+        return None
+    return HOSTILE_KINDS[digest[4] % len(HOSTILE_KINDS)]
+
+
+# A string field of each list that pipelines type (a NUL there cannot be kept as a typed value).
+NUL_FIELDS = {"accounts": "code", "subscriptions": "uuid", "invoices": "number", "line_items": "uuid",
+              "transactions": "uuid", "plans": "code", "add_ons": "code"}
+
+
+def _text_field(resource: str, record: dict) -> str | None:
+    name = NUL_FIELDS.get(resource)
+    return name if isinstance(record.get(name), str) else None
+
+
+def _hostile_records_scenario(share: float) -> Scenario:
+    def respond(active: Active, request: Request, serve: Serve) -> Answer:
+        answer = serve(request.params)
+        envelope = _envelope(answer) if request.method == "GET" else None
+        if envelope is None:
+            return answer
+        segments = request.path.strip("/").split("/")
+        resource = segments[-1]
+        # the lists the extraction reads records from: site-level ones and a plan's add-ons (not an
+        # invoice's line items, which completion embeds in the invoice)
+        if resource not in LISTED or not (len(segments) == 1 or segments[0] == "plans"):
+            return answer
+        records, extra = envelope["data"], []
+        for record in records:
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                continue
+            kind = hostile_kind(resource, record["id"], share)
+            if kind is None:
+                continue
+            if kind == "bad_type":
+                record["created_at"] = 1735689600            # an epoch number
+                active.plant(record["id"], "created_at", kind, resource=resource)
+            elif kind == "bad_date":
+                record["updated_at"] = "2026-02-30T00:00:00Z"
+                active.plant(record["id"], "updated_at", kind, resource=resource)
+            elif kind == "nul" and _text_field(resource, record):
+                field_ = _text_field(resource, record)
+                record[field_] = f"{record[field_]}\u0000"
+                active.plant(record["id"], field_, kind, resource=resource)
+            elif kind == "stale" and isinstance(record.get("updated_at"), str):
+                extra.append(_older(record))                 # after the newer version, same page
+                active.plant(record["id"], "updated_at", kind, resource=resource)
+        records.extend(extra)
+        return _with_envelope(answer, envelope)
+
+    return Scenario(f"hostile_records={share:g}", f"{share:.0%} of the records of every list hostile "
+                    "(bad types, impossible dates, NUL, stale duplicates)", respond, path=None)

@@ -115,7 +115,7 @@ class SandboxServer(ThreadingHTTPServer):
 def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -> hostile.Answer:
     """What the routing answers, errors included (the hostile layer rewrites either)."""
     try:
-        answer = routes.handle(site.current_index(), method, path, params)
+        answer = routes.handle(site.current_index(), method, path, params, site.name)
     except ApiError as err:
         return hostile.Answer(err.status, err.body(), dict(err.headers))
     return hostile.Answer(200, answer.body, {}, answer.total)
@@ -190,7 +190,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 status, payload, total = answer.status, answer.body, answer.total
                 headers.update(answer.headers)
             else:
-                answer = routes.handle(site.current_index(), method, split.path, params)
+                answer = routes.handle(site.current_index(), method, split.path, params, site.name)
                 status, payload, total = 200, answer.body, answer.total
         except ApiError as err:
             status, payload = err.status, err.body()

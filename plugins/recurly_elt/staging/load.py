@@ -5,8 +5,10 @@ One page of records is written in one transaction:
 1. the records are rows already (`rows.py`: tuples in table column order, values as stored),
    deduplicated by key (the last version in the page wins);
 2. one bulk statement per dialect (`writers.upsert_changed`) inserts the new keys and rewrites
-   the keys whose raw JSON changed. Unchanged rows are not written at all, so a re-run of a
-   window rewrites nothing; the statement's counts give inserted / updated / unchanged;
+   the keys whose raw JSON changed, unless the staged version is newer (a stale copy listed
+   later, with an older updated_at, never replaces it). Unchanged rows are not written at all,
+   so a re-run of a window rewrites nothing; the statement's counts give inserted / updated /
+   unchanged (stale copies count as unchanged);
 3. one `INSERT ... SELECT` (`writers.append_snapshots`) appends a snapshot row for each key of
    the page whose snapshot columns differ from its latest snapshot. Snapshots are keyed
    (site, id, observed_updated_at) and inserted with ON CONFLICT DO NOTHING, so observing the
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 from recurly_elt.recurly.resources import Resource, get as get_resource
 from recurly_elt.staging import tables
 from recurly_elt.staging.rows import converter, datetime_text
+from recurly_elt.staging.quarantine import QUARANTINE
 from recurly_elt.staging.runlog import RUN_LOG
 from recurly_elt.staging.state import CHECKPOINTS, WATERMARKS
 from recurly_elt.staging.writers import append_snapshots, upsert_changed
@@ -46,9 +49,63 @@ class UpsertResult:
         return asdict(self)
 
 
+# Serialises table creation on PostgreSQL (pg_advisory_xact_lock): concurrent CREATE TABLE IF NOT
+# EXISTS of one name can still collide on the pg_type row. An arbitrary constant of this project.
+_CREATE_LOCK = 0x7265_6375_726C_79
+
+
+def _extraction_tables() -> list[sa.Table]:
+    return [*tables.all_tables(), CHECKPOINTS, WATERMARKS, RUN_LOG, QUARANTINE]
+
+
 def ensure_staging_tables(engine: sa.Engine) -> None:
-    """Create every staging, snapshot and extraction-state table that does not exist yet (idempotent)."""
-    tables.METADATA.create_all(engine, tables=[*tables.all_tables(), CHECKPOINTS, WATERMARKS, RUN_LOG])
+    """Create every staging, snapshot and extraction-state table that does not exist yet, and add
+    columns newer versions declare to tables an older one created (idempotent, race-free).
+
+    Concurrent first runs (every resource of every site starting at once on a fresh warehouse)
+    each take the warehouse's write lock first (SQLite: the queued writer lock and BEGIN
+    IMMEDIATE; PostgreSQL: an advisory transaction lock), then create what is still missing, so
+    none fails with "database is locked" or a duplicate pg_type row. When everything exists
+    already, one catalogue read and no lock.
+    """
+    wanted = _extraction_tables()
+    if not _missing(engine.connect, wanted):
+        return
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})")
+        tables.METADATA.create_all(conn, tables=wanted)
+        for table, column in _missing(lambda: _Borrowed(conn), wanted):
+            if column is None:
+                continue
+            ddl = sa.schema.CreateColumn(table.c[column]).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+
+
+class _Borrowed:
+    """A connection lent to `_missing` without closing it."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sa.Connection:
+        return self.conn
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _missing(connect, wanted: list[sa.Table]) -> list[tuple[sa.Table, str | None]]:
+    """(table, None) for each table that does not exist, (table, column) for each missing column."""
+    with connect() as conn:
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        out: list[tuple[sa.Table, str | None]] = [(t, None) for t in wanted if t.name not in existing]
+        for table in (RUN_LOG,):  # the tables that gained columns since they were first released
+            if table.name in existing:
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                out += [(table, c.name) for c in table.columns if c.name not in have]
+    return out
 
 
 def upsert_records(
@@ -83,12 +140,16 @@ def prepare_rows(resource: Resource, site: str, objects: Iterable[dict], *, run_
 
 
 def dedupe(resource: Resource, rows: list[tuple], site: str) -> list[tuple]:
-    """Rows with distinct keys (the last one wins); a row without a key is an error naming the record."""
-    at = converter(resource.name).key_index
-    by_key = {row[at]: row for row in rows}
-    if None in by_key:
-        raw = by_key[None][converter(resource.name).index["raw_json"]]
-        raise ValueError(f"{resource.name}: a record of site {site!r} has no {resource.primary_key!r}: {raw[:200]}")
+    """Rows with distinct keys: of two versions of a record the one with the later cursor
+    (updated_at) wins, the later one in the list on a tie; keys are never empty (rows.py refuses
+    such records)."""
+    convert = converter(resource.name)
+    at, cursor_at = convert.key_index, convert.cursor_index
+    by_key: dict[str, tuple] = {}
+    for row in rows:
+        kept = by_key.get(row[at])
+        if kept is None or cursor_at is None or (row[cursor_at] or "") >= (kept[cursor_at] or ""):
+            by_key[row[at]] = row
     return list(by_key.values()) if len(by_key) != len(rows) else rows
 
 
@@ -113,7 +174,8 @@ def upsert_page(
         return UpsertResult()
     pk = resource.primary_key
     table = tables.staging_table(resource.name)
-    inserted, updated = upsert_changed(conn, table, ("site", pk), rows)
+    newer = resource.cursor if resource.cursor in table.c else None
+    inserted, updated = upsert_changed(conn, table, ("site", pk), rows, newer=newer)
     key_at = converter(resource.name).key_index
     snapshots = append_snapshots(conn, table, tables.snapshot_table(resource.name), pk,
                                  [c.name for c in resource.snapshot_columns if c.name != pk], site,

@@ -18,47 +18,115 @@ reads only the declared fields (nested ones such as `billing_info.payment_method
 nested Structs) and skips the rest in C; a small function generated from the declaration then
 turns the Struct into the row tuple. `RowConverter.source` shows that function.
 
-A record whose declared fields do not have the declared JSON types (say, a number where a string
-was declared) is not an error: it goes through `from_object`, the plain-Python path, which coerces
-each value (str(), int(), float(), bool()) as the declaration says. Both paths give the same row
-for well-typed records (tests/staging/test_rows.py).
+One set of rules decides what a declared field may hold (`RULES`, one function per declared
+type; docs/extraction.md "Record rules"). A value that breaks them is never coerced: the record is
+refused with a `RecordRejected` that names its id and every offending field, the raw value and the
+reason, and the extractor quarantines it (staging/quarantine.py) while the rest of the page is
+staged. The rules:
+
+- string: a JSON string (or an integer, kept as its decimal text), without NUL characters or lone
+  surrogates (neither warehouse stores both the same way), at most MAX_STRING_CHARS characters;
+- integer: a JSON integer (or a number with no fraction, 3.0) within 64 bits; "3", 3.5, 10**20 and
+  true are refused;
+- number: a JSON number within NUMERIC(20,6) (|x| < 1e14); strings such as "9,99" are refused;
+- boolean: JSON true or false only; "false", 0 and 1 are refused;
+- timestamp: an ISO-8601 string with a time zone (Z or an offset) naming a real moment;
+  "yesterday", epoch numbers, "2026-02-30T00:00:00Z" and naive or empty strings are refused;
+- json: any JSON value (strings in it without lone surrogates);
+- an object on the way to a field (`billing_info` of `billing_info.payment_method.exp_year`) is an
+  object or null (null: the fields under it are null); anything else is refused;
+- the primary key is a non-empty string (or integer); a record without one is refused;
+- a record is a JSON object.
+
+The fast path is the same rules, checked in C: the Struct is strict (no lax "10.5" -> 10.5 or
+"true" -> True), integers are bounded, the key must be a non-empty string, strings bounded in
+length, and records whose bytes hold a NUL escape go the plain way. Whatever the fast path refuses
+is decided by `from_object`, which applies the rules one by one and gives the reason; so both paths
+give the same row for every record, and the same refusal (tests/staging/test_rows.py).
 """
 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Annotated, Any, Callable, Iterable
 
 import msgspec
 
+from recurly_elt.recurly.client import NUL_ESCAPE
 from recurly_elt.recurly.resources import RESOURCES, Column, Resource
-from recurly_elt.staging.tables import parse_timestamp
 
 _ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.decode
+_FROMISO = datetime.fromisoformat
 
-# JSON types of the typed columns in the fast path (lax: "10.5" -> 10.5, 2.0 -> 2 are accepted).
-_STRUCT_TYPES: dict[str, Any] = {
-    "string": str, "integer": int, "number": float, "boolean": bool, "timestamp": str, "json": Any,
-}
-
-
-def timestamp_text(value: Any) -> str | None:
-    """An API timestamp (ISO-8601, any zone) as the stored text of a naive UTC timestamp."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and len(value) == 20 and value[19] == "Z" and value[10] == "T":
-        return f"{value[:10]} {value[11:19]}.000000"   # the API's usual form: whole seconds, UTC
-    moment = parse_timestamp(value)
-    return moment.isoformat(" ", "microseconds")
+MAX_STRING_CHARS = 100_000          # a typed string column; the raw JSON keeps whatever was sent
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+NUMBER_LIMIT = 1e14                 # NUMERIC(20,6): 14 digits before the point
+MAX_SHOWN_CHARS = 500               # of a refused value, in the quarantine and in messages
 
 
-def datetime_text(moment: datetime) -> str:
-    """A naive UTC datetime as stored text (the form `timestamp_text` produces)."""
-    return moment.isoformat(" ", "microseconds")
+class BadValue(ValueError):
+    """A value a rule refuses; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str        # the declared path ("billing_info.payment_method.exp_year"), "" for the record
+    raw_value: str    # the value as JSON text (ASCII escapes, cut at MAX_SHOWN_CHARS)
+    reason: str
+
+
+class RecordRejected(ValueError):
+    """A record some rule refuses: names the resource, site, record id and each offending field."""
+
+    def __init__(self, resource: str, site: str, record_id: str | None, problems: list[Problem], raw_json: str):
+        self.resource, self.site, self.record_id = resource, site, record_id
+        self.problems, self.raw_json = problems, raw_json
+        fields = "; ".join(f"{p.field or 'the record'}: {p.reason} (value {p.raw_value[:80]})" for p in problems)
+        super().__init__(f"{resource} record {record_id!r} of site {site!r} refused: {fields}")
+
+
+def shown(value: Any) -> str:
+    """A value as JSON text for people: ASCII escapes (NUL, surrogates visible), cut when long."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > MAX_SHOWN_CHARS:
+        text = f"{text[:MAX_SHOWN_CHARS]}... ({len(text):,} characters)"
+    return text
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _check_text(text: str) -> str:
+    if "\x00" in text:
+        raise BadValue("contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadValue("contains a lone surrogate (not valid Unicode text)") from None
+    return text
 
 
 def json_text(value: Any) -> str:
@@ -66,18 +134,123 @@ def json_text(value: Any) -> str:
     return _ENCODE_SORTED(value).decode()
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+# -- the rules, one per declared type ---------------------------------------------------------------
+def string_value(value: Any) -> str:
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_CHARS:
+            raise BadValue(f"a string of {len(value):,} characters (at most {MAX_STRING_CHARS:,})")
+        return _check_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise BadValue(f"expected a string, got {_kind(value)}")
 
 
-# Per declared type: what the plain-Python path applies to a non-null value, and what the fast path
-# still has to apply after msgspec decoded it (None: nothing, the Struct field already has the type).
-_COERCE: dict[str, Callable[[Any], Any]] = {
-    "string": _text, "integer": int, "number": float, "boolean": bool, "timestamp": timestamp_text, "json": json_text,
+def integer_value(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadValue(f"expected an integer, got {_kind(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise BadValue(f"{value!r} is not an integer")
+        value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadValue("an integer outside the 64-bit range")
+    return value
+
+
+def number_value(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadValue(f"expected a number, got {_kind(value)}")
+    number = float(value) if abs(value) < 1e300 else math.inf
+    if not math.isfinite(number) or abs(number) >= NUMBER_LIMIT:
+        raise BadValue(f"a number outside NUMERIC(20,6) (|x| < {NUMBER_LIMIT:.0e})")
+    return number
+
+
+def boolean_value(value: Any) -> bool:
+    if value is True or value is False:
+        return value
+    raise BadValue(f"expected true or false, got {_kind(value)}")
+
+
+# Days and times of day already validated (a run reads few distinct days; at most 86,400 times).
+_VALID_DAYS: set[str] = set()
+_VALID_CLOCKS: set[str] = set()
+_MAX_REMEMBERED_DAYS = 200_000
+
+
+def _validate_usual(day: str, clock: str) -> None:
+    text = f"{day}T{clock}"
+    try:
+        moment = _FROMISO(text)
+    except ValueError:
+        raise BadValue("not a valid ISO-8601 timestamp (no such date or time)") from None
+    if moment.isoformat() != text:  # another ISO form of the same length (a week date: 2025-W01-1)
+        raise BadValue("not an ISO-8601 calendar date and time (YYYY-MM-DDTHH:MM:SS)")
+    if len(_VALID_DAYS) > _MAX_REMEMBERED_DAYS:
+        _VALID_DAYS.clear()
+    _VALID_DAYS.add(day)
+    _VALID_CLOCKS.add(clock)
+
+
+def timestamp_value(value: Any) -> str:
+    """An ISO-8601 timestamp with a zone as the stored text of a naive UTC timestamp."""
+    if not isinstance(value, str):
+        raise BadValue(f"expected an ISO-8601 timestamp string, got {_kind(value)}")
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T":   # the API's usual form: seconds, UTC
+        day, clock = value[:10], value[11:19]
+        if day not in _VALID_DAYS or clock not in _VALID_CLOCKS:
+            _validate_usual(day, clock)   # 2026-02-30 and 24:00:00 are refused here
+        return f"{day} {clock}.000000"
+    try:
+        moment = _FROMISO(value)
+    except ValueError:
+        raise BadValue("not a valid ISO-8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise BadValue("a timestamp without a time zone (Z or an offset)")
+    try:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:
+        raise BadValue("a timestamp outside the years 1..9999 in UTC") from None
+    return moment.isoformat(" ", "microseconds")
+
+
+def json_value(value: Any) -> str:
+    try:
+        return json_text(value)
+    except UnicodeEncodeError:
+        raise BadValue("contains a lone surrogate (not valid Unicode text)") from None
+
+
+RULES: dict[str, Callable[[Any], Any]] = {
+    "string": string_value, "integer": integer_value, "number": number_value, "boolean": boolean_value,
+    "timestamp": timestamp_value, "json": json_value,
 }
+
+# The same rules as msgspec types, checked in C by the fast path (strict: no lax conversions).
+_Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+_Number = Annotated[float, msgspec.Meta(gt=-NUMBER_LIMIT, lt=NUMBER_LIMIT)]
+_String = Annotated[str, msgspec.Meta(max_length=MAX_STRING_CHARS)]
+_Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING_CHARS)]
+_STRUCT_TYPES: dict[str, Any] = {
+    "string": _String, "integer": _Int64, "number": _Number, "boolean": bool, "timestamp": str, "json": Any,
+}
+# What the fast path still applies after msgspec decoded a value (None: nothing, the type is the rule).
 _AFTER_DECODE: dict[str, Callable[[Any], Any] | None] = {
-    "string": None, "integer": None, "number": None, "boolean": None, "timestamp": timestamp_text, "json": json_text,
+    "string": None, "integer": None, "number": None, "boolean": None, "timestamp": timestamp_value,
+    "json": json_text,
 }
+
+
+def timestamp_text(value: Any) -> str | None:
+    """An API timestamp (ISO-8601 with a zone) as stored text; None and "" are None (BadValue otherwise)."""
+    if value is None or value == "":
+        return None
+    return timestamp_value(value)
+
+
+def datetime_text(moment: datetime) -> str:
+    """A naive UTC datetime as stored text (the form `timestamp_text` produces)."""
+    return moment.isoformat(" ", "microseconds")
 
 
 class RowConverter:
@@ -91,35 +264,85 @@ class RowConverter:
         self.key_index = self.index[resource.primary_key]
         self.cursor_index = self.index.get(resource.cursor)
         struct_type, self.source, self._from_struct = _compile(resource)
-        self._decoder = msgspec.json.Decoder(struct_type, strict=False)
-        self._paths = tuple((tuple(c.path.split(".")), _COERCE[c.type]) for c in resource.columns)
+        self._decoder = msgspec.json.Decoder(struct_type)
+        self._paths = tuple((c, tuple(c.path.split(".")), RULES[c.type]) for c in resource.columns)
 
     def from_raw(self, raw: bytes | memoryview | msgspec.Raw, site: str, loaded_at: str,
-                 run_id: str | None) -> tuple:
-        """The row of one record as the API sent it (its JSON bytes become raw_json as they are)."""
-        data = bytes(raw)
-        try:
-            decoded = self._decoder.decode(data)
-        except msgspec.ValidationError:
-            return self.from_object(_DECODE(data), site, loaded_at, run_id, raw_json=data.decode())
-        return self._from_struct(decoded, site, data.decode(), loaded_at, run_id)
+                 run_id: str | None, *, may_hold_nul: bool = True) -> tuple:
+        """The row of one record as the API sent it (its JSON bytes become raw_json as they are).
 
-    def from_object(self, obj: dict, site: str, loaded_at: str, run_id: str | None, *,
+        Raises RecordRejected when a rule refuses the record. `may_hold_nul=False` says the caller
+        has checked that the bytes hold no NUL escape (the client checks a whole page at once,
+        cheaper than each record); otherwise this record is checked here."""
+        data = bytes(raw)
+        if not (may_hold_nul and NUL_ESCAPE in data):  # records holding a NUL escape take the plain path
+            try:
+                decoded = self._decoder.decode(data)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # the plain path finds the reason
+            else:
+                try:
+                    return self._from_struct(decoded, site, data.decode(), loaded_at, run_id)
+                except BadValue:
+                    pass
+        raw_json = data.decode()
+        try:
+            obj = _DECODE(data)
+        except msgspec.DecodeError:
+            try:  # JSON msgspec refuses but Python reads: lone surrogates, numbers out of range
+                obj = json.loads(raw_json)
+            except (ValueError, RecursionError):
+                raise RecordRejected(self.resource.name, site, None,
+                                     [Problem("", shown(raw_json), "not valid JSON")], raw_json) from None
+        return self.from_object(obj, site, loaded_at, run_id, raw_json=raw_json)
+
+    def from_object(self, obj: Any, site: str, loaded_at: str, run_id: str | None, *,
                     raw_json: str | None = None) -> tuple:
-        """The row of a decoded object (raw_json: its compact JSON unless given)."""
-        if not isinstance(obj, dict):
-            raise ValueError(f"{self.resource.name}: a record of site {site!r} is not a JSON object: "
-                             f"{str(obj)[:200]}")
-        values: list[Any] = [site]
-        for parts, coerce in self._paths:
-            value: Any = obj
-            for part in parts:
-                value = value.get(part) if isinstance(value, dict) else None
-            values.append(None if value is None else coerce(value))
+        """The row of a decoded object (raw_json: its compact JSON unless given), by the rules one by
+        one; RecordRejected naming every field they refuse."""
+        name = self.resource.name
         if raw_json is None:
-            raw_json = _ENCODE(obj).decode()
+            raw_json = _raw_text(obj)
+        if not isinstance(obj, dict):
+            raise RecordRejected(name, site, None, [Problem("", shown(obj), "the record is not a JSON object")],
+                                 raw_json)
+        values: list[Any] = [site]
+        problems: dict[str, Problem] = {}
+        for column, parts, rule in self._paths:
+            value: Any = obj
+            for depth, part in enumerate(parts):
+                if not isinstance(value, dict):
+                    if value is not None:
+                        parent = ".".join(parts[:depth])
+                        problems.setdefault(parent, Problem(parent, shown(value),
+                                                            f"expected an object, got {_kind(value)}"))
+                    value = None
+                    break
+                value = value.get(part)
+            if value is None:
+                values.append(None)
+                continue
+            try:
+                values.append(rule(value))
+            except BadValue as bad:
+                problems.setdefault(column.path, Problem(column.path, shown(value), bad.reason))
+                values.append(None)
+        pk = self.resource.primary_key
+        if values[self.key_index] in (None, "") and pk not in problems:
+            what = "an empty" if obj.get(pk) == "" else "no"
+            problems[pk] = Problem(pk, shown(obj.get(pk)), f"{what} {pk}: the record cannot be keyed")
+        if problems:  # the id as the rules stored it: a refused id (NUL, too long) is not one
+            record_id = values[self.key_index] if pk not in problems else None
+            raise RecordRejected(name, site, record_id, list(problems.values()), raw_json)
         values += [raw_json, loaded_at, run_id]
         return tuple(values)
+
+
+def _raw_text(obj: Any) -> str:
+    try:
+        return _ENCODE(obj).decode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
 
 
 @lru_cache(maxsize=None)
@@ -129,11 +352,16 @@ def converter(resource_name: str) -> RowConverter:
 
 def encode_object(obj: dict) -> bytes:
     """Compact JSON of an object changed after decoding (a completed invoice): its new raw_json."""
-    return _ENCODE(obj)
+    return _raw_text(obj).encode()
 
 
-def decode_object(raw: bytes | memoryview | msgspec.Raw) -> dict:
-    return _DECODE(bytes(raw))
+def decode_object(raw: bytes | memoryview | msgspec.Raw) -> Any:
+    """A record's JSON (any value; Python's parser for what msgspec refuses, such as lone surrogates)."""
+    data = bytes(raw)
+    try:
+        return _DECODE(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 # -- compilation --------------------------------------------------------------------------------
@@ -181,14 +409,17 @@ def _compile(resource: Resource) -> tuple[type, str, Callable[..., tuple]]:
                     helpers[helper] = after
                     lines.append(f"if {var} is not None: {var} = {helper}({var})")
                 expressions[child.name] = var
-                fields.append((field, _STRUCT_TYPES[child.type] | None, None))
+                if child.name == resource.primary_key and holder == "r":
+                    fields.append((field, _Key))   # required, non-empty: else the plain path says why
+                else:
+                    fields.append((field, _STRUCT_TYPES[child.type] | None, None))
             else:
                 var = f"n{next(counter)}"
                 lines.append(f"{var} = {holder}.{field}" if holder == "r"
                              else f"{var} = {holder}.{field} if {holder} is not None else None")
                 nested = struct_for(child, f"{name}_{key}", var)
                 fields.append((field, nested | None, None))
-        return msgspec.defstruct(name, fields, rename=rename, forbid_unknown_fields=False)
+        return msgspec.defstruct(name, fields, rename=rename, forbid_unknown_fields=False, kw_only=True)
 
     struct_type = struct_for(_tree(resource.columns, resource.name), f"{resource.name}_record", "r")
     values = ", ".join(["site", *(expressions[c.name] for c in resource.columns), "raw_json", "loaded_at", "run_id"])

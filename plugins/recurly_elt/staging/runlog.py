@@ -33,6 +33,7 @@ RUN_LOG = sa.Table(
     sa.Column("updated", sa.BigInteger(), nullable=False),
     sa.Column("unchanged", sa.BigInteger(), nullable=False),
     sa.Column("snapshots", sa.BigInteger(), nullable=False),
+    sa.Column("quarantined", sa.BigInteger(), nullable=False, server_default="0"),  # records refused (extract_quarantine)
     sa.Column("requests", sa.Integer(), nullable=False),
     sa.Column("status_429", sa.Integer(), nullable=False),
     sa.Column("retries", sa.Integer(), nullable=False),
@@ -43,7 +44,7 @@ RUN_LOG = sa.Table(
     sa.Column("error", sa.Text()),
 )
 
-COUNTERS = ("pages", "records", "inserted", "updated", "unchanged", "snapshots", "requests",
+COUNTERS = ("pages", "records", "inserted", "updated", "unchanged", "snapshots", "quarantined", "requests",
             "status_429", "retries", "seconds")
 
 

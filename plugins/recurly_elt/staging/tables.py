@@ -11,6 +11,7 @@ checksums can leave them aside.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -36,7 +37,23 @@ def _column(col: Column, primary_key: bool = False) -> sa.Column:
     return sa.Column(col.name, _SA_TYPES[col.type](), primary_key=primary_key, nullable=not primary_key)
 
 
-@lru_cache(maxsize=None)
+# Table objects are built on first use, once: readers in threads of one process (the extraction
+# tests, a prefetching reader) may ask for the same table at the same moment.
+_BUILD = threading.RLock()
+
+
+def _once(build):
+    cached = lru_cache(maxsize=None)(build)
+
+    def table(resource_name: str) -> sa.Table:
+        with _BUILD:
+            return cached(resource_name)
+
+    table.__doc__, table.__name__ = build.__doc__, build.__name__
+    return table
+
+
+@_once
 def staging_table(resource_name: str) -> sa.Table:
     res = RESOURCES[resource_name]
     cols = [sa.Column("site", sa.Text(), primary_key=True, nullable=False)]
@@ -50,7 +67,7 @@ def staging_table(resource_name: str) -> sa.Table:
     return sa.Table(res.table, METADATA, *cols)
 
 
-@lru_cache(maxsize=None)
+@_once
 def snapshot_table(resource_name: str) -> sa.Table:
     res = RESOURCES[resource_name]
     cols = [

@@ -43,19 +43,31 @@ def _unsupported(conn: sa.Connection, what: str) -> NotImplementedError:
 
 # -- staging rows ---------------------------------------------------------------------------------
 def upsert_changed(conn: sa.Connection, table: sa.Table, key: Sequence[str], rows: list[tuple],
-                   changed: str = "raw_json") -> tuple[int, int]:
-    """Insert new keys, rewrite existing ones whose `changed` column differs; (inserted, updated)."""
+                   changed: str = "raw_json", newer: str | None = None) -> tuple[int, int]:
+    """Insert new keys, rewrite existing ones whose `changed` column differs; (inserted, updated).
+
+    With `newer` (a timestamp column, updated_at), an existing row is never rewritten by one whose
+    `newer` is earlier: a stale copy does not replace the version already staged.
+    """
     if not rows:
         return 0, 0
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        return _sqlite_upsert_changed(conn, table, key, rows, changed)
+        return _sqlite_upsert_changed(conn, table, key, rows, changed, newer)
     if dialect == "postgresql":
-        return _pg_upsert_changed(conn, table, key, rows, changed)
+        return _pg_upsert_changed(conn, table, key, rows, changed, newer)
     raise _unsupported(conn, "bulk upsert")
 
 
-def _sqlite_upsert_changed(conn, table, key, rows, changed) -> tuple[int, int]:
+def _not_older(target: str, excluded: str, newer: str | None) -> str:
+    """SQL: the incoming row is not older than the staged one (or either has no timestamp)."""
+    if newer is None:
+        return ""
+    staged, incoming = f"{target}.{_q(newer)}", f"{excluded}.{_q(newer)}"
+    return f" AND ({staged} IS NULL OR {incoming} IS NULL OR {incoming} >= {staged})"
+
+
+def _sqlite_upsert_changed(conn, table, key, rows, changed, newer) -> tuple[int, int]:
     names = [c.name for c in table.columns]
     site_key, id_key = key  # staging tables are keyed (site, id)
     site_at, id_at = names.index(site_key), names.index(id_key)
@@ -70,7 +82,8 @@ def _sqlite_upsert_changed(conn, table, key, rows, changed) -> tuple[int, int]:
     sql = (f"INSERT INTO {_q(table.name)} ({', '.join(map(_q, names))}) VALUES ({', '.join('?' * len(names))}) "
            f"ON CONFLICT ({', '.join(map(_q, key))}) DO UPDATE SET "
            + ", ".join(f"{_q(n)} = excluded.{_q(n)}" for n in non_key)
-           + f" WHERE {_q(table.name)}.{_q(changed)} IS NOT excluded.{_q(changed)}")
+           + f" WHERE {_q(table.name)}.{_q(changed)} IS NOT excluded.{_q(changed)}"
+           + _not_older(_q(table.name), "excluded", newer))
     written = conn.exec_driver_sql(sql, rows).rowcount
     inserted = len(rows) - existing
     return inserted, written - inserted
@@ -90,7 +103,7 @@ def _pg_copy_into_temp(conn: sa.Connection, table: sa.Table, rows: list[tuple]) 
     return temp
 
 
-def _pg_upsert_changed(conn, table, key, rows, changed) -> tuple[int, int]:
+def _pg_upsert_changed(conn, table, key, rows, changed, newer) -> tuple[int, int]:
     temp = _pg_copy_into_temp(conn, table, rows)
     names = [c.name for c in table.columns]
     quoted = ", ".join(map(_q, names))
@@ -99,7 +112,8 @@ def _pg_upsert_changed(conn, table, key, rows, changed) -> tuple[int, int]:
         f"INSERT INTO {target} ({quoted}) SELECT {quoted} FROM {_q(temp)} "
         f"ON CONFLICT ({', '.join(map(_q, key))}) DO UPDATE SET "
         + ", ".join(f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in key)
-        + f" WHERE {target}.{_q(changed)} IS DISTINCT FROM EXCLUDED.{_q(changed)} RETURNING (xmax = 0)"
+        + f" WHERE {target}.{_q(changed)} IS DISTINCT FROM EXCLUDED.{_q(changed)}"
+        + _not_older(target, "EXCLUDED", newer) + " RETURNING (xmax = 0)"
     ).scalars().all()
     conn.exec_driver_sql(f"DELETE FROM {_q(temp)}")  # for a second load in this transaction; no lock, no new file
     inserted = sum(1 for f in flags if f)
@@ -138,8 +152,10 @@ def append_snapshots(conn: sa.Connection, staging: sa.Table, snapshot: sa.Table,
 
 
 # -- small state rows -----------------------------------------------------------------------------
-def upsert_rows(conn: sa.Connection, table: sa.Table, key: Sequence[sa.Column], rows: list[dict[str, Any]]) -> None:
-    """Insert dict rows, overwriting the non-key columns of keys that exist (state tables)."""
+def upsert_rows(conn: sa.Connection, table: sa.Table, key: Sequence[sa.Column], rows: list[dict[str, Any]],
+                *, keep: Sequence[str] = (), count: str | None = None) -> None:
+    """Insert dict rows, overwriting the non-key columns of keys that exist (state tables), except
+    the columns in `keep` (first-seen facts); `count` names a column that adds up on each conflict."""
     if not rows:
         return
     dialect = conn.dialect.name
@@ -149,8 +165,9 @@ def upsert_rows(conn: sa.Connection, table: sa.Table, key: Sequence[sa.Column], 
         stmt = sqlite.insert(table)
     else:
         raise _unsupported(conn, "upsert")
-    key_names = {c.name for c in key}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.name for c in key],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key_names})
+    key_names = {c.name for c in key} | set(keep)
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key_names}
+    if count is not None:
+        update[count] = table.c[count] + stmt.excluded[count]
+    stmt = stmt.on_conflict_do_update(index_elements=[c.name for c in key], set_=update)
     conn.execute(stmt, rows)

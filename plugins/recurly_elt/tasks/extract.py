@@ -87,11 +87,23 @@ def check_sites(expected: list[str]) -> dict[str, str]:
     return configured
 
 
+def run_type(context: Any) -> str | None:
+    """The run's type as Airflow names it: manual, scheduled, backfill, asset_triggered (None unknown)."""
+    dag_run = context.get("dag_run")
+    value = getattr(dag_run, "run_type", None)
+    value = getattr(value, "value", value)
+    return str(value).lower() if value is not None else None
+
+
 def window_from_context(context: Any, mode: str):
     """The updated_at window of this run.
 
-    daily: the data interval [data_interval_start, data_interval_end); a run without one (manual,
-    or a zero-length interval) takes the `start_date`/`end_date` Params and needs both.
+    daily: the data interval [data_interval_start, data_interval_end). The `start_date`/`end_date`
+    Params are for manual runs: a manual run that sets them reads [start_date, end_date) (both
+    needed), and a manual run without a data interval (no logical date, or a zero-length interval)
+    must set them. A scheduled or backfill run always reads its own data interval: Params set on
+    it (the backfill dialog shows them) are ignored, with a log line saying so, so a 7-run backfill
+    reads seven different days, not one range seven times.
     import: the optional `start_date`/`end_date` Params; no lower bound by default (full history).
     """
     from recurly_elt.extract.window import Window
@@ -101,11 +113,20 @@ def window_from_context(context: Any, mode: str):
     if mode == "import":
         return Window.of(start, end)
     interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
+    has_interval = interval_start is not None and interval_end is not None and interval_start < interval_end
+    kind = run_type(context)
+    if (start or end) and kind not in ("manual", None):
+        if not has_interval:
+            raise ExtractConfigError(f"this {kind} run has no data interval to read; the Params start_date/end_date "
+                                     "apply to manual runs only")
+        log.warning("Params start_date=%s end_date=%s ignored: this %s run reads its data interval [%s, %s); "
+                    "the Params apply to manual runs only", start, end, kind, interval_start, interval_end)
+        return Window.of(interval_start, interval_end)
     if start or end:
         if not (start and end):
             raise ExtractConfigError("a manual daily-sync run needs both Params start_date and end_date")
         return Window.of(start, end)
-    if interval_start is None or interval_end is None or interval_start >= interval_end:
+    if not has_interval:
         raise ExtractConfigError(
             "this run has no data interval (a manual run?): set Params start_date and end_date")
     return Window.of(interval_start, interval_end)
@@ -137,11 +158,32 @@ def extract(site: str, resource: str, mode: str = "daily", readers: int = READER
     return result.as_dict()
 
 
+def check_quarantine() -> int:
+    """The data-quality check of extraction: fails the run (no retry) when this run quarantined
+    records, naming them (staging/quarantine.py); 0 when it did not."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recurly_elt.staging import quarantine
+    from recurly_elt.staging.load import ensure_staging_tables
+    from recurly_elt.warehouse.engine import engine_for_connection
+
+    run_id = get_current_context()["run_id"]
+    engine = engine_for_connection(WAREHOUSE_CONN_ID)
+    try:
+        ensure_staging_tables(engine)
+        with engine.connect() as conn:
+            return quarantine.check(conn, run_id)
+    except quarantine.QuarantineGrew as grew:
+        raise AirflowFailException(str(grew)) from None
+    finally:
+        engine.dispose()
+
+
 def build_extraction(mode: str) -> tuple[Any, list[Any]]:
     """Wire the extraction into the DAG being defined; returns (check task, [mapped extract per site]).
 
     `check_sites` first, then per site a task group `extract_<subdomain>` holding one `extract`
-    task mapped over every resource, in the site's pool. Downstream stages attach to the returned
+    task mapped over every resource, in the site's pool, then `check_quarantine`. Downstream stages attach to the returned
     mapped tasks (they finish when every resource of every site is staged).
     """
     from airflow.sdk import TaskGroup, task
@@ -156,6 +198,12 @@ def build_extraction(mode: str) -> tuple[Any, list[Any]]:
     def extract_one(site: str, resource: str) -> dict:
         return extract(site, resource, mode=mode)
 
+    # After every extraction, whatever its outcome: the rest of the run (the transform) goes on with
+    # what was staged, while the run as a whole fails if the quarantine grew.
+    @task(task_id="check_quarantine", trigger_rule="all_done", retries=0)
+    def quarantined() -> int:
+        return check_quarantine()
+
     checked = check(sites)
     mapped = []
     for site in sites:
@@ -164,4 +212,6 @@ def build_extraction(mode: str) -> tuple[Any, list[Any]]:
                 resource=list(RESOURCE_NAMES))
         checked >> per_resource
         mapped.append(per_resource)
+    if mapped:
+        mapped >> quarantined()
     return checked, mapped

@@ -2,7 +2,12 @@
 
 It runs first in the daily sync, so a wrong key, a wrong host or a site that is down fails one
 cheap task with a message naming the connection and the site, before any extraction starts.
-For each site it asks `HEAD /accounts` (one request, no body) and logs Recurly-Total-Records.
+For each site it asks
+- `HEAD /accounts` (one request, no body) and logs Recurly-Total-Records;
+- `GET /sites`: the sites the key can read. A key that does not read the subdomain it is configured
+  for (a multi-site password whose `acme` slot holds globex's key) would stage another site's
+  records under this name: an error naming both.
+Two connections naming the same subdomain are an error naming both (hook.sites_of).
 It returns {subdomain: total accounts} as XCom: counts only, never a key.
 """
 
@@ -52,6 +57,42 @@ def count_accounts(site: Any, timeout: float = 30.0) -> int:
     return int(total)
 
 
+def key_sites(site: Any) -> list[str]:
+    """The subdomains the site's key can read (`GET /sites`, through the Recurly client: retries,
+    the configured host only, messages without the key)."""
+    from recurly_elt.recurly.errors import RecurlyError
+    from recurly_elt.recurly.hook import RecurlyHook
+
+    client = RecurlyHook(site.conn_id).get_client(site)
+    try:
+        return [str(s.get("subdomain")) for page in client.pages("/sites", {"limit": 200}) for s in page.data
+                if isinstance(s, dict)]
+    except RecurlyError as exc:
+        raise PreflightError(f"connection {site.conn_id!r}, site {site.subdomain!r}: GET /sites failed: {exc}") from None
+    finally:
+        client.session.close()
+
+
+def check_key_site(site: Any, readable: list[str]) -> None:
+    """The key configured for `site` reads that subdomain (`readable`: what GET /sites answered)."""
+    if site.subdomain not in readable:
+        raise PreflightError(
+            f"connection {site.conn_id!r}: the API key configured for site {site.subdomain!r} belongs to "
+            f"{', '.join(repr(s) for s in readable) or 'no site'}; its records would be staged as "
+            f"{site.subdomain!r}. Put each site's own key in its slot")
+
+
+def check_sites_and_keys(sites: list[Any]) -> dict[str, int]:
+    """Every site reachable with its key, each key its own site's; {subdomain: accounts}."""
+    counts: dict[str, int] = {}
+    for site in sites:
+        counts[site.subdomain] = count_accounts(site)
+        check_key_site(site, key_sites(site))
+        log.info("Site %s via %s: %s=%d (accounts), key checked with GET /sites", site.subdomain, site.conn_id,
+                 TOTAL_RECORDS_HEADER, counts[site.subdomain])
+    return counts
+
+
 def preflight() -> dict[str, int]:
     """Check every configured site; return {subdomain: accounts}."""
     from recurly_elt.recurly.hook import sites_of  # registers every key with the log masker
@@ -60,10 +101,10 @@ def preflight() -> dict[str, int]:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     log.info("Window (data interval): [%s, %s)", start, end)
 
-    sites = sites_of(recurly_conn_ids())
-    counts: dict[str, int] = {}
-    for site in sites:
-        counts[site.subdomain] = count_accounts(site)
-        log.info("Site %s via %s: %s=%d (accounts)", site.subdomain, site.conn_id, TOTAL_RECORDS_HEADER,
-                 counts[site.subdomain])
-    return counts
+    from recurly_elt.recurly.sites import SiteConfigError
+
+    try:
+        sites = sites_of(recurly_conn_ids())
+    except SiteConfigError as exc:
+        raise PreflightError(str(exc)) from None
+    return check_sites_and_keys(sites)
