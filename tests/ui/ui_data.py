@@ -13,7 +13,7 @@ from recurly_elt.extract.window import Window
 from recurly_elt.recurly.client import RecurlyClient
 from recurly_elt.recurly.ratebudget import RateBudget
 from recurly_elt.recurly.resources import RESOURCES
-from recurly_elt.recurly.retry import RetryPolicy
+from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.sites import Site
 from recurly_elt.transform import pipeline
 from recurly_elt.transform.check_log import run_and_record
