@@ -297,6 +297,9 @@ def test_the_business_shows_recurlys_real_shapes_and_cases(sim):
     pending = [s for s in subs if s.get("pending_change")]
     assert pending and all(p["pending_change"]["activate_at"] == p["current_period_ends_at"] for p in pending)
     assert any(s["state"] == "future" and "activated_at" not in s for s in subs)
+    # invoices with more line items than the server embeds (it then sends has_more_line_items)
+    from recurly_elt.sandbox.index import DEFAULT_EMBEDDED_LINE_ITEMS
+    assert any(len(i["line_items"]) > DEFAULT_EMBEDDED_LINE_ITEMS for i in invoices)
     # voided invoices, invalid billing info, closed accounts, manual collection with net terms
     assert any(i["state"] == "voided" for i in invoices)
     assert any(a.get("billing_info") and not a["billing_info"]["valid"] for a in accounts)

@@ -54,3 +54,11 @@ def test_amounts_leave_as_exact_decimals():
     arr = pa.array(out.array)
     assert arr.type == pa.decimal128(20, 6)
     assert arr.to_pylist() == [Decimal("103.430000"), Decimal("-0.000001"), None]
+
+
+def test_mul_div_is_exact_where_the_product_would_overflow():
+    n = np.array([10**17 + 7, -(10**17 + 7), 5, 15])
+    d = np.array([1_200_000, 1_200_000, 10, 10])
+    exact = [int((Decimal(int(v)) * 1_000_000 / int(q)).to_integral_value("ROUND_HALF_UP")) for v, q in zip(n, d)]
+    assert money.mul_div_half_up(n, 1_000_000, d).tolist() == exact
+    assert exact[2:] == [500_000, 1_500_000]

@@ -467,9 +467,14 @@ class SiteSimulation:
         description, usd = self._rng.choice((("Onboarding session", 150.0), ("Data import service", 300.0),
                                              ("Extra report pack", 40.0)))
         amount = local_prices(usd)[sub.customer.currency]
-        invoice = self._billing.issue(sub.customer, ts, "purchase",
-                                      [Charge("one_time", float(amount), 1, description, sub.id,
-                                              product_code="services")], [sub.id])
+        charges = [Charge("one_time", float(amount), 1, description, sub.id, product_code="services")]
+        if sub.customer.collection_method == "manual":
+            # Invoiced customers get itemised services: one line per consulting day, often more
+            # lines than an invoice embeds (has_more_line_items).
+            day_rate = local_prices(120.0)[sub.customer.currency]
+            charges += [Charge("one_time", float(day_rate), 1, f"Consulting, day {n}", sub.id, product_code="consulting")
+                        for n in range(1, self._rng.randint(4, 15))]
+        invoice = self._billing.issue(sub.customer, ts, "purchase", charges, [sub.id])
         if self._rng.random() < self.rates.void_one_time:  # charged by mistake: voided the same day
             invoice["state"], invoice["balance"] = "voided", 0.0
             invoice["closed_at"] = iso(ts + 3600)

@@ -101,7 +101,7 @@ def full_period_gross(li: pd.DataFrame) -> np.ndarray:
     return gross
 
 
-def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def net_amounts(li: pd.DataFrame, percents: pd.Series, gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
 
     Reading of a prorated item (proration_rate in (0, 1)): the unit amount is the full period's
@@ -109,15 +109,15 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.n
     subtotal = quantity x unit_amount) when the subtotal is closer to unit x quantity, and the full
     price is then that / proration_rate, rounded half up to the micro-unit.
     """
-    gross = full_period_gross(li)
+    gross = gross.copy()  # |unit x quantity| (full_period_gross); a prorated unit amount is scaled up here
     rate = li["proration_rate"].to_numpy(dtype="float64", na_value=np.nan)
     prorated = (rate > 0) & (rate < 1)
     rate_micro = np.where(prorated, np.rint(np.nan_to_num(rate) * money.MICRO), money.MICRO).astype(np.int64)
     subtotal = np.abs(money.micros(li["subtotal"], li["id"], "subtotal"))
     as_prorated_unit = prorated & (np.abs(gross - subtotal) < np.abs(gross * np.nan_to_num(rate) - subtotal))
     if as_prorated_unit.any():
-        gross[as_prorated_unit] = _exact(as_prorated_unit, lambda g, r: _div_half_up(g * money.MICRO, r),
-                                         gross, rate_micro)
+        gross[as_prorated_unit] = money.mul_div_half_up(gross[as_prorated_unit], money.MICRO,
+                                                        rate_micro[as_prorated_unit])
     discount = np.abs(money.micros(li["discount"], li["id"], "discount"))
     pct = lookup(li["subscription_id"], percents).to_numpy(dtype="float64", na_value=np.nan)
     # The coupon's terms apply where the line carries a discount, or where it is prorated so small
@@ -144,7 +144,7 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series) -> tuple[np.ndarray, np.n
         by_rate = inclusive & ~np.isnan(tax_rate)
         by_share = inclusive & np.isnan(tax_rate) & (charged > 0)
         if by_rate.any():
-            net[by_rate] = _exact(by_rate, lambda n, r: _div_half_up(n * money.MICRO, money.MICRO + r), net, tax_micro)
+            net[by_rate] = money.mul_div_half_up(net[by_rate], money.MICRO, money.MICRO + tax_micro[by_rate])
         if by_share.any():
             net[by_share] = _exact(by_share, lambda n, a, t: _div_half_up(n * (a - t), a), net, charged, tax)
     return net, as_prorated_unit
@@ -241,7 +241,8 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     factor = np.where(days, per_month.numerator, 1).astype(np.int64)
     common = int(np.lcm.reduce(np.unique(den))) if len(den) else 1
 
-    net, _ = net_amounts(li, percent_coupons(f.subscriptions))
+    gross = full_period_gross(li)
+    net, _ = net_amounts(li, percent_coupons(f.subscriptions), gross)
     multiplier = factor * (common // den)
     if len(net) and (np.abs(net).max() >= BOUND // max(1, int(multiplier.max()))):
         raise money.MoneyError(f"line item amounts too large for plan intervals with a common denominator of {common}")
@@ -253,7 +254,7 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     monthly[matched] = -monthly[original[matched]]
 
     step = money.minor_units(li["currency"])
-    gross_monthly = money.round_half_up(money.divide_half_up(full_period_gross(li) * factor, den), step)
+    gross_monthly = money.round_half_up(money.divide_half_up(gross * factor, den), step)
     seg = pd.DataFrame({
         "line_item_id": li["id"], "subscription_id": li["subscription_id"], "account_id": li["account_id"],
         "currency": li["currency"], "origin": li["origin"], "type": li["type"], "plan_code": li["plan_code"],
