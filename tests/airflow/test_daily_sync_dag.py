@@ -88,9 +88,20 @@ def test_preflight_fails_naming_the_connection_never_the_key(airflow_db, run_set
 
 
 @pytest.mark.slow
-def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url):
-    """Every task of the DAG, extraction and transforms included, for one data interval."""
+def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url, fake_destinations):
+    """Every task of the DAG, extraction, transforms and the load included, for one data interval."""
     dag_run = _parse_daily_sync().test(logical_date=datetime(2025, 3, 10, tzinfo=timezone.utc))
     states = _task_states(dag_run)
     assert states and set(states.values()) == {"success"}, states
     assert _xcom(dag_run.run_id, "preflight") == _accounts_per_site(sandbox_url)
+    for name, server in fake_destinations.items():
+        counts = _xcom(dag_run.run_id, f"load.{name}")
+        received = requests.get(server.url + "/_fake/state", timeout=30).json()["server"]["requests"]
+        assert counts["sent"] > 0 and counts["requests"] == received, (name, counts)
+
+
+def test_load_is_skipped_when_the_destination_has_no_connection(airflow_db, run_settings, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_RECURLY_BRAZE")
+    dag = _parse_daily_sync().partial_subset(task_ids=["load.braze"], include_upstream=False)
+    dag_run = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=timezone.utc))
+    assert _task_states(dag_run) == {"load.braze": "skipped"}
