@@ -67,6 +67,7 @@ class KlaviyoApp(App):
         self.ignored_duplicates = 0
         self.jobs: dict[str, dict] = {}
         self.received = Counter()
+        self.imports: Counter[str] = Counter()  # profiles accepted per profile key
 
     # -- the shared HTTP side ---------------------------------------------------------------------
     def authenticate(self, headers) -> Reply | None:
@@ -260,7 +261,7 @@ class KlaviyoApp(App):
                     "source": {"pointer": f"/data/attributes/profiles/data/{i}"},
                     "original_payload": {k: p["attributes"].get(k) for k in ("email", "external_id")}}})
                 continue
-            self._upsert_profile(p["attributes"])
+            self.imports[self._upsert_profile(p["attributes"])] += 1
         created = datetime.now(timezone.utc).isoformat()
         self.jobs[job_id] = {"id": job_id, "created_at": created, "total": len(profiles), "failed": len(failed),
                              "errors": failed, "polls": 0}
@@ -283,5 +284,6 @@ class KlaviyoApp(App):
     def state(self) -> dict:
         return {"api": "klaviyo", "contract": str(contract_path(KLAVIYO)) if self.openapi else None,
                 "profiles": self.profiles, "events": self.events, "ignored_duplicates": self.ignored_duplicates,
+                "profile_imports": sum(self.imports.values()),
                 "jobs": {k: {kk: v for kk, v in j.items() if kk != "errors"} for k, j in self.jobs.items()},
                 "received": dict(self.received)}
