@@ -190,6 +190,7 @@ class _Run:
         self.result, self.run_id, self.dry_run, self.backfill, self.mode = result, run_id, dry_run, backfill, mode
         self.now, self.progress_seconds, self.before_settle = now, progress_seconds, before_settle
         self.token = uuid.uuid4().hex[:8]
+        self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
         self.dest = mapping.destination
 
@@ -232,6 +233,8 @@ class _Run:
                                exclude_delivered=(self.dest, kind.name) if kind.is_event else None)
             previous = {} if kind.is_event else ledger.delivered(conn, self.dest, kind.name)
             refused = ledger.rejections(conn, self.dest, kind.name)
+        if refused or selection.set_aside:
+            self.rejected_kinds.add(kind.name)
         counts.considered = selection.considered + selection.held_historical
         counts.skip(f"events older than {self.mapping.event_max_age_days} days (not a backfill)",
                     selection.held_historical)
@@ -444,7 +447,10 @@ class _Run:
         with _write(self.engine) as conn:
             ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
                           attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
-                          rejected_rows=rejected_rows, job_id=job_id, error=error)
+                          rejected_rows=rejected_rows, job_id=job_id, error=error,
+                          may_be_rejected=kind.name in self.rejected_kinds)
+        if rejected_rows:
+            self.rejected_kinds.add(kind.name)
         counts.sent += len(delivered_rows)
         if failed:
             counts.failed += len(rejected_rows)
