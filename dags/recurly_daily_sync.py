@@ -10,6 +10,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
 from recurly_elt.tasks.extract import build_extraction
+from recurly_elt.tasks.load import build_load
 from recurly_elt.tasks.summary import build_run_summary
 from recurly_elt.tasks.transform import build_transform
 
@@ -31,7 +32,10 @@ a backfill over a date range re-reads exactly those days.
    health for the interval's day (docs/transform.md), replacing exactly that day's rows.
 5. **transform.check** (mapped): data-quality checks; each logs what it checked and how many
    rows, and records its result in `transform_check_log`; a failure names the offending rows.
-6. **run_summary**: logs the run's summary table (records per resource, MRR, movements, health
+6. **load.&lt;destination&gt;**: one task per destination mapping (Braze, Klaviyo), in its pool:
+   only what changed since the last delivery, ledger in `load_*` tables (docs/destinations.md);
+   skipped when the destination's connection is not set. Param `dry_run` sends nothing.
+7. **run_summary**: logs the run's summary table (records per resource, MRR, movements, health
    bands), whatever happened upstream. The run's **Sync summary** tab shows the same figures.
 """
 
@@ -55,6 +59,8 @@ a backfill over a date range re-reads exactly those days.
                             description="manual runs only: first day (scheduled and backfill runs ignore it)"),
         "end_date": Param(None, type=["null", "string"], format="date",
                           description="manual runs only: day after the last (scheduled and backfill runs ignore it)"),
+        "dry_run": Param(False, type="boolean",
+                         description="load: count and sample what each destination would receive, send nothing"),
     },
 )
 def recurly_daily_sync():
@@ -66,7 +72,7 @@ def recurly_daily_sync():
 
     checked, extracted = build_extraction("daily")
     preflight() >> checked
-    build_run_summary(build_transform("daily", extracted))
+    build_run_summary(build_load("daily", build_transform("daily", extracted)))
 
 
 recurly_daily_sync()

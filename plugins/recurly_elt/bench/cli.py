@@ -14,6 +14,7 @@ BENCHMARKS = {
     "extract": ("recurly_elt.bench.extract", "extract everything from a sandbox into a fresh warehouse"),
     "transform": ("recurly_elt.bench.transform", "transform staging into MRR, events and health"),
     "ui": ("recurly_elt.bench.ui", "server-side load time of the UI plugin's pages on a large warehouse"),
+    "load": ("recurly_elt.bench.load", "deliver a transformed warehouse to an offline Braze or Klaviyo"),
 }
 
 

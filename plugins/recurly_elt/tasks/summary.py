@@ -40,7 +40,9 @@ def log_run_summary() -> None:
 
 
 def build_run_summary(upstream):
-    """Wire `run_summary` after `upstream` in the DAG being defined (runs whatever upstream did)."""
+    """Wire `run_summary` last in the DAG being defined: after `upstream` and after every task that
+    has no downstream task yet (checks of each extract group, say), so it runs once all is done,
+    whatever happened."""
     from airflow.sdk import task
 
     @task(task_id="run_summary", trigger_rule="all_done")
@@ -49,4 +51,7 @@ def build_run_summary(upstream):
 
     summary = run_summary()
     upstream >> summary
+    last = summary.operator
+    for leaf in [t for t in last.dag.tasks if t is not last and not t.downstream_task_ids]:
+        leaf >> last
     return summary

@@ -83,9 +83,12 @@ def build_transform(mode: str, upstream: Any) -> Any:
     """Wire the transform after `upstream` (a task or list of tasks) in the DAG being defined:
     a task group `transform` with `build_marts`, then one `check` task mapped over the checks.
     Returns the group."""
-    from airflow.sdk import TaskGroup, task
+    from airflow.sdk import Asset, TaskGroup, task
 
-    @task(task_id="build_marts", multiple_outputs=False)
+    from recurly_elt.tasks.load import MARTS_ASSET_NAME
+
+    # The marts as an Asset: the load (and any DAG scheduled on it) reads them once published.
+    @task(task_id="build_marts", multiple_outputs=False, outlets=[Asset(MARTS_ASSET_NAME)])
     def marts() -> dict:
         return build_marts(mode)
 
