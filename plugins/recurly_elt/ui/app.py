@@ -171,9 +171,19 @@ def _templates():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     env.filters["money"] = lambda v: "" if v is None else f"{float(v):,.2f}"
-    env.filters["num"] = lambda v: "" if v is None else f"{v:,}" if isinstance(v, int) else \
-        f"{v:,.2f}" if isinstance(v, float) else v
+    env.filters["num"] = _number
     return env
+
+
+def _number(value: Any) -> Any:
+    """Counts with thousands separators, other numbers with two decimals unless whole."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else value
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return value
 
 
 def render(request: Request, template: str, title: str, **values: Any) -> HTMLResponse:
