@@ -101,13 +101,18 @@ def test_preflight_fails_naming_the_connection_never_the_key(airflow_db, run_set
 
 
 @pytest.mark.slow
-def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url, fake_destinations):
+def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url, fake_destinations, capfd, caplog):
     """Every task of the DAG, extraction, transforms and the load included, for one data interval."""
     dag_run = _parse_daily_sync().test(logical_date=datetime(2025, 3, 10, tzinfo=timezone.utc))
     states = _task_states(dag_run)
     assert states and set(states.values()) == {"success"}, states
     assert _xcom(dag_run.run_id, "preflight") == _accounts_per_site(sandbox_url)
     assert _xcoms_per_task_instance(dag_run.run_id) == {1}  # Browse > XComs: one row per task at most
+    output = capfd.readouterr().out + caplog.text
+    # Each check says what it checked; the last task logs the run's table, as `make run` prints it.
+    assert "check mrr_reconciles passed" in output and "rows of mrr_movements_monthly; 0 offending rows" in output
+    assert "Run summary (records read per resource" in output and dag_run.run_id in output
+    assert "accounts" in output.split("Run summary (", 1)[1].split("\n")[1]  # the table's header row
     import sqlalchemy as sa
 
     from recurly_elt.warehouse.engine import create_engine_from_url

@@ -244,3 +244,40 @@ def test_the_live_server_refuses_every_plugin_route_without_airflows_token(brows
         assert forged.status_code in (401, 403), f"{method} {url}: {forged.status_code}"
     served = requests.get(browser.base + "/recurly/api/sites", cookies={"_token": token}, timeout=30)
     assert served.status_code == 200 and served.json()["sites"] == sorted(SANDBOX_KEYS)
+
+
+def test_the_import_form_offers_the_sites_and_refuses_an_unknown_one(browser, screenshots):
+    """The trigger form of recurly_one_time_import draws the sites and resources as multi-selects,
+    not required; the API server refuses a run naming an unknown site before it exists."""
+    import requests
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(find):
+        """Click what `find` returns once the page has stopped re-rendering it."""
+        def attempt(d):
+            try:
+                found = find(d)
+                if found:
+                    found[0].click()
+                    return True
+            except StaleElementReferenceException:
+                pass
+            return False
+        return attempt
+
+    browser.switch_to.default_content()
+    browser.get(browser.base + "/dags/recurly_one_time_import")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(clicked(lambda d: [b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Trigger"]))
+    wait.until(clicked(lambda d: d.find_elements(By.ID, "element_sites")))
+    options = wait.until(lambda d: [o.text for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")])
+    assert set(SANDBOX_KEYS) <= set(options), options
+    browser.save_screenshot(str(screenshots / "import-form.png"))
+    token = browser.get_cookie("_token")["value"]
+    refused = requests.post(f"{browser.base}/api/v2/dags/recurly_one_time_import/dagRuns", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"},
+                            json={"logical_date": None, "conf": {"sites": ["acmee"]}})
+    assert refused.status_code == 400 and "sites" in refused.text, refused.text[:300]

@@ -29,7 +29,9 @@ def test_the_core_api_lists_the_plugin_and_its_views(airflow_app, admin_headers)
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/recurly"]
     views = {v["name"]: v for v in plugin["external_views"]}
     assert views["Sync summary"]["destination"] == "dag_run"
-    assert "{RUN_ID}" in views["Sync summary"]["href"]
+    assert views["Sync summary"]["href"] == "recurly/sync-summary/{DAG_ID}/{RUN_ID}"
+    # Relative to the UI's base URL, so a path prefix behind a proxy is kept; each names a page of the app.
+    assert all(not v["href"].startswith("/") and v["url_route"] for v in views.values())
     assert {"Recurly revenue", "Recurly health", "Recurly runs"} <= set(views)
     assert not body.get("import_errors")
 

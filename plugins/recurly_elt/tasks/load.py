@@ -71,7 +71,7 @@ def build_load(mode: str, upstream: Any) -> Any:
 
     with TaskGroup(group_id="load", tooltip="deliver the marts to each configured destination") as group:
         for name in destination_names():
-            @task(task_id=name, pool=load_mapping(name).pool)
+            @task(task_id=name, pool=load_mapping(name).pool, multiple_outputs=False)
             def load(destination: str = name) -> dict:
                 return deliver_destination(destination, mode)
 

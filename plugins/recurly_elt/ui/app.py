@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from recurly_elt.ui import auth, charts, health, revenue, runs
+from recurly_elt.ui.cache import TransformVersionCache
 from recurly_elt.ui.warehouse import EngineProvider, Reader, engine_from_airflow_connection
 from recurly_elt.warehouse.engine import WAREHOUSE_CONN_ID
 
@@ -52,7 +53,7 @@ def _reader(request: Request) -> Iterator[Reader]:
         log.warning("Recurly UI: warehouse (connection %s) unavailable: %s", WAREHOUSE_CONN_ID, exc)
         raise WarehouseUnavailable(type(exc).__name__) from None
     try:
-        yield Reader(conn)
+        yield Reader(conn, request.app.state.cache)
     finally:
         conn.close()
 
@@ -61,7 +62,7 @@ ReaderDep = Annotated[Reader, Depends(_reader)]
 
 
 def _site_or_first(r: Reader, site: str | None) -> tuple[list[str], str | None]:
-    known = revenue.sites(r)
+    known = r.kept(revenue.sites)
     if site is not None and site not in known:
         raise HTTPException(404, f"unknown site {site!r}; known: {', '.join(known) or 'none yet'}")
     return known, site or (known[0] if known else None)
@@ -74,17 +75,17 @@ run_api = APIRouter(prefix="/api/runs", dependencies=[Depends(auth.require_run_h
 
 @api.get("/sites")
 def api_sites(r: ReaderDep) -> dict[str, Any]:
-    return {"sites": revenue.sites(r), "reporting_currency": revenue.reporting_currency()}
+    return {"sites": r.kept(revenue.sites), "reporting_currency": revenue.reporting_currency()}
 
 
 @api.get("/revenue/mrr")
 def api_mrr(r: ReaderDep, site: str | None = None) -> dict[str, Any]:
-    return revenue.mrr_over_time(r, site)
+    return r.kept(revenue.mrr_over_time, site)
 
 
 @api.get("/revenue/movements")
 def api_movements(r: ReaderDep, site: str) -> dict[str, Any]:
-    months = revenue.movement_months(r, site)
+    months = r.kept(revenue.movement_months, site)
     return {"site": site, "months": months, "waterfalls": [revenue.waterfall(m) for m in months]}
 
 
@@ -96,17 +97,17 @@ def api_movement_accounts(r: ReaderDep, site: str, month: date, movement_type: M
 
 @api.get("/revenue/segments")
 def api_segments(r: ReaderDep, site: str) -> dict[str, Any]:
-    return revenue.plan_segments(r, site)
+    return r.kept(revenue.plan_segments, site)
 
 
 @api.get("/health/bands")
 def api_bands(r: ReaderDep) -> dict[str, Any]:
-    return health.band_distribution(r)
+    return r.kept(health.band_distribution)
 
 
 @api.get("/health/at-risk")
 def api_at_risk(r: ReaderDep, site: str | None = None, limit: Limit = health.AT_RISK_LIMIT) -> dict[str, Any]:
-    return health.at_risk(r, site, limit)
+    return r.kept(health.at_risk, site, limit)
 
 
 @api.get("/health/account")
@@ -170,9 +171,19 @@ def _templates():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     env.filters["money"] = lambda v: "" if v is None else f"{float(v):,.2f}"
-    env.filters["num"] = lambda v: "" if v is None else f"{v:,}" if isinstance(v, int) else \
-        f"{v:,.2f}" if isinstance(v, float) else v
+    env.filters["num"] = _number
     return env
+
+
+def _number(value: Any) -> Any:
+    """Counts with thousands separators, other numbers with two decimals unless whole."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else value
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return value
 
 
 def render(request: Request, template: str, title: str, **values: Any) -> HTMLResponse:
@@ -190,13 +201,13 @@ def index(request: Request) -> RedirectResponse:
 def revenue_page(request: Request, r: ReaderDep, site: str | None = None, month: date | None = None):
     known, site = _site_or_first(r, site)
     currency = revenue.reporting_currency()
-    mrr = revenue.mrr_over_time(r)
-    months = revenue.movement_months(r, site) if site else []
+    mrr = r.kept(revenue.mrr_over_time, None)
+    months = r.kept(revenue.movement_months, site) if site else []
     chosen = next((m for m in months if month is None or m["month"] == month.isoformat()), None)
     if month is not None and chosen is None:
         raise HTTPException(404, f"no movements for {site} in {month.isoformat()}")
     wf = revenue.waterfall(chosen) if chosen else None
-    segments = revenue.plan_segments(r, site) if site else {"available": False, "plans": [], "rows": []}
+    segments = r.kept(revenue.plan_segments, site) if site else {"available": False, "plans": [], "rows": []}
     figures = {}
     if mrr["sites"]:
         figures["mrr"] = charts.mrr_lines(mrr["sites"], currency)
@@ -211,8 +222,8 @@ def revenue_page(request: Request, r: ReaderDep, site: str | None = None, month:
 @pages.get("/health")
 def health_page(request: Request, r: ReaderDep, site: str | None = None):
     known, _ = _site_or_first(r, site)
-    bands = health.band_distribution(r)
-    risk = health.at_risk(r, site)
+    bands = r.kept(health.band_distribution)
+    risk = r.kept(health.at_risk, site, health.AT_RISK_LIMIT)
     figures = {"bands": charts.band_bars(bands)} if bands["sites"] else {}
     return render(request, "health.html", "Health", sites=known, site=site, bands=bands, risk=risk,
                   figures=figures, currency=revenue.reporting_currency())
@@ -285,6 +296,7 @@ def create_app(engine: EngineProvider | None = None) -> FastAPI:
     app = FastAPI(title="Recurly", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(auth.require_reader)])
     app.state.engine = engine or lru_cache(maxsize=1)(engine_from_airflow_connection)
+    app.state.cache = TransformVersionCache()
     app.include_router(api)
     app.include_router(run_api)
     app.include_router(pages)

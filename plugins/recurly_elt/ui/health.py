@@ -1,6 +1,6 @@
 """Account-health figures for the UI: accounts by band, the at-risk list, one account over time.
 
-Band names come from the data (`v_account_health.health_band`), ordered as `health.yaml` lists
+Band names come from the data (`health_band` of `v_account_health`), ordered as `health.yaml` lists
 them (best first) when it names them; a band the configuration does not know is still shown,
 after the known ones. Alert columns are every `alert_*` column of the view except the count, so
 a new alert appears without a change here.
@@ -33,14 +33,43 @@ def ordered_bands(found: set[str]) -> list[str]:
     return known + sorted(b for b in found if b not in known)
 
 
+def latest_days(r: Reader) -> dict[str, str]:
+    """Each site's latest day of health: the day `v_account_health` shows. Asked per site, so it
+    is one seek in the (site, day, account) key instead of the view's scan of every day."""
+    from recurly_elt.ui.revenue import sites
+
+    days = {}
+    for site in sites(r):
+        day = r.scalar("SELECT MAX(day) FROM account_health_daily WHERE site = :site", site=site)
+        if day is not None:
+            days[site] = str(day)[:10]
+    return days
+
+
+def _latest(r: Reader, params: dict[str, Any], site: str | None = None) -> str:
+    """The rows of `v_account_health` (of one site, or of all), as a condition on the table's key."""
+    days = latest_days(r)
+    if site is not None:
+        days = {site: days[site]} if site in days else {}
+    if not days:
+        return "1 = 0"
+    parts = []
+    for i, (name, day) in enumerate(sorted(days.items())):
+        params[f"site_{i}"], params[f"day_{i}"] = name, day
+        parts.append(f"(h.site = :site_{i} AND h.day = :day_{i})")
+    return "(" + " OR ".join(parts) + ")"
+
+
 def band_distribution(r: Reader) -> dict[str, Any]:
     """Per site: accounts and MRR in each band, on the latest day computed."""
-    if not r.has("v_account_health"):
+    if not r.has("account_health_daily"):
         return {"available": False, "bands": [], "sites": []}
-    rows = r.rows("""
-        SELECT site, MAX(day) AS day, COALESCE(health_band, '(none)') AS band,
-               COUNT(*) AS accounts, SUM(mrr) AS mrr
-        FROM v_account_health GROUP BY site, COALESCE(health_band, '(none)') ORDER BY site""")
+    params: dict[str, Any] = {}
+    rows = r.rows(f"""
+        SELECT h.site, MAX(h.day) AS day, COALESCE(h.health_band, '(none)') AS band,
+               COUNT(*) AS accounts, SUM(h.mrr) AS mrr
+        FROM account_health_daily h WHERE {_latest(r, params)}
+        GROUP BY h.site, COALESCE(h.health_band, '(none)') ORDER BY h.site""", **params)
     bands = ordered_bands({row["band"] for row in rows})
     sites: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -54,27 +83,24 @@ def band_distribution(r: Reader) -> dict[str, Any]:
 def alert_columns(r: Reader) -> list[str]:
     import sqlalchemy as sa
 
-    columns = [c["name"] for c in sa.inspect(r.conn).get_columns("v_account_health")]
+    columns = [c["name"] for c in sa.inspect(r.conn).get_columns("account_health_daily")]
     return [c for c in columns if c.startswith("alert_") and c != "alert_count"]
 
 
 def at_risk(r: Reader, site: str | None = None, limit: int = AT_RISK_LIMIT) -> dict[str, Any]:
     """Accounts with at least one alert, most MRR at risk first."""
-    if not r.has("v_account_health"):
+    if not r.has("account_health_daily"):
         return {"available": False, "accounts": [], "alerts": []}
     alerts = alert_columns(r)
     params: dict[str, Any] = {"limit": limit}
-    where = "h.alert_count > 0"
-    if site:
-        where += " AND h.site = :site"
-        params["site"] = site
+    where = f"{_latest(r, params, site)} AND h.alert_count > 0"
     cols = ", ".join(f"h.{c}" for c in alerts)
     rows = r.rows(f"""
         SELECT h.site, h.day, h.account_id, h.account_code, h.account_status, h.mrr, h.health_score,
                h.health_band, h.days_to_renewal, h.overdue_amount, h.alert_count{', ' + cols if cols else ''}
-        FROM v_account_health h WHERE {where}
+        FROM account_health_daily h WHERE {where}
         ORDER BY COALESCE(h.mrr, 0) DESC, h.alert_count DESC, h.site, h.account_id LIMIT :limit""", **params)
-    totals = r.rows(f"SELECT COUNT(*) AS n, SUM(h.mrr) AS mrr FROM v_account_health h WHERE {where}",
+    totals = r.rows(f"SELECT COUNT(*) AS n, SUM(h.mrr) AS mrr FROM account_health_daily h WHERE {where}",
                     **{k: v for k, v in params.items() if k != "limit"})[0]
     for row in rows:
         row["mrr"] = cents(row["mrr"])
@@ -85,16 +111,16 @@ def at_risk(r: Reader, site: str | None = None, limit: int = AT_RISK_LIMIT) -> d
 
 
 def find_account(r: Reader, site: str, key: str) -> str | None:
-    """The account id of an account id or code on a site (health first, then staging)."""
-    lookups = (("v_account_health", "SELECT account_id FROM v_account_health WHERE site = :site "
-                                    "AND (account_id = :key OR account_code = :key) LIMIT 1"),
-               ("stg_accounts", "SELECT id FROM stg_accounts WHERE site = :site AND (id = :key OR code = :key) "
-                                "LIMIT 1"))
-    for table, sql in lookups:
-        if r.has(table):
-            found = r.scalar(sql, site=site, key=key)
-            if found:
-                return found
+    """The account id of an account id or code on a site (staging first, then the latest health)."""
+    if r.has("stg_accounts"):
+        found = r.scalar("SELECT id FROM stg_accounts WHERE site = :site AND (id = :key OR code = :key) LIMIT 1",
+                         site=site, key=key)
+        if found:
+            return found
+    if r.has("account_health_daily"):
+        params: dict[str, Any] = {"key": key}
+        return r.scalar(f"""SELECT h.account_id FROM account_health_daily h WHERE {_latest(r, params, site)}
+                            AND (h.account_id = :key OR h.account_code = :key) LIMIT 1""", **params)
     return None
 
 
@@ -103,14 +129,17 @@ def account_history(r: Reader, site: str, account_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"site": site, "account_id": account_id, "health": [], "mrr": [], "events": [],
                            "latest": None}
     if r.has("account_health_daily"):
+        # Day by day through the calendar: one seek per day in the (site, day, account) key,
+        # where a filter on the account alone would read every account's health.
         out["health"] = r.rows("""
-            SELECT day, health_score, health_band, account_status, mrr, alert_count, days_to_renewal
-            FROM account_health_daily WHERE site = :site AND account_id = :account_id ORDER BY day""",
+            SELECT h.day, h.health_score, h.health_band, h.account_status, h.mrr, h.alert_count, h.days_to_renewal
+            FROM calendar_days c CROSS JOIN account_health_daily h
+            WHERE h.site = :site AND h.day = c.day AND h.account_id = :account_id ORDER BY h.day""",
                                site=site, account_id=account_id)
         if out["health"]:
             out["latest"] = r.rows("""
-                SELECT * FROM account_health_daily WHERE site = :site AND account_id = :account_id
-                ORDER BY day DESC LIMIT 1""", site=site, account_id=account_id)[0]
+                SELECT * FROM account_health_daily WHERE site = :site AND day = :day AND account_id = :account_id""",
+                                   site=site, day=out["health"][-1]["day"], account_id=account_id)[0]
     if r.has("mrr_account_runs"):
         out["mrr"] = [{**row, "mrr": cents(row["mrr"])} for row in r.rows("""
             SELECT day_from, day_to, mrr FROM mrr_account_runs

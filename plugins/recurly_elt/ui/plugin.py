@@ -41,14 +41,17 @@ APP = LazyApp()
 FASTAPI_APPS = [{"name": "Recurly pages and JSON", "app": APP, "url_prefix": URL_PREFIX}]
 
 # Places in the Airflow UI. `url_route` shows the page inside Airflow's own frame
-# (/plugin/<url_route>); a run-level view gets the run's ids substituted into its href.
+# (/plugin/<url_route>); a run-level view gets the run's ids substituted into its href. The hrefs
+# are relative (no leading slash): the UI resolves them against its base URL, so they still point
+# at the plugin when Airflow is served under a path behind a proxy (`[api] base_url`).
+_HREF = URL_PREFIX.lstrip("/")
 EXTERNAL_VIEWS = [
-    {"name": "Recurly revenue", "href": f"{URL_PREFIX}/revenue", "url_route": "recurly-revenue",
+    {"name": "Recurly revenue", "href": f"{_HREF}/revenue", "url_route": "recurly-revenue",
      "category": "Recurly", "destination": "nav"},
-    {"name": "Recurly health", "href": f"{URL_PREFIX}/health", "url_route": "recurly-health",
+    {"name": "Recurly health", "href": f"{_HREF}/health", "url_route": "recurly-health",
      "category": "Recurly", "destination": "nav"},
-    {"name": "Recurly runs", "href": f"{URL_PREFIX}/runs", "url_route": "recurly-runs",
+    {"name": "Recurly runs", "href": f"{_HREF}/runs", "url_route": "recurly-runs",
      "category": "Recurly", "destination": "nav"},
-    {"name": "Sync summary", "href": f"{URL_PREFIX}/sync-summary/{{DAG_ID}}/{{RUN_ID}}",
+    {"name": "Sync summary", "href": f"{_HREF}/sync-summary/{{DAG_ID}}/{{RUN_ID}}",
      "url_route": "recurly-sync-summary", "destination": "dag_run"},
 ]

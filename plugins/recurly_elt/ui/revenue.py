@@ -48,14 +48,16 @@ def mrr_over_time(r: Reader, site: str | None = None) -> dict[str, Any]:
         return {"available": False, "sites": []}
     params: dict[str, Any] = {}
     where = _site_filter(site, params)
-    changes = r.rows(f"""
-        SELECT site, day, SUM(delta) AS delta FROM (
-            SELECT site, day_from AS day, mrr AS delta FROM mrr_account_runs WHERE {where}
-            UNION ALL
-            SELECT site, day_to AS day, -mrr AS delta FROM mrr_account_runs WHERE {where}
-        ) c GROUP BY site, day ORDER BY site, day""", **params)
-    last_days = {row["site"]: row["last_day"] for row in r.rows(
-        f"SELECT site, MAX(day_to) AS last_day FROM mrr_account_runs WHERE {where} GROUP BY site", **params)}
+    # Two aggregates on the runs' own columns (each a single pass) rather than one over their
+    # union: MRR starts at day_from and stops at day_to.
+    deltas: dict[tuple[str, str], float] = {}
+    for column, sign in (("day_from", 1.0), ("day_to", -1.0)):
+        for row in r.rows(f"SELECT site, {column} AS day, SUM(mrr) AS mrr FROM mrr_account_runs WHERE {where} "
+                          f"GROUP BY site, {column}", **params):
+            key = (row["site"], str(row["day"])[:10])
+            deltas[key] = deltas.get(key, 0.0) + sign * float(row["mrr"] or 0.0)
+    changes = [{"site": k[0], "day": k[1], "delta": v} for k, v in sorted(deltas.items())]
+    last_days = {name: max(day for (n, day) in deltas if n == name) for name in {k[0] for k in deltas}}
     out = []
     for name, rows in groupby(changes, key=lambda row: row["site"]):
         days, values, running = [], [], 0.0
@@ -143,11 +145,14 @@ def plan_segments(r: Reader, site: str) -> dict[str, Any]:
                quantity, mrr_reporting, average_mrr_reporting
         FROM v_plan_segment_summary WHERE site = :site
         ORDER BY COALESCE(mrr_reporting, 0) DESC, plan_code, plan_interval, mrr_band, status""", site=site)
-    plans = r.rows("""
-        SELECT plan_code, MAX(plan_name) AS plan_name, SUM(mrr_reporting) AS mrr_reporting,
-               SUM(paying_subscriptions) AS paying_subscriptions, SUM(subscriptions) AS subscriptions
-        FROM v_plan_segment_summary WHERE site = :site
-        GROUP BY plan_code ORDER BY COALESCE(SUM(mrr_reporting), 0) DESC, plan_code""", site=site)
+    plans: dict[str, dict[str, Any]] = {}
+    for row in rows:  # per plan, from the rows already read (one pass over the view)
+        p = plans.setdefault(row["plan_code"], {"plan_code": row["plan_code"], "plan_name": row["plan_name"],
+                                                "mrr_reporting": 0.0, "paying_subscriptions": 0, "subscriptions": 0})
+        p["mrr_reporting"] += float(row["mrr_reporting"] or 0.0)
+        p["paying_subscriptions"] += int(row["paying_subscriptions"] or 0)
+        p["subscriptions"] += int(row["subscriptions"] or 0)
+    plans = sorted(plans.values(), key=lambda p: (-p["mrr_reporting"], str(p["plan_code"])))
     for row in rows + plans:
         row["mrr_reporting"] = cents(row["mrr_reporting"])
         if "average_mrr_reporting" in row:

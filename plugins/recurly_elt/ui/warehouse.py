@@ -70,11 +70,23 @@ def plain(value: Any) -> Any:
 
 
 class Reader:
-    """One read-only connection for one request: rows as dicts of plain values."""
+    """One read-only connection for one request: rows as dicts of plain values, and answers kept
+    until the next transform run (`kept`, see cache.py)."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, cache: Any = None):
         self.conn = conn
+        self.cache = cache
         self._names: set[str] | None = None
+        self._version: Any = ()
+
+    def kept(self, question: Callable[..., Any], *args: Any) -> Any:
+        """`question(self, *args)`, or its answer kept since the transform last ran."""
+        if self.cache is None:
+            return question(self, *args)
+        if self._version == ():
+            self._version = self.cache.version(self.conn)
+        key = (question.__module__, question.__qualname__, args, self._version)
+        return self.cache.get(key, lambda: question(self, *args))
 
     def has(self, *names: str) -> bool:
         """Whether every named table or view exists."""
