@@ -72,3 +72,20 @@ def test_checksum_ignores_row_order_and_load_metadata(warehouse_url, tmp_path):
     assert table_checksum(a, table) == table_checksum(b, table)
     upsert_records(b, "subscriptions", "acme", [_sub("s1", state="expired", updated="2024-02-01T00:00:00Z")])
     assert table_checksum(a, table) != table_checksum(b, table)
+
+
+def test_an_older_updated_at_never_replaces_a_newer_row(warehouse_url):
+    engine = create_engine_from_url(warehouse_url)
+    newer = _sub("s1", updated_at="2025-01-05T00:00:00Z", state="canceled")
+    older = _sub("s1", updated_at="2025-01-04T00:00:00Z", state="active")
+    upsert_records(engine, "subscriptions", "acme", [newer], run_id="r1")
+    stale = upsert_records(engine, "subscriptions", "acme", [older], run_id="r2")
+    assert (stale.inserted, stale.updated, stale.unchanged) == (0, 0, 1)
+    # in one batch, the later updated_at wins whatever the order
+    both = upsert_records(engine, "subscriptions", "acme", [_sub("s2", updated_at="2025-01-05T00:00:00Z"),
+                                                              _sub("s2", updated_at="2025-01-04T00:00:00Z")])
+    assert both.inserted == 1
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT id, updated_at FROM stg_subscriptions ORDER BY id")).all())
+        state = conn.execute(sa.text("SELECT state FROM stg_subscriptions WHERE id = 's1'")).scalar_one()
+    assert state == "canceled" and all(str(v).startswith("2025-01-05") for v in rows.values())

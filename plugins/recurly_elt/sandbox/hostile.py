@@ -384,6 +384,17 @@ def _older(record: dict, by_seconds: int = 3600) -> dict:
     return stale
 
 
+@scenario("stale_versions", "the first page's records served as older versions (updated_at a day back, "
+                            "another email) than a previous read staged")
+def _stale_versions(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        for at, record in enumerate(records):
+            if isinstance(record, dict) and isinstance(record.get("updated_at"), str):
+                records[at] = _older(record, by_seconds=86_400)
+                active.plant(record["id"], "updated_at", "older version")
+    return _records_of_first_page(mutate)(active, request, serve)
+
+
 @scenario("stale_duplicates", "an older copy of a record after it on the same page, and another on page 2")
 def _stale(active: Active, request: Request, serve: Serve) -> Answer:
     answer = serve(request.params)
