@@ -271,7 +271,10 @@ class Extraction:
     def _parent_ids(self) -> list[str]:
         parent = RESOURCES[self.resource.parent]
         ids: list[str] = []
-        for page in self.client.pages(parent.path, {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}):
+        params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
+        total = self.client.count(parent.path, params)
+        bound = page_bound(total) if total is not None else CHILD_MAX_PAGES * 10
+        for page in self.client.pages(parent.path, params, max_pages=bound):
             for record in page.data:  # a parent without a usable id is quarantined by its own read
                 ident = record.get(parent.primary_key) if isinstance(record, dict) else None
                 if isinstance(ident, str) and ident:

@@ -245,6 +245,16 @@ def _truncated(active: Active, request: Request, serve: Serve) -> Answer:
     return Answer(answer.status, answer.body[: len(answer.body) // 2], answer.headers, answer.total)
 
 
+@scenario("huge_body", "a list page padded to 3 MB (a test client reads at most 1 MB)")
+def _huge(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    envelope = _envelope(answer)
+    if envelope is None:
+        return answer
+    envelope["padding"] = "x" * 3_000_000
+    return _with_envelope(answer, envelope)
+
+
 @scenario("wrong_version", "answers carry Recurly-Version recurly.v2019-10-10, not the version asked for")
 def _wrong_version(active: Active, request: Request, serve: Serve) -> Answer:
     answer = serve(request.params)
