@@ -62,6 +62,8 @@ PREFETCH_PAGES = 16
 # Pages one parent's child list may take (a plan's add-ons): child lists get no HEAD count (one
 # more request per parent), so their bound is fixed; cursor loops are caught by the client.
 CHILD_MAX_PAGES = 100
+# The records a list without a usable Recurly-Total-Records is assumed to hold, for its page bound.
+UNCOUNTED_RECORDS = 10_000_000
 # Records refused by one read that get a warning of their own (all of them are in extract_quarantine).
 LOGGED_REFUSALS = 20
 
@@ -277,16 +279,14 @@ class Extraction:
         if self.resource.parent is not None:
             return CHILD_MAX_PAGES
         total = self.client.count(path, params)
-        if total is None:
-            return page_bound(self._records_before + 1_000_000)  # no count: a generous fixed bound
-        return page_bound(total)
+        return page_bound(total if total is not None else UNCOUNTED_RECORDS)
 
     def _parent_ids(self) -> list[str]:
         parent = RESOURCES[self.resource.parent]
         ids: list[str] = []
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
         total = self.client.count(parent.path, params)
-        bound = page_bound(total) if total is not None else CHILD_MAX_PAGES * 10
+        bound = page_bound(total if total is not None else UNCOUNTED_RECORDS)
         for page in self.client.pages(parent.path, params, max_pages=bound):
             for record in page.data:  # a parent without a usable id is quarantined by its own read
                 ident = record.get(parent.primary_key) if isinstance(record, dict) else None
