@@ -43,3 +43,21 @@ def extract_all(server, engine, window: Window = Window(), run_id: str = "run-1"
 
 def sim_objects(server, subdomain: str = "acme") -> dict:
     return server.sites_by_name[subdomain].sim.objects
+
+
+@pytest.fixture
+def no_key_in_logs(caplog):
+    """After the test: no sandbox key (as sent, URL-quoted, or in a Basic header) in any log record
+    captured at any level. Autouse in tests/extract and tests/recurly (their conftest.py)."""
+    import base64
+    import logging
+    from urllib.parse import quote
+
+    caplog.set_level(logging.DEBUG)
+    yield
+    forms = {form for key in KEYS.values()
+             for form in (key, quote(key, safe=""), base64.b64encode(f"{key}:".encode()).decode())}
+    records = [r for phase in ("setup", "call") for r in caplog.get_records(phase)]
+    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records)
+    leaked = sorted(form for form in forms if form in text)
+    assert not leaked, "an API key reached the logs"

@@ -27,7 +27,7 @@ class Outcome:
 
 
 def run_scenario(sandbox, warehouse_url: str, name: str | None, caplog, resource: str = "accounts",
-                 run_id: str = "hostile", subdomain: str = "acme") -> Outcome:
+                 run_id: str = "hostile", subdomain: str = "acme", max_body_bytes: int | None = None) -> Outcome:
     """Set `name` on the site, extract `resource` through extract_resource, collect what happened."""
     if name is not None:
         sandbox.set_hostile(subdomain, name)
@@ -35,6 +35,8 @@ def run_scenario(sandbox, warehouse_url: str, name: str | None, caplog, resource
     client = client_for(sandbox, subdomain)
     sleeps: list[float] = []
     client.sleep = sleeps.append  # waits are recorded, not slept: capped waits are asserted on
+    if max_body_bytes is not None:
+        client.max_body_bytes = max_body_bytes
     caplog.set_level(logging.DEBUG)
     error = result = None
     try:

@@ -168,3 +168,13 @@ def test_hostile_records_in_every_list_under_faults(sandbox, warehouse_url, capl
     for name, diff in compare_with_source(engine, "acme", sim_objects(sandbox)).items():
         assert set(diff.missing) == {i for r, i in refused if r == name}, name
         assert not diff.extra and not diff.different, (name, diff.summary())
+
+
+def test_an_older_version_in_a_later_read_never_replaces_the_staged_one(sandbox, warehouse_url, caplog):
+    first = run_scenario(sandbox, warehouse_url, None, caplog, run_id="first")
+    assert first.error is None
+    later = run_scenario(sandbox, warehouse_url, "stale_versions", caplog, run_id="later")
+    assert later.error is None and _planted(sandbox)
+    assert later.result["updated"] == 0 and later.result["inserted"] == 0 and later.result["snapshots"] == 0
+    diff = compare_with_source(later.engine, "acme", sim_objects(sandbox), ["accounts"])["accounts"]
+    assert diff.equal, diff.summary()  # every staged row is still the newer version

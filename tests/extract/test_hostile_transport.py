@@ -42,6 +42,7 @@ REFUSED = {
     "html_body": (RecurlyUnavailableError, ["malformed body", "failed 12 times"]),
     "truncated_body": (RecurlyUnavailableError, ["malformed body", "failed 12 times"]),
     "wrong_version": (RecurlyUntrustedResponse, ["recurly.v2019-10-10", "v2021-02-25"]),
+    "huge_body": (RecurlyUntrustedResponse, ["at most 1,048,576 bytes are read"]),
     "redirect_foreign": (RecurlyUntrustedResponse, ["redirect", "https://evil.example"]),
     "rate_limited_for_a_day": (RecurlyUnavailableError, ["still rate limited"]),
     "key_echo_400": (RecurlyRequestError, ["HTTP 400", "***"]),
@@ -53,7 +54,7 @@ REFUSED = {
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_answers_fail_the_read_naming_connection_site_and_what(sandbox, warehouse_url, caplog, name):
     error_class, words = REFUSED[name]
-    outcome = run_scenario(sandbox, warehouse_url, name, caplog)
+    outcome = run_scenario(sandbox, warehouse_url, name, caplog, max_body_bytes=1024 * 1024)
     assert isinstance(outcome.error, error_class), repr(outcome.error)
     message = str(outcome.error)
     assert "'recurly_test'" in message and "'acme'" in message

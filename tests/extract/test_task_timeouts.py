@@ -36,3 +36,14 @@ def test_default_and_bad_timeouts():
     for bad in ("0", "-5", "soon", "99999"):
         with pytest.raises(ValueError, match="task_timeout_minutes"):
             task_timeout(bad)
+
+
+def test_check_quarantine_follows_every_extract_task_whatever_their_outcome(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_RECURLY_ELT_SITES", '["acme", "globex"]')
+    for dag_id, dag in _dags().items():
+        check = dag.get_task("check_quarantine")
+        extracts = {t.task_id for t in dag.tasks if t.task_id.endswith(".extract")}
+        assert extracts == {"extract_acme.extract", "extract_globex.extract"}, dag_id
+        assert check.upstream_task_ids == extracts and check.trigger_rule == "all_done" and check.retries == 0
+        # the transform does not wait for it: a grown quarantine fails the run, not the marts
+        assert not any("check_quarantine" in t.upstream_task_ids for t in dag.tasks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -72,3 +73,38 @@ def test_checksum_ignores_row_order_and_load_metadata(warehouse_url, tmp_path):
     assert table_checksum(a, table) == table_checksum(b, table)
     upsert_records(b, "subscriptions", "acme", [_sub("s1", state="expired", updated="2024-02-01T00:00:00Z")])
     assert table_checksum(a, table) != table_checksum(b, table)
+
+
+def test_an_older_updated_at_never_replaces_a_newer_row(warehouse_url):
+    engine = create_engine_from_url(warehouse_url)
+    newer = _sub("s1", updated_at="2025-01-05T00:00:00Z", state="canceled")
+    older = _sub("s1", updated_at="2025-01-04T00:00:00Z", state="active")
+    upsert_records(engine, "subscriptions", "acme", [newer], run_id="r1")
+    stale = upsert_records(engine, "subscriptions", "acme", [older], run_id="r2")
+    assert (stale.inserted, stale.updated, stale.unchanged) == (0, 0, 1)
+    # in one batch, the later updated_at wins whatever the order
+    both = upsert_records(engine, "subscriptions", "acme", [_sub("s2", updated_at="2025-01-05T00:00:00Z"),
+                                                              _sub("s2", updated_at="2025-01-04T00:00:00Z")])
+    assert both.inserted == 1
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT id, updated_at FROM stg_subscriptions ORDER BY id")).all())
+        state = conn.execute(sa.text("SELECT state FROM stg_subscriptions WHERE id = 's1'")).scalar_one()
+    assert state == "canceled" and all(str(v).startswith("2025-01-05") for v in rows.values())
+
+
+def test_a_run_log_of_an_older_version_gets_the_new_column(warehouse_url):
+    from recurly_elt.staging.load import ensure_staging_tables
+    from recurly_elt.staging.runlog import RUN_LOG
+
+    engine = create_engine_from_url(warehouse_url)
+    old = sa.Table("extract_run_log", sa.MetaData(), *(c.copy() for c in RUN_LOG.columns if c.name != "quarantined"))
+    old.create(engine)
+    with engine.begin() as conn:
+        conn.execute(old.insert().values(run_id="r0", site="acme", resource="plans", status="success", attempts=1,
+                                         pages=1, records=3, inserted=3, updated=0, unchanged=0, snapshots=3,
+                                         requests=1, status_429=0, retries=0, seconds=0.1,
+                                         started_at=datetime(2025, 1, 1)))
+    ensure_staging_tables(engine)
+    ensure_staging_tables(engine)  # idempotent
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT quarantined FROM extract_run_log WHERE run_id = 'r0'")).scalar_one() == 0

@@ -23,6 +23,10 @@ from urllib.parse import quote
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
 
 
+# Pages one invoice's line item list may take (40,000 line items): a list that goes on is refused.
+COMPLETION_MAX_PAGES = 200
+
+
 def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict]) -> int:
     """Replace truncated embedded line items with the full list; returns the requests spent."""
     requests = 0
@@ -35,7 +39,7 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict]) -> 
         seen = {item.get("id") for item in items}
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
         path = f"/invoices/{quote(str(invoice.get('id') or ''), safe='')}/line_items"  # an id is not a path
-        for page in client.pages(path, params):
+        for page in client.pages(path, params, max_pages=COMPLETION_MAX_PAGES):
             items.extend(item for item in page.data if item.get("id") not in seen)
             requests += 1
         invoice["line_items"] = {**embedded, "data": items, "has_more": False, "next": None} if envelope else items

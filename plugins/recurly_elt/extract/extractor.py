@@ -62,6 +62,10 @@ PREFETCH_PAGES = 16
 # Pages one parent's child list may take (a plan's add-ons): child lists get no HEAD count (one
 # more request per parent), so their bound is fixed; cursor loops are caught by the client.
 CHILD_MAX_PAGES = 100
+# The records a list without a usable Recurly-Total-Records is assumed to hold, for its page bound.
+UNCOUNTED_RECORDS = 10_000_000
+# Records refused by one read that get a warning of their own (all of them are in extract_quarantine).
+LOGGED_REFUSALS = 20
 
 
 @dataclass
@@ -145,6 +149,7 @@ class Extraction:
         self.result = ExtractResult(site=self.site, resource=resource.name)
         self.progress = Progress(f"{self.site}/{resource.name} {window}", progress_every)
         self._max_updated_at: datetime | None = None
+        self._refused_logged = 0
         self._convert = converter(resource.name)
         # The window as stored timestamp text: rows carry their cursor in that form, which orders as text.
         self._from = datetime_text(window.start) if window.start else None
@@ -184,7 +189,8 @@ class Extraction:
                 self._flush_before_failing()
             self._fail(exc)
             raise
-        self.progress.done("done")
+        quarantined = self.result.quarantined
+        self.progress.done(f"done, {quarantined} records quarantined (extract_quarantine)" if quarantined else "done")
         return self.result
 
     def _fetch(self, checkpoint: state.Checkpoint | None) -> Iterator[_Fetched]:
@@ -231,7 +237,7 @@ class Extraction:
                 if obj is not None:
                     row = convert.from_object(obj, site, stamp, run_id, raw_json=encode_object(obj).decode())
             except RecordRejected as refused:
-                log.warning("%s/%s: quarantined: %s", site, self.resource.name, refused)
+                self._log_refused(refused)
                 rejected.append(refused)
                 continue
             cursor = row[cursor_at] if cursor_at is not None else None
@@ -239,6 +245,15 @@ class Extraction:
                 continue  # outside [start, end): belongs to another window
             rows.append(row)
         return rows, rejected
+
+    def _log_refused(self, refused: RecordRejected) -> None:
+        """A warning for each of the first LOGGED_REFUSALS records refused by this read, then one line."""
+        self._refused_logged += 1
+        if self._refused_logged <= LOGGED_REFUSALS:
+            log.warning("%s/%s: quarantined: %s", self.site, self.resource.name, refused)
+        elif self._refused_logged == LOGGED_REFUSALS + 1:
+            log.warning("%s/%s: more records quarantined; the rest are listed in extract_quarantine only",
+                        self.site, self.resource.name)
 
     def _pages(self, path: str, start_url: str | None, checkpoint: state.Checkpoint | None) -> Iterator[Page]:
         params = {"limit": PAGE_SIZE, "sort": self.resource.cursor, "order": "asc",
@@ -264,14 +279,15 @@ class Extraction:
         if self.resource.parent is not None:
             return CHILD_MAX_PAGES
         total = self.client.count(path, params)
-        if total is None:
-            return page_bound(self._records_before + 1_000_000)  # no count: a generous fixed bound
-        return page_bound(total)
+        return page_bound(total if total is not None else UNCOUNTED_RECORDS)
 
     def _parent_ids(self) -> list[str]:
         parent = RESOURCES[self.resource.parent]
         ids: list[str] = []
-        for page in self.client.pages(parent.path, {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}):
+        params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
+        total = self.client.count(parent.path, params)
+        bound = page_bound(total if total is not None else UNCOUNTED_RECORDS)
+        for page in self.client.pages(parent.path, params, max_pages=bound):
             for record in page.data:  # a parent without a usable id is quarantined by its own read
                 ident = record.get(parent.primary_key) if isinstance(record, dict) else None
                 if isinstance(ident, str) and ident:

@@ -60,6 +60,10 @@ USER_AGENT = "recurly-elt"
 # the read runs are listed again at its end), plus a few pages.
 PAGE_BOUND_SLACK = 0.1
 PAGE_BOUND_EXTRA = 5
+# The largest response body read (a page of 200 invoices with their line items is about 1 MB):
+# a bigger one is refused before it is held in memory.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
 
 _TRANSIENT = (
     requests.ConnectionError,   # refused, reset, dropped mid-response (RemoteDisconnected)
@@ -126,6 +130,7 @@ class RecurlyClient:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     stats: RequestStats = field(default_factory=RequestStats)
     sleep: Callable[[float], None] = time.sleep
+    max_body_bytes: int = MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         self.session.auth = (self.site.api_key, "")
@@ -193,7 +198,8 @@ class RecurlyClient:
             self.stats.requests += 1
             try:
                 resp = self.session.request(method, full_url, params=params, timeout=timeout,
-                                            allow_redirects=False)
+                                            allow_redirects=False, stream=True)
+                self._read_body(resp, url)
             except _TRANSIENT as exc:
                 raise Transient(type(exc).__name__) from None
             self.budget.observe(resp.headers)
@@ -228,6 +234,25 @@ class RecurlyClient:
             raise RecurlyUnavailableError(
                 f"{self._who()}: still rate limited after waiting {self.retry.max_rate_limited_seconds:.0f}s "
                 f"for {self._safe(url)}", status=429, error_type="rate_limited") from None
+
+    def _read_body(self, resp: requests.Response, url: str) -> None:
+        """Read the body (streamed) up to `max_body_bytes`; a longer one is refused unread."""
+        announced = resp.headers.get("Content-Length") or ""
+        if announced.isdigit() and int(announced) > self.max_body_bytes:
+            resp.close()
+            raise self._too_big(url, f"announces {int(announced):,} bytes")
+        chunks, size = [], 0
+        for chunk in resp.iter_content(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                resp.close()
+                raise self._too_big(url, f"is over {size:,} bytes and still going")
+            chunks.append(chunk)
+        resp._content = b"".join(chunks)  # what resp.content and resp.json() read from now on
+
+    def _too_big(self, url: str, what: str) -> RecurlyUntrustedResponse:
+        return RecurlyUntrustedResponse(f"{self._who()}: the answer to {self._safe(url)} {what}; at most "
+                                        f"{self.max_body_bytes:,} bytes are read")
 
     def _waiting(self, exc: BaseException, seconds: float, failures: int, url: str) -> None:
         self.stats.waited_seconds += seconds

@@ -245,6 +245,16 @@ def _truncated(active: Active, request: Request, serve: Serve) -> Answer:
     return Answer(answer.status, answer.body[: len(answer.body) // 2], answer.headers, answer.total)
 
 
+@scenario("huge_body", "a list page padded to 3 MB (a test client reads at most 1 MB)")
+def _huge(active: Active, request: Request, serve: Serve) -> Answer:
+    answer = serve(request.params)
+    envelope = _envelope(answer)
+    if envelope is None:
+        return answer
+    envelope["padding"] = "x" * 3_000_000
+    return _with_envelope(answer, envelope)
+
+
 @scenario("wrong_version", "answers carry Recurly-Version recurly.v2019-10-10, not the version asked for")
 def _wrong_version(active: Active, request: Request, serve: Serve) -> Answer:
     answer = serve(request.params)
@@ -382,6 +392,17 @@ def _older(record: dict, by_seconds: int = 3600) -> dict:
     stale["updated_at"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     stale["email"] = "stale-copy@example.com"
     return stale
+
+
+@scenario("stale_versions", "the first page's records served as older versions (updated_at a day back, "
+                            "another email) than a previous read staged")
+def _stale_versions(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        for at, record in enumerate(records):
+            if isinstance(record, dict) and isinstance(record.get("updated_at"), str):
+                records[at] = _older(record, by_seconds=86_400)
+                active.plant(record["id"], "updated_at", "older version")
+    return _records_of_first_page(mutate)(active, request, serve)
 
 
 @scenario("stale_duplicates", "an older copy of a record after it on the same page, and another on page 2")

@@ -69,42 +69,27 @@ def ensure_staging_tables(engine: sa.Engine) -> None:
     already, one catalogue read and no lock.
     """
     wanted = _extraction_tables()
-    if not _missing(engine.connect, wanted):
-        return
+    with engine.connect() as conn:
+        if not _missing(conn, wanted):
+            return
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})")
         tables.METADATA.create_all(conn, tables=wanted)
-        for table, column in _missing(lambda: _Borrowed(conn), wanted):
-            if column is None:
-                continue
+        for table, column in _missing(conn, wanted):  # tables exist now: what is left are columns
             ddl = sa.schema.CreateColumn(table.c[column]).compile(dialect=conn.dialect)
             conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
 
 
-class _Borrowed:
-    """A connection lent to `_missing` without closing it."""
-
-    def __init__(self, conn: sa.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sa.Connection:
-        return self.conn
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-def _missing(connect, wanted: list[sa.Table]) -> list[tuple[sa.Table, str | None]]:
+def _missing(conn: sa.Connection, wanted: list[sa.Table]) -> list[tuple[sa.Table, str | None]]:
     """(table, None) for each table that does not exist, (table, column) for each missing column."""
-    with connect() as conn:
-        inspector = sa.inspect(conn)
-        existing = set(inspector.get_table_names())
-        out: list[tuple[sa.Table, str | None]] = [(t, None) for t in wanted if t.name not in existing]
-        for table in (RUN_LOG,):  # the tables that gained columns since they were first released
-            if table.name in existing:
-                have = {c["name"] for c in inspector.get_columns(table.name)}
-                out += [(table, c.name) for c in table.columns if c.name not in have]
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    out: list[tuple[sa.Table, str | None]] = [(t, None) for t in wanted if t.name not in existing]
+    for table in (RUN_LOG,):  # the tables that gained columns since they were first released
+        if table.name in existing:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            out += [(table, c.name) for c in table.columns if c.name not in have]
     return out
 
 

@@ -61,12 +61,12 @@ def parse_time_sites() -> list[str]:
 
 
 def _find_site(subdomain: str):
-    from recurly_elt.recurly.hook import RecurlyHook
+    """The hook and site of `subdomain` (sites_of: a subdomain in two connections is an error)."""
+    from recurly_elt.recurly.hook import RecurlyHook, sites_of
 
-    for conn_id in recurly_conn_ids():
-        for site in RecurlyHook(conn_id).get_sites():
-            if site.subdomain == subdomain:
-                return RecurlyHook(conn_id), site
+    for site in sites_of(recurly_conn_ids()):
+        if site.subdomain == subdomain:
+            return RecurlyHook(site.conn_id), site
     raise ExtractConfigError(
         f"site {subdomain!r} is in Variable {SITES_VARIABLE!r} but in none of the connections "
         f"listed by Variable {RECURLY_CONN_IDS_VARIABLE!r}")

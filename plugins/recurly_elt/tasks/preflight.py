@@ -44,11 +44,15 @@ def count_accounts(site: Any, timeout: float = 30.0) -> int:
     request = session.prepare_request(Request("HEAD", f"{site.base_url}/accounts"))
     where = f"connection {site.conn_id!r}, site {site.subdomain!r} ({site.base_url})"
     try:
-        response = hook.run_and_check(session, request, {"timeout": timeout, "check_response": False})
+        response = hook.run_and_check(session, request, {"timeout": timeout, "check_response": False,
+                                                         "allow_redirects": False})  # the key goes nowhere else
     except Exception as exc:  # connection refused, timeout, DNS ...
         raise PreflightError(f"{where}: cannot reach the Recurly API: {type(exc).__name__}") from None
     if response.status_code in (401, 403):
         raise PreflightError(f"{where}: the API key was refused (HTTP {response.status_code})")
+    if 300 <= response.status_code < 400:
+        raise PreflightError(f"{where}: HEAD /accounts answered a redirect (HTTP {response.status_code}); "
+                             "redirects are not followed: set the connection's host to the API's own URL")
     if response.status_code != 200:
         raise PreflightError(f"{where}: HEAD /accounts answered HTTP {response.status_code}")
     total = response.headers.get(TOTAL_RECORDS_HEADER)
