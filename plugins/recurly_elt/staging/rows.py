@@ -31,7 +31,10 @@ staged. The rules:
 - number: a JSON number within NUMERIC(20,6) (|x| < 1e14); strings such as "9,99" are refused;
 - boolean: JSON true or false only; "false", 0 and 1 are refused;
 - timestamp: an ISO-8601 string with a time zone (Z or an offset) naming a real moment;
-  "yesterday", epoch numbers, "2026-02-30T00:00:00Z" and naive or empty strings are refused;
+  "yesterday", epoch numbers, "2026-02-30T00:00:00Z" and naive strings are refused;
+- "" is no value for every type but string: Recurly sends unset text as "", so a blank timestamp,
+  number, integer or boolean is stored as NULL (raw_json keeps the ""), never refused; a string
+  column keeps "" as sent, and every reader treats it as missing (docs/transform.md);
 - json: any JSON value (strings in it without lone surrogates);
 - an object on the way to a field (`billing_info` of `billing_info.payment_method.exp_year`) is an
   object or null (null: the fields under it are null); anything else is refused;
@@ -319,7 +322,7 @@ class RowConverter:
                     value = None
                     break
                 value = value.get(part)
-            if value is None:
+            if value is None or (value == "" and column.type != "string"):
                 values.append(None)
                 continue
             try:
