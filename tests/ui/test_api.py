@@ -149,7 +149,9 @@ def test_freshness_checks_transform_and_quarantine(client, admin_headers, writab
     transform = get(client, admin_headers, "/api/runs/transform")
     assert {r["site"] for r in transform["rows"]} == set(KEYS)
     quarantine = get(client, admin_headers, "/api/runs/quarantine")
-    assert quarantine["transform"]["available"] and not quarantine["extract"]["available"]
+    assert quarantine["transform"]["available"] and quarantine["extract"]["available"]
+    staged_aside = q(writable_engine, "SELECT COUNT(*) FROM extract_quarantine")[0][0]
+    assert quarantine["extract"]["count"] == staged_aside == len(quarantine["extract"]["rows"])
 
 
 def test_deliveries_are_absent_until_the_load_ledger_exists(client, admin_headers):
