@@ -108,3 +108,25 @@ def test_a_run_log_of_an_older_version_gets_the_new_column(warehouse_url):
     ensure_staging_tables(engine)  # idempotent
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT quarantined FROM extract_run_log WHERE run_id = 'r0'")).scalar_one() == 0
+
+
+def test_a_staging_table_from_an_older_version_gains_the_columns_declared_since(warehouse_url):
+    """A warehouse created before a column was declared (stg_line_items without
+    unit_amount_decimal, say) gets it added, nullable, and the next upsert fills it."""
+    from recurly_elt.staging.load import ensure_staging_tables
+
+    engine = create_engine_from_url(warehouse_url)
+    ensure_staging_tables(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE stg_line_items")
+        conn.exec_driver_sql("CREATE TABLE stg_line_items (site VARCHAR NOT NULL, id VARCHAR NOT NULL, "
+                             "raw_json TEXT, PRIMARY KEY (site, id))")
+    ensure_staging_tables(engine)
+    have = {c["name"] for c in sa.inspect(engine).get_columns("stg_line_items")}
+    assert {c.name for c in tables.staging_table("line_items").columns} <= have
+    item = {"object": "line_item", "id": "li1", "uuid": "u1", "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z", "unit_amount_decimal": "0.0125", "quantity": 1}
+    upsert_records(engine, "line_items", "acme", [item], run_id="r1")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT unit_amount_decimal FROM stg_line_items").scalar() == "0.0125"
+    engine.dispose()

@@ -86,7 +86,9 @@ def _missing(conn: sa.Connection, wanted: list[sa.Table]) -> list[tuple[sa.Table
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names())
     out: list[tuple[sa.Table, str | None]] = [(t, None) for t in wanted if t.name not in existing]
-    for table in (RUN_LOG,):  # the tables that gained columns since they were first released
+    # Tables an older version created gain the columns declared since (a new staging column of
+    # recurly/resources.py, a new run-log counter): added, nullable, filled as records next change.
+    for table in wanted:
         if table.name in existing:
             have = {c["name"] for c in inspector.get_columns(table.name)}
             out += [(table, c.name) for c in table.columns if c.name not in have]
