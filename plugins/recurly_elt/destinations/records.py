@@ -159,6 +159,20 @@ def _children(conn: sa.Connection, child: Children) -> dict[tuple, list]:
     return out
 
 
+def _custom_field(row: dict, c) -> Any:
+    """The value of Recurly custom field `c.field` in the row's `c.source` list, else `c.otherwise`."""
+    fields = row.get(c.source)
+    if isinstance(fields, str):
+        try:
+            fields = json.loads(fields)
+        except ValueError:
+            fields = None
+    for item in fields if isinstance(fields, list) else ():
+        if isinstance(item, dict) and item.get("name") == c.field and not _is_missing(item.get("value")):
+            return str(item["value"])
+    return row.get(c.otherwise) if c.otherwise else None
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -200,6 +214,8 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     records: list[Record] = []
     set_aside: list[SetAside] = []
     for row in rows:
+        for c in kind.custom_fields:
+            row[c.name] = _custom_field(row, c)
         key = row.get(kind.key)
         if _is_missing(key):
             set_aside.append(SetAside(f"(no {kind.key}) {_describe(row)}", f"missing key: column {kind.key} is empty"))
