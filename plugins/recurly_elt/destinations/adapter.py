@@ -21,6 +21,9 @@ Optional hooks, each with a default:
     split_on_refusal(kind)      a whole-batch refusal with Answer.split is retried in halves until
                                 the bad rows are isolated (default True)
     base_url_check(url)         raise ValueError for a connection host this API never lives at
+    connect(login, extra)       read what the API needs besides the key from the connection (a key
+                                id in the login, a project token in the extra); raise ValueError
+                                naming what is missing
 
 An Answer says per record what happened: every record not listed in `rejected` (by its index
 in `records`) is delivered, unless `whole` refuses them all. The engine never looks into a body.
@@ -136,6 +139,9 @@ class Adapter:
         return True
 
     def base_url_check(self, url: str) -> None:
+        return None
+
+    def connect(self, login: str | None, extra: dict) -> None:
         return None
 
     def envelope_bytes(self, kind: Kind) -> int:
