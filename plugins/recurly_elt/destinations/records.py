@@ -82,6 +82,11 @@ def iso_utc(value: Any) -> str:
     return _timestamp(value).isoformat(timespec="seconds") + "Z"
 
 
+def unix_utc(value: Any) -> float:
+    """UNIX seconds of a timestamp (naive values are UTC), for APIs that take epoch times."""
+    return _timestamp(value).replace(tzinfo=timezone.utc).timestamp()
+
+
 def _date(value: Any) -> str:
     if isinstance(value, datetime):
         return value.date().isoformat()
