@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test stop venv bench bench-sandbox bench-extract bench-transform clean
+.PHONY: run test stop venv bench bench-sandbox bench-extract bench-transform bench-load clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=python3.x (3.11 to 3.13)"; exit 1; }
@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmark figures quoted in docs/benchmarks.md
-bench: bench-sandbox bench-extract bench-transform
+bench: bench-sandbox bench-extract bench-transform bench-load
 
 bench-sandbox: $(STAMP)
 	$(BIN)/recurly-elt bench sandbox
@@ -41,6 +41,10 @@ bench-extract: $(STAMP)
 
 bench-transform: $(STAMP)
 	$(BIN)/recurly-elt bench transform
+
+bench-load: $(STAMP)
+	$(BIN)/recurly-elt bench load --destination braze
+	$(BIN)/recurly-elt bench load --destination klaviyo
 
 clean: stop
 	rm -rf .local

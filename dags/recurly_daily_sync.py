@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
+from recurly_elt.tasks.load import build_load
 from recurly_elt.tasks.extract import build_extraction
 from recurly_elt.tasks.transform import build_transform
 
@@ -29,6 +30,9 @@ a backfill over a date range re-reads exactly those days.
 4. **transform.build_marts**: MRR, movements, status, segments, lifecycle events and account
    health for the interval's day (docs/transform.md), replacing exactly that day's rows.
 5. **transform.check** (mapped): data-quality checks; a failure names the offending rows.
+6. **load.&lt;destination&gt;**: one task per destination mapping (Braze, Klaviyo), in its pool:
+   only what changed since the last delivery, ledger in `load_*` tables (docs/destinations.md);
+   skipped when the destination's connection is not set. Param `dry_run` sends nothing.
 """
 
 
@@ -47,6 +51,8 @@ a backfill over a date range re-reads exactly those days.
         # Only for runs without a data interval (manual triggers): the window [start_date, end_date).
         "start_date": Param(None, type=["null", "string"], format="date", description="manual runs: first day"),
         "end_date": Param(None, type=["null", "string"], format="date", description="manual runs: day after the last"),
+        "dry_run": Param(False, type="boolean",
+                         description="load: count and sample what each destination would receive, send nothing"),
     },
 )
 def recurly_daily_sync():
@@ -58,7 +64,7 @@ def recurly_daily_sync():
 
     checked, extracted = build_extraction("daily")
     preflight() >> checked
-    build_transform("daily", extracted)
+    build_load("daily", build_transform("daily", extracted))
 
 
 recurly_daily_sync()

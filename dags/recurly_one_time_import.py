@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag
 
 from recurly_elt.tasks.common import START_DATE, default_args, tags
+from recurly_elt.tasks.load import build_load
 from recurly_elt.tasks.extract import RESOURCE_NAMES, build_extraction
 from recurly_elt.tasks.transform import build_transform
 
@@ -26,6 +27,11 @@ Params: `sites` and `resources` (empty = all; the others are skipped), `start_da
 
 Then **transform**: the marts over the whole history (MRR runs, monthly movements, lifecycle
 events, subscription overview; account health for the last day), and the data-quality checks.
+
+Then **load**: one task per destination (docs/destinations.md), after the checks. Params
+`destinations` (empty = all configured), `load_mode` (daily_sync / import_only; empty = the
+mapping's), `backfill_events` (history older than the age limit, flagged so it fires no flows),
+`dry_run`.
 """
 
 
@@ -47,11 +53,20 @@ events, subscription overview; account health for the last day), and the data-qu
                             description="optional: only records updated on or after this day"),
         "end_date": Param(None, type=["null", "string"], format="date",
                           description="optional: only records updated before this day"),
+        "destinations": Param([], type="array", items={"type": "string"},
+                              description="load: destinations to deliver to; empty = every configured one"),
+        "load_mode": Param(None, type=["null", "string"], enum=[None, "daily_sync", "import_only"],
+                           description="load: daily_sync overwrites, import_only never overwrites; "
+                                       "empty = each mapping's own mode"),
+        "backfill_events": Param(False, type="boolean",
+                                 description="load: also send events older than the mapping's age limit, "
+                                             "marked as backfill where the API has a marker"),
+        "dry_run": Param(False, type="boolean", description="load: count and sample, send nothing"),
     },
 )
 def recurly_one_time_import():
     _checked, extracted = build_extraction("import")
-    build_transform("import", extracted)
+    build_load("import", build_transform("import", extracted))
 
 
 recurly_one_time_import()

@@ -19,6 +19,7 @@ import sys
 GROUPS: dict[str, tuple[str, str]] = {
     "sandbox": ("recurly_elt.sandbox.cli", "the offline Recurly API v3 sandbox"),
     "local": ("recurly_elt.local.cli", "a local Airflow: start, load settings, backfill, summary, stop"),
+    "fakes": ("recurly_elt.fakes.cli", "offline destination APIs (Braze, Klaviyo) for tests and try-outs"),
     "bench": ("recurly_elt.bench.cli", "benchmarks whose figures go to docs/benchmarks.md"),
 }
 

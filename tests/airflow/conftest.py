@@ -58,14 +58,33 @@ def sandbox_url(tmp_path_factory):
         server.stop()
 
 
+FAKE_KEYS = {"braze": "test-braze-key-1", "klaviyo": "test-klaviyo-key-1"}
+
+
+@pytest.fixture(scope="session")
+def fake_destinations():
+    """The offline Braze and Klaviyo, in this process, on ephemeral ports: {name: server}."""
+    from recurly_elt.fakes.cli import build_server
+
+    servers = {name: build_server(name, api_key=key).start() for name, key in FAKE_KEYS.items()}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 @pytest.fixture
-def run_settings(sandbox_url, tmp_path, monkeypatch):
-    """The project's settings pointed at the test sandbox and a fresh warehouse, as env vars."""
+def run_settings(sandbox_url, fake_destinations, tmp_path, monkeypatch):
+    """The project's settings pointed at the test sandbox, the fake destinations and a fresh
+    warehouse, as env vars."""
     settings = (
         load_settings(ROOT / "airflow_settings.yaml")
         .with_connection("recurly_default", host=sandbox_url, password=json.dumps(SANDBOX_KEYS))
         .with_connection("recurly_warehouse", host=str(tmp_path / "warehouse.db"))
     )
+    for name, server in fake_destinations.items():
+        settings = settings.with_connection(f"recurly_{name}", host=server.url, password=FAKE_KEYS[name])
     for name, value in settings.environment().items():
         monkeypatch.setenv(name, value)
     return settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -88,9 +89,30 @@ def test_preflight_fails_naming_the_connection_never_the_key(airflow_db, run_set
 
 
 @pytest.mark.slow
-def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url):
-    """Every task of the DAG, extraction and transforms included, for one data interval."""
+def test_whole_daily_sync_succeeds(airflow_db, run_settings, sandbox_url, fake_destinations):
+    """Every task of the DAG, extraction, transforms and the load included, for one data interval."""
     dag_run = _parse_daily_sync().test(logical_date=datetime(2025, 3, 10, tzinfo=timezone.utc))
     states = _task_states(dag_run)
     assert states and set(states.values()) == {"success"}, states
     assert _xcom(dag_run.run_id, "preflight") == _accounts_per_site(sandbox_url)
+    import sqlalchemy as sa
+
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    engine = create_engine_from_url(json.loads(os.environ["AIRFLOW_CONN_RECURLY_WAREHOUSE"])["host"])
+    with engine.connect() as conn:
+        logged = dict(conn.execute(sa.text("SELECT destination, status FROM load_run_log WHERE run_id = :r"),
+                                   {"r": dag_run.run_id}).all())
+    engine.dispose()
+    assert logged == {name: "success" for name in fake_destinations}
+    for name, server in fake_destinations.items():
+        counts = _xcom(dag_run.run_id, f"load.{name}")
+        received = requests.get(server.url + "/_fake/state", timeout=30).json()["server"]["requests"]
+        assert counts["requests"] <= received, (name, counts)  # the fakes are shared by the session's tests
+
+
+def test_load_is_skipped_when_the_destination_has_no_connection(airflow_db, run_settings, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_RECURLY_BRAZE")
+    dag = _parse_daily_sync().partial_subset(task_ids=["load.braze"], include_upstream=False)
+    dag_run = dag.test(logical_date=datetime(2025, 3, 11, tzinfo=timezone.utc))
+    assert _task_states(dag_run) == {"load.braze": "skipped"}

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "sandbox": ("recurly_elt.bench.sandbox", "page rate of the sandbox and its day-to-day churn"),
     "extract": ("recurly_elt.bench.extract", "extract everything from a sandbox into a fresh warehouse"),
     "transform": ("recurly_elt.bench.transform", "transform staging into MRR, events and health"),
+    "load": ("recurly_elt.bench.load", "deliver a transformed warehouse to an offline Braze or Klaviyo"),
 }
 
 

@@ -190,6 +190,7 @@ class _Run:
         self.result, self.run_id, self.dry_run, self.backfill, self.mode = result, run_id, dry_run, backfill, mode
         self.now, self.progress_seconds, self.before_settle = now, progress_seconds, before_settle
         self.token = uuid.uuid4().hex[:8]
+        self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
         self.dest = mapping.destination
 
@@ -232,6 +233,8 @@ class _Run:
                                exclude_delivered=(self.dest, kind.name) if kind.is_event else None)
             previous = {} if kind.is_event else ledger.delivered(conn, self.dest, kind.name)
             refused = ledger.rejections(conn, self.dest, kind.name)
+        if refused or selection.set_aside:
+            self.rejected_kinds.add(kind.name)
         counts.considered = selection.considered + selection.held_historical
         counts.skip(f"events older than {self.mapping.event_max_age_days} days (not a backfill)",
                     selection.held_historical)
@@ -380,21 +383,36 @@ class _Run:
                       self.dest, kind.name, batch_id, len(records), exc)
             return
         status = sent.response.status
-        if answer.whole is not None and answer.split and len(records) > 1 and self.adapter.split_on_refusal(kind):
-            self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, [], answer.job_id, counts,
-                         error=f"refused as a whole ({answer.whole.reason}); split in two and sent again")
-            half = len(records) // 2
-            for part in (records[:half], records[half:]):
-                part_wires = self.adapter.wire(kind, part)
-                self.send(kind, part, part_wires, sum(len(encode(w)) + 1 for w in part_wires), counts)
-            return
+        if answer.whole is not None and answer.split and self.adapter.split_on_refusal(kind):
+            named = {r.index for r in answer.rejected if r.index is not None and 0 <= r.index < len(records)}
+            if named and len(named) < len(records):  # the answer names the bad rows: reject them, resend the rest
+                self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, answer.rejected,
+                             answer.job_id, counts, deliver_rest=False,
+                             error=f"refused as a whole for {len(named)} row(s); the other {len(records) - len(named)} "
+                                   "sent again")
+                rest = [r for i, r in enumerate(records) if i not in named]
+                self._resend(kind, rest, counts)
+                return
+            if not named and len(records) > 1:  # no row named: halve until the bad rows are isolated
+                self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, [], answer.job_id,
+                             counts, deliver_rest=False,
+                             error=f"refused as a whole ({answer.whole.reason}); split in two and sent again")
+                half = len(records) // 2
+                self._resend(kind, records[:half], counts)
+                self._resend(kind, records[half:], counts)
+                return
         if answer.whole is not None:
-            rejected = [Rejected(answer.whole.reason, answer.whole.http_status or status, answer.whole.retryable, i)
-                        for i in range(len(records))]
+            named = {r.index: r for r in answer.rejected if r.index is not None}
+            rejected = [named.get(i) or Rejected(answer.whole.reason, answer.whole.http_status or status,
+                                                 answer.whole.retryable, i) for i in range(len(records))]
         else:
             rejected = [r if r.http_status else Rejected(r.reason, status, r.retryable, r.index) for r in answer.rejected]
         self._settle(kind, batch_id, records, "delivered" if answer.whole is None else "failed", status,
                      sent.attempts, sent.ms, rejected, answer.job_id, counts)
+
+    def _resend(self, kind: Kind, records: list[Record], counts: KindCounts) -> None:
+        wires = self.adapter.wire(kind, records)
+        self.send(kind, records, wires, sum(len(encode(w)) + 1 for w in wires), counts)
 
     def _uncertain(self, kind: Kind, batch_id: str, records: list[Record], exc: Unreadable) -> None:
         """An answer that cannot be read, for a kind sent at most once: the destination may hold the
@@ -413,24 +431,26 @@ class _Run:
 
     def _settle(self, kind: Kind, batch_id: str, records: list[Record], status: str, http_status, attempts: int,
                 ms: int, rejected: list[Rejected], job_id, counts: KindCounts, *, error: str | None = None,
-                failed: bool = False) -> None:
+                failed: bool = False, deliver_rest: bool = True) -> None:
         if self.before_settle is not None:
             self.before_settle(batch_id)
         refused = {r.index: r for r in rejected if r.index is not None and 0 <= r.index < len(records)}
         delivered_rows, rejected_rows = [], []
-        splitting = status == "failed" and not rejected
         for i, record in enumerate(records):
             rej = refused.get(i)
             if rej is not None:
                 rejected_rows.append({"object_key": record.key, "payload_hash": record.hash, "reason": rej.reason,
                                       "http_status": rej.http_status, "retryable": rej.retryable})
-            elif not splitting:
+            elif deliver_rest:
                 delivered_rows.append({"object_key": record.key, "payload_hash": record.hash,
                                        "payload": None if kind.is_event else encode(record.payload).decode()})
         with _write(self.engine) as conn:
             ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
                           attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
-                          rejected_rows=rejected_rows, job_id=job_id, error=error)
+                          rejected_rows=rejected_rows, job_id=job_id, error=error,
+                          may_be_rejected=kind.name in self.rejected_kinds)
+        if rejected_rows:
+            self.rejected_kinds.add(kind.name)
         counts.sent += len(delivered_rows)
         if failed:
             counts.failed += len(rejected_rows)

@@ -171,21 +171,25 @@ def mark_pending(conn: sa.Connection, destination: str, run_id: str, batch_id: s
 
 def settle(conn: sa.Connection, destination: str, run_id: str, batch_id: str, *, status: str,
            http_status: int | None, attempts: int, ms: int, kind: str, delivered_rows: list[dict],
-           rejected_rows: list[dict], job_id: str | None = None, error: str | None = None) -> None:
+           rejected_rows: list[dict], job_id: str | None = None, error: str | None = None,
+           may_be_rejected: bool = True) -> None:
     """Write one batch's outcome: the request row, delivered keys, rejections (one transaction:
-    the caller's)."""
+    the caller's). `may_be_rejected=False` (the kind has no rejected row at all) skips clearing
+    delivered keys from load_rejections."""
     now = utcnow()
     t = REQUESTS
     conn.execute(t.update().where(t.c.destination == destination, t.c.run_id == run_id,
                                   t.c.batch_id == batch_id).values(
         status=status, http_status=http_status, attempts=attempts, ms=ms, finished_at=now,
         delivered=len(delivered_rows), rejected=len(rejected_rows), job_id=job_id, error=error))
-    record_delivered(conn, destination, kind, run_id, delivered_rows, batch_id=batch_id, now=now)
+    record_delivered(conn, destination, kind, run_id, delivered_rows, batch_id=batch_id, now=now,
+                     clear_rejections=may_be_rejected)
     record_rejections(conn, destination, kind, run_id, rejected_rows, now=now)
 
 
 def record_delivered(conn: sa.Connection, destination: str, kind: str, run_id: str, rows: list[dict], *,
-                     batch_id: str | None = None, uncertain: bool = False, now: datetime | None = None) -> None:
+                     batch_id: str | None = None, uncertain: bool = False, now: datetime | None = None,
+                     clear_rejections: bool = True) -> None:
     """rows: {object_key, payload_hash, payload}. Delivered keys leave load_rejections."""
     if not rows:
         return
@@ -195,6 +199,8 @@ def record_delivered(conn: sa.Connection, destination: str, kind: str, run_id: s
                                "delivered_at": now, "run_id": run_id, "uncertain": uncertain,
                                "batch_id": batch_id} for r in rows],
             ["payload_hash", "payload", "delivered_at", "run_id", "uncertain", "batch_id"])
+    if not clear_rejections:
+        return
     t = REJECTIONS
     keys = [r["object_key"] for r in rows]
     for i in range(0, len(keys), 500):

@@ -41,6 +41,7 @@ class BrazeApp(App):
         self.event_counts: Counter[str] = Counter()
         self.data_points = 0
         self.received = Counter()
+        self.writes: Counter[str] = Counter()  # accepted attribute objects per user
 
     def authenticate(self, headers) -> Reply | None:
         scheme, _, key = (headers.get("Authorization") or "").partition(" ")
@@ -131,6 +132,7 @@ class BrazeApp(App):
         if obj.get("_update_existing_only") and key not in self.users:
             return
         user = self.users.setdefault(key, {})
+        self.writes[key] += 1
         for name, value in obj.items():
             if name in NOT_ATTRIBUTES:
                 continue
@@ -151,4 +153,5 @@ class BrazeApp(App):
         return {"api": "braze", "contract": str(contract_path(BRAZE)) if self.validator else None,
                 "users": self.users, "events": self.events,
                 "duplicate_events": sum(c - 1 for c in self.event_counts.values() if c > 1),
+                "attribute_writes": sum(self.writes.values()),
                 "data_points": self.data_points, "received": dict(self.received)}

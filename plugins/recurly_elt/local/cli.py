@@ -110,6 +110,23 @@ def start_sandbox(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
     say(f"    ready on http://127.0.0.1:{port}, data until {window.today}")
 
 
+def start_fakes(layout: LocalLayout, settings: Settings) -> None:
+    """The offline Braze and Klaviyo the destination connections point at (local/fakes.py)."""
+    from recurly_elt.local import fakes
+
+    started = fakes.fake_processes(layout, settings)
+    if not started:
+        say("    no destination connection points at this machine: none started")
+    for process, key in started:
+        fakes.prepare(process, key)
+        process.start()
+        try:
+            wait_until(lambda p=process: fakes.is_ready(p), what=f"{process.name}", timeout=60, process=process)
+        finally:
+            fakes.key_file(process).unlink(missing_ok=True)
+        say(f"    {process.name} ready on http://127.0.0.1:{process.meta['port']} (log: {_rel(layout, process.log_file)})")
+
+
 def migrate_database(layout: LocalLayout, env: dict[str, str]) -> None:
     log_file = layout.logs_dir / "airflow-db-migrate.log"
     with open(log_file, "ab") as log:
@@ -218,6 +235,8 @@ def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWi
         say(f"figures: {figures.source}")
     say()
     say(_health_summary(settings))
+    say()
+    say(_delivery_summary(settings))
     failed = [r for r in rows if r.state != "success"]
     print_failed_tasks(layout, bf.DAG_ID, [r.run_id for r in failed])
     print_login(layout)
@@ -236,6 +255,18 @@ def _health_summary(settings: Settings) -> str:
     engine = create_engine_from_url(_warehouse_url(settings))
     try:
         return health_summary(engine)
+    finally:
+        engine.dispose()
+
+
+def _delivery_summary(settings: Settings) -> str:
+    """Per destination: sent, unchanged, rejected (load_run_log)."""
+    from recurly_elt.destinations.summary import delivery_summary
+    from recurly_elt.warehouse.engine import create_engine_from_url
+
+    engine = create_engine_from_url(_warehouse_url(settings))
+    try:
+        return delivery_summary(engine)
     finally:
         engine.dispose()
 
@@ -269,6 +300,9 @@ def cmd_run(args, layout: LocalLayout) -> int:
 
     step("Sandbox (the Recurly sites of connection recurly_default)")
     start_sandbox(layout, settings, window, args.accounts)
+
+    step("Offline destinations (connections recurly_braze, recurly_klaviyo)")
+    start_fakes(layout, settings)
 
     step(f"Airflow metadata database ({_rel(layout, layout.airflow_home)})")
     migrate_database(layout, env)
@@ -309,7 +343,9 @@ def cmd_run(args, layout: LocalLayout) -> int:
 
 
 def cmd_stop(args, layout: LocalLayout) -> int:
-    for process in reversed(stack.all_processes(layout)):
+    from recurly_elt.local.fakes import fake_processes
+
+    for process in [*reversed(stack.all_processes(layout)), *(p for p, _ in fake_processes(layout, None))]:
         pid = process.pid()
         if process.stop():
             say(f"stopped {process.name} (pid {pid})")

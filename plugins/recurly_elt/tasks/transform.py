@@ -83,7 +83,12 @@ def build_transform(mode: str, upstream: Any) -> Any:
     Returns the group."""
     from airflow.sdk import TaskGroup, task
 
-    @task(task_id="build_marts")
+    from airflow.sdk import Asset
+
+    from recurly_elt.tasks.load import MARTS_ASSET_NAME
+
+    # The marts as an Asset: the load (and any DAG scheduled on it) reads them once published.
+    @task(task_id="build_marts", outlets=[Asset(MARTS_ASSET_NAME)])
     def marts() -> dict:
         return build_marts(mode)
 
