@@ -21,6 +21,9 @@ Optional hooks, each with a default:
     split_on_refusal(kind)      a whole-batch refusal with Answer.split is retried in halves until
                                 the bad rows are isolated (default True)
     base_url_check(url)         raise ValueError for a connection host this API never lives at
+    prepare(transport)          before a run's first request (never in a dry run, nor in a run
+                                with nothing to send): look up or create what requests refer to
+                                (ActiveCampaign's eCommerce connection), through transport.retry_read
     connect(login, extra)       read what the API needs besides the key from the connection (a key
                                 id in the login, a project token in the extra); raise ValueError
                                 naming what is missing
@@ -142,6 +145,9 @@ class Adapter:
         return None
 
     def connect(self, login: str | None, extra: dict) -> None:
+        return None
+
+    def prepare(self, transport) -> None:
         return None
 
     def envelope_bytes(self, kind: Kind) -> int:

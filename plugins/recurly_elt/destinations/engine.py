@@ -354,6 +354,9 @@ class _Run:
                          counts.rejected)
 
     def send(self, kind: Kind, records: list[Record], wires: list[dict], size: int, counts: KindCounts) -> None:
+        if not self.prepared:
+            self.adapter.prepare(self.transport)
+            self.prepared = True
         self.seq += 1
         batch_id = f"{kind.name}-{self.token}-{self.seq:05d}"
         with _write(self.engine) as conn:
