@@ -192,6 +192,7 @@ class _Run:
         self.token = uuid.uuid4().hex[:8]
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
+        self.prepared = False
         self.dest = mapping.destination
 
     # -- 1. recover -------------------------------------------------------------------------------
