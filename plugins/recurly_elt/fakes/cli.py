@@ -1,4 +1,4 @@
-"""`recurly-elt fakes serve braze|klaviyo|bloomreach|customersuccessbox`: an offline destination API on loopback until stopped.
+"""`recurly-elt fakes serve braze|klaviyo|activecampaign|bloomreach|customersuccessbox`: an offline destination API on loopback until stopped.
 
   recurly-elt fakes serve braze|klaviyo [--host 127.0.0.1] [--port N] [--api-key KEY | --api-key-file FILE]
       [--seed S] [--rate-limit N/SECONDS] [--faults SPEC] [--reject SHARE] [--ready-file FILE]
@@ -22,7 +22,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-APIS = ("braze", "klaviyo", "bloomreach", "customersuccessbox")
+APIS = ("braze", "klaviyo", "activecampaign", "bloomreach", "customersuccessbox")
 DEFAULT_KEY = "fake-api-key"
 
 
