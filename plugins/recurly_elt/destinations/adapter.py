@@ -107,6 +107,9 @@ class RateHeaders:
     reset: str
     reset_is_delta: bool                       # Reset in seconds from now (else epoch seconds)
     retry_after: str = "Retry-After"
+    # An API that sends no rate headers but documents a budget (ActiveCampaign: 5 per second):
+    # the transport spaces its requests to stay within it.
+    requests_per_second: float | None = None
 
 
 class Adapter:
