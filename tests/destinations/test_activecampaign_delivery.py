@@ -112,11 +112,11 @@ def test_validation_errors_reject_only_the_subscriptions_they_name(warehouse):
     assert_activecampaign_equals_warehouse(warehouse, fake, exclude=refused)
 
 
-def test_faults_and_the_five_requests_a_second_limit_lose_nothing(warehouse):
+def test_faults_under_the_five_requests_a_second_limit_lose_nothing_and_are_paced(warehouse):
     with running(DEST, faults="5xx=0.1,drop=0.05", rate_limit="5/1") as server:
         result = run(warehouse, server, run_id="import", day=IMPORT_DAY, kinds=["recurring_payments"])
         fake = state(server)
-    assert result.status == "success" and fake["server"]["statuses"].get("429")
+    assert result.status == "success" and fake["server"]["statuses"].get("429", 0) <= 1  # paced, not refused
     held = {key.split(":", 1)[1]: v for key, v in fake["recurring_payments"].items()}
     assert set(held) == set(expected_payments(warehouse)) and len(fake["connections"]) == 1
 

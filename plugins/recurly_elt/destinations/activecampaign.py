@@ -33,8 +33,10 @@ CUSTOM_FIELD = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 class ActiveCampaign(Adapter):
     name = "activecampaign"
-    # ActiveCampaign sends no rate headers: pacing comes from 429s and their Retry-After.
-    rate_headers = RateHeaders("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", reset_is_delta=True)
+    # ActiveCampaign sends no rate headers: requests are spaced to its documented 5 per second (one
+    # delivery per account at a time: the pool), and a 429 is waited out by its Retry-After.
+    rate_headers = RateHeaders("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", reset_is_delta=True,
+                               requests_per_second=5)
     connection_id: int | None = None
 
     def auth_headers(self, secret: str) -> dict[str, str]:

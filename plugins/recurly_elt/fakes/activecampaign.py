@@ -206,7 +206,9 @@ class ActiveCampaignApp(App):
         return {"api": "activecampaign",
                 "contract": str(contract_path(ACTIVECAMPAIGN_GRAPHQL)) if validated else None,
                 "connections": self.connections, "contacts": self.contacts, "recurring_payments": self.payments,
-                "status_history": self.history, "triggers": self.triggers, "upserts": self.upserts}
+                "status_history": self.history, "triggers": self.triggers, "upserts": self.upserts,
+                "held": {"objects": sorted([*self.contacts, *(k.split(":", 1)[1] for k in self.payments)]),
+                         "events": [], "resent": 0}}
 
 
 APP = ActiveCampaignApp

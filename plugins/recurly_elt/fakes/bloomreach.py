@@ -122,7 +122,12 @@ class BloomreachApp(App):
         return {"api": "bloomreach",
                 "contract": str(contract_path(BLOOMREACH)) if self.validators["BatchRequest"] else None,
                 "customers": self.customers, "events": self.events, "commands": self.commands,
-                "duplicate_events": sum(c - 1 for c in self.event_counts.values() if c > 1)}
+                "duplicate_events": sum(c - 1 for c in self.event_counts.values() if c > 1),
+                "held": {"objects": sorted(c.split(":", 1)[1] for c, props in self.customers.items() if props),
+                         "events": [e["properties"].get("event_id") for e in self.events],
+                         "resent": sum(c - 1 for c in self.event_counts.values() if c > 1)}}
 
 
 APP = BloomreachApp
+# What a client needs besides the key to reach this fake (its connection's login and extra).
+CONNECTION = {"login": "test-key-id", "extra": {"project_token": "test-project"}}

@@ -105,7 +105,11 @@ class CustomerSuccessBoxApp(App):
         return {"api": "customersuccessbox",
                 "contract": str(contract_path(CUSTOMERSUCCESSBOX)) if self.validators["account"] else None,
                 **self.objects, "writes": sum(self.writes.values()),
-                "rewritten": sum(1 for n in self.writes.values() if n > 1)}
+                "rewritten": sum(1 for n in self.writes.values() if n > 1),
+                # what `bench load` compares with the warehouse: object keys, event ids, resent
+                "held": {"objects": sorted({k for plural in ("accounts", "subscriptions", "invoices")
+                                            for k in self.objects[plural]}), "events": [],
+                         "resent": sum(n - 1 for n in self.writes.values())}}
 
 
 APP = CustomerSuccessBoxApp
