@@ -3,9 +3,8 @@
 - Auth `Authorization: Bearer <REST key>`; the instance's REST endpoint is the connection's host
   (https://rest.iad-01.braze.com ...).
 - Attribute objects carry `external_id` (the mapping's key) and the mapped attributes; on an update
-  only the changed ones (Braze bills every attribute written); `import_only` objects are sent
-  with `_update_existing_only: false` as a create. Event objects: external_id, name, time and
-  the mapped properties.
+  only the changed ones (Braze bills every attribute written). Event objects: external_id, name,
+  time and the mapped properties (nulls left out).
 - Answer: 201/200 `{"message": "success", ...}` with optional `errors` whose `index` points into
   the array as sent: only those objects are rejected. A fatal message (400 "Max Input Length
   Exceeded", 413 over the byte limit, 401/403) refuses the whole batch; 202 "queued" (maintenance)
