@@ -149,3 +149,20 @@ def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     assert command["name"] == "customers/events" and command["data"]["properties"]["event_id"] == command["command_id"]
     assert "update_timestamp" in dry.sample["customers"]["commands"][0]["data"]
     assert KEY not in json.dumps(dry.sample)
+
+
+def test_a_connection_without_key_id_or_project_token_is_not_configured(monkeypatch):
+    from recurly_elt.destinations.connection import NotConfigured, transport_for
+
+    mapping, adapter = destination(DEST)
+    base = {"conn_type": "http", "host": "https://api.exponea.com", "password": "secret-1"}
+    for conn, missing in (({**base, "extra": {"project_token": "p"}}, "key id"),
+                          ({**base, "login": "key-1"}, "project token")):
+        monkeypatch.setenv("AIRFLOW_CONN_RECURLY_BLOOMREACH", json.dumps(conn))
+        with pytest.raises(NotConfigured, match=missing):
+            transport_for(mapping, adapter)
+    monkeypatch.setenv("AIRFLOW_CONN_RECURLY_BLOOMREACH", json.dumps({**base, "login": "key-1",
+                                                                      "extra": {"project_token": "p"}}))
+    sent = transport_for(mapping, adapter)
+    assert sent.session.headers["Authorization"] == "Basic " + base64.b64encode(b"key-1:secret-1").decode()
+    assert adapter.build_request(mapping.kind("events"), [], [], {}).path == "/track/v2/projects/p/batch"

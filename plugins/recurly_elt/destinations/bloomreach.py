@@ -70,9 +70,10 @@ class Bloomreach(Adapter):
         return out
 
     def build_request(self, kind: Kind, wires: list[dict], records: list[Record], options: dict) -> Request:
-        if not self.project_token:
-            raise ValueError("bloomreach: no project token (connect() reads it from the connection's extra)")
-        return Request("POST", f"/track/v2/projects/{self.project_token}/batch", encode({"commands": wires}),
+        # connect() sets the token before any request is sent; a dry run without a connection
+        # builds its sample bodies with a placeholder in the path it never sends.
+        token = self.project_token or "{project_token}"
+        return Request("POST", f"/track/v2/projects/{token}/batch", encode({"commands": wires}),
                        {"Content-Type": "application/json"})
 
     def envelope_bytes(self, kind: Kind) -> int:
