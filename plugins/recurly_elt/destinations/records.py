@@ -3,7 +3,9 @@
 The payload holds exactly the mapped fields under their destination names, converted once by the
 field types of mapping.py; the hash (128-bit BLAKE2b of the payload's canonical JSON: keys sorted,
 decimals written as they are) is what change detection compares with the ledger. A row whose key
-is empty or null is not a record: it is set aside with the reason and counted.
+is empty or null is not a record: it is set aside with the reason and counted; so is a row whose
+key an earlier row of the same source already has (e.g. one account code in two Recurly sites):
+the destination would hold only one of them.
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
     records: list[Record] = []
     set_aside: list[SetAside] = []
+    seen: dict[str, dict] = {}
     for row in rows:
         for c in kind.custom_fields:
             row[c.name] = _custom_field(row, c)
@@ -226,6 +229,13 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
             set_aside.append(SetAside(f"(no {kind.key}) {_describe(row)}", f"missing key: column {kind.key} is empty"))
             continue
         key = str(key)
+        if key in seen:  # two rows would overwrite each other at the destination: the first is sent
+            # named by key and row, so the ledger keeps it apart from the record that is sent
+            set_aside.append(SetAside(f"{key} ({_describe(row)})",
+                                      f"duplicate key: column {kind.key} = {key!r} is also the key of an earlier "
+                                      f"row ({_describe(seen[key])}); this one is not sent"))
+            continue
+        seen[key] = row
         try:
             payload = mapped(row)
             for child, groups in lists:
