@@ -202,3 +202,21 @@ def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
         assert dry.total(name) == real.total(name), name
     assert dry.total("creates") == real.total("sent")
     assert dry.sample["accounts"]["account_id"] and "test-key" not in json.dumps(dry.sample)
+
+
+def test_account_codes_repeated_across_sites_are_set_aside_unless_the_id_names_the_site(warehouse):
+    load_objects(warehouse, "second", simulation(accounts=12, seed=99, until=DAYS[0], site="second").objects)
+    pipeline.run(warehouse, IMPORT_DAY.replace(year=IMPORT_DAY.year - 1), IMPORT_DAY, health_days=1)
+    with running(DEST) as server:
+        result = run(warehouse, server, run_id="import", day=IMPORT_DAY, kinds=["accounts"])
+        fake = state(server)
+    # acct-000001 ... acct-000012 exist in both sites; two of them carry a tenant id in the first
+    # (the fixture), so their codes are free for the second site's accounts: 10 collide.
+    assert result.kinds["accounts"].skipped == 10
+    clashing = {f"acct-{n:06d}" for n in range(1, 13)} - set(TENANTS)
+    assert {fake["accounts"][code]["recurly_site"] for code in clashing} == {"sandbox"}
+    assert {fake["accounts"][code]["recurly_site"] for code in TENANTS} == {"second"}
+    with warehouse.connect() as c:
+        reasons = c.execute(sa.text("SELECT object_key, reason FROM load_rejections WHERE kind = 'accounts'")).all()
+    assert len(reasons) == 10 and all(r.startswith("duplicate key: column csb_account_id") and "site=sandbox" in r
+                                      and "site=second" in key for key, r in reasons)
