@@ -50,20 +50,23 @@ class ActiveCampaign(Adapter):
             return
         service, externalid = self.mapping.options["ecom_service"], self.mapping.options["ecom_externalid"]
         query = f"/api/3/connections?filters[service]={service}&filters[externalid]={externalid}"
-        found, _ = transport.retry_read(Request("GET", query), self._connection)
+        found, _ = transport.retry_read(Request("GET", query), lambda r: self._connection(r, service, externalid))
         if found is None:
             body = {"connection": {"service": service, "externalid": externalid,
                                    "name": self.mapping.options.get("ecom_name", "Recurly"),
                                    "logoUrl": self.mapping.options.get("ecom_logo_url", ""),
                                    "linkUrl": self.mapping.options.get("ecom_link_url", "")}}
             found, _ = transport.retry_read(Request("POST", "/api/3/connections", encode(body),
-                                                    {"Content-Type": "application/json"}), self._connection)
+                                                    {"Content-Type": "application/json"}),
+                                            lambda r: self._connection(r, service, externalid))
             if found is None:
                 raise RuntimeError("activecampaign: the eCommerce connection could not be created")
         self.connection_id = found
 
     @staticmethod
-    def _connection(response: Response) -> int | None:
+    def _connection(response: Response, service: str, externalid: str) -> int | None:
+        """The id of the connection with this service and externalid in the answer (an answer is
+        untrusted: a filter the API ignored must not hand over another integration's connection)."""
         body = response.json()
         if response.status not in (200, 201) or not isinstance(body, dict):
             raise RuntimeError(f"activecampaign connections: HTTP {response.status}: {str(body)[:300]}")
@@ -71,7 +74,8 @@ class ActiveCampaign(Adapter):
         if not isinstance(items, list):
             raise BadAnswer("connections is not a list")
         for item in items:
-            if isinstance(item, dict) and str(item.get("id", "")).isdigit():
+            if (isinstance(item, dict) and str(item.get("id", "")).isdigit()
+                    and (item.get("service"), item.get("externalid")) == (service, externalid)):
                 return int(item["id"])
         return None
 
