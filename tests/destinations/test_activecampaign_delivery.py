@@ -132,6 +132,26 @@ def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     assert len(items) == 5 and items[0]["legacyConnectionId"] == 0 and items[0]["storeRecurringPaymentId"]
 
 
+def test_one_time_import_of_contacts_through_bulk_import(warehouse):
+    import dataclasses
+
+    mapping, adapter = destination(DEST)
+    contacts = mapping.kind("contacts")
+    bulk = dataclasses.replace(contacts, max_records=250, options={**contacts.options, "api": "bulk_import"})
+    mapping = dataclasses.replace(mapping, kinds=(bulk,))
+    with running(DEST, reject=0.05) as server:
+        result = deliver(warehouse, mapping, adapter, transport(server, adapter), run_id="import",
+                         now=end_of(IMPORT_DAY))
+        fake = state(server)
+    with warehouse.connect() as c:
+        refused = dict(c.execute(sa.text("SELECT object_key, reason FROM load_rejections WHERE kind = 'contacts'")).all())
+    want = {e: code for e, code in expected_contacts(warehouse).items() if e not in refused}
+    assert refused and all(r.endswith("Email address is invalid") for r in refused.values())
+    code_id = str(contacts.options["field_ids"]["RECURLY_ACCOUNT_CODE"])
+    assert {e: c["fields"][code_id] for e, c in fake["contacts"].items()} == want
+    assert result.kinds["contacts"].sent == len(want) and fake["bulk_imports"] >= 1
+
+
 def _seed_fields() -> list[str]:
     text = SEED.read_text(encoding="utf-8")
     table = text.split("Champ des paiements récurrents", 1)[1]

@@ -6,6 +6,10 @@
 - Contacts: `POST /api/3/contact/sync` `{contact: {email, firstName, lastName, fieldValues}}`, one per
   request, keyed by email; the mapped fields whose name is all capitals are custom fields (their
   personalization tags, e.g. RECURLY_ACCOUNT_CODE) sent as `fieldValues` strings.
+- Or, for a one-time import (`api: bulk_import`, `max_records: 250`): `POST /api/3/import/bulk_import`
+  `{contacts: [{email, first_name, last_name, fields: [{id, value}]}], exclude_automations: true}`,
+  custom fields by their numeric ids (`field_ids`); a 400 with failureReasons refuses the whole
+  request for any bad contact: split until the bad ones are isolated.
 - Recurly as an eCommerce connection: found (`GET /api/3/connections`, by service and externalid)
   or created (`POST /api/3/connections`) before the run's first request; its id is every recurring
   payment's `legacyConnectionId` (a dry run shows 0 there: it looks nothing up).
@@ -29,6 +33,7 @@ MUTATION = ("mutation upsert($recurringPayments: [RecurringPaymentInput]) "
             "{ bulkUpsertRecurringPayments(recurringPayments: $recurringPayments) { recordId } }")
 NAMED = re.compile(r"-storeRecurringPaymentId-(.+)$")
 CUSTOM_FIELD = re.compile(r"^[A-Z][A-Z0-9_]*$")
+BULK_NAMES = {"firstName": "first_name", "lastName": "last_name"}
 
 
 class ActiveCampaign(Adapter):
@@ -82,6 +87,8 @@ class ActiveCampaign(Adapter):
     def wire(self, kind: Kind, records: list[Record]) -> list[dict]:
         if kind.options.get("api") == "graphql":
             return [{"storeRecurringPaymentId": r.key, **r.payload} for r in records]
+        if kind.options.get("api") == "bulk_import":
+            return [self._bulk_contact(kind, r) for r in records]
         out = []
         for r in records:
             contact = {"email": r.key}
@@ -96,8 +103,27 @@ class ActiveCampaign(Adapter):
             out.append({"contact": contact})
         return out
 
+    @staticmethod
+    def _bulk_contact(kind: Kind, r: Record) -> dict:
+        ids = kind.options.get("field_ids") or {}
+        contact, fields = {"email": r.key}, []
+        for name, value in r.payload.items():
+            if CUSTOM_FIELD.match(name):
+                if name not in ids:
+                    raise ValueError(f"activecampaign {kind.name}: bulk_import needs the numeric id of custom "
+                                     f"field {name} in options.field_ids")
+                fields.append({"id": int(ids[name]), "value": "" if value is None else _text(value)})
+            elif value is not None:
+                contact[BULK_NAMES.get(name, name)] = value
+        if fields:
+            contact["fields"] = fields
+        return contact
+
     def build_request(self, kind: Kind, wires: list[dict], records: list[Record], options: dict) -> Request:
         headers = {"Content-Type": "application/json"}
+        if kind.options.get("api") == "bulk_import":  # a one-time import fires no automation
+            return Request("POST", "/api/3/import/bulk_import",
+                           encode({"contacts": wires, "exclude_automations": True}), headers)
         if kind.options.get("api") == "graphql":
             items = [{"legacyConnectionId": self.connection_id or 0, **w} for w in wires]
             body = {"query": MUTATION, "variables": {"recurringPayments": items}}
@@ -114,6 +140,16 @@ class ActiveCampaign(Adapter):
                 raise
             body = None
         retryable = response.status in (401, 403, 408, 409)
+        if kind.options.get("api") == "bulk_import":
+            if response.status == 200 and isinstance(body, dict) and body.get("queued_contacts") is not None:
+                return Answer(job_id=str(body.get("batchId") or "")[:100] or None)
+            if response.status < 300:
+                raise BadAnswer(f"HTTP {response.status}: no queued_contacts in the bulk_import answer")
+            reasons = body.get("failureReasons") if isinstance(body, dict) else None
+            reason = "; ".join(map(str, reasons[:5])) if isinstance(reasons, list) and reasons else \
+                (body.get("message") if isinstance(body, dict) else None) or f"HTTP {response.status}"
+            return Answer(whole=Rejected(str(reason)[:1000], response.status, retryable),
+                          split=response.status == 400 and len(records) > 1)
         if kind.options.get("api") != "graphql":
             if response.status in (200, 201) and isinstance(body, dict) and isinstance(body.get("contact"), dict):
                 return Answer()

@@ -7,6 +7,9 @@ graphql-core, activecampaign-ecom-recurring-payments.graphql.
 - `GET /api/3/connections?filters[service]=&filters[externalid]=`, `POST /api/3/connections`.
 - `POST /api/3/contact/sync`: ContactSyncRequest; an upsert by email, fieldValues by field;
   `--reject`: chosen emails get 422 `{"errors": [{"title": "Email address is invalid", ...}]}`.
+- `POST /api/3/import/bulk_import`: BulkImportRequest (at most 250); one chosen email refuses the
+  whole request (400 `{"success": 0, "failureReasons": [...]}`), else 200 with queued_contacts and
+  the contacts applied at once (custom fields kept by their numeric id).
 - `POST /api/3/ecom/graphql`: the document is parsed and validated against the SDL; over 15,000
   grammar tokens it is refused ("More than 15000 grammar tokens"). bulkUpsertRecurringPayments
   coerces every item against RecurringPaymentInput; an item that does not coerce, names an unknown
@@ -76,6 +79,7 @@ class ActiveCampaignApp(App):
     def __init__(self, api_key: str, seed: int = 42, reject: float = 0.0):
         super().__init__(api_key, seed, reject)
         self.contact_validator = defs_validator(ACTIVECAMPAIGN_REST, "ContactSyncRequest")
+        self.bulk_validator = defs_validator(ACTIVECAMPAIGN_REST, "BulkImportRequest")
         self.schema = _schema()
         self.reset()
 
@@ -86,6 +90,7 @@ class ActiveCampaignApp(App):
         self.history: dict[str, list] = {}
         self.triggers: list[str] = []
         self.upserts = 0
+        self.bulk_imports = 0
 
     def authenticate(self, headers) -> Reply | None:
         if (headers.get("Api-Token") or "").strip() != self.api_key:
@@ -119,6 +124,8 @@ class ActiveCampaignApp(App):
             return json_reply(201, {"connection": new})
         if route == "/api/3/contact/sync" and method == "POST":
             return self.contact_sync(doc)
+        if route == "/api/3/import/bulk_import" and method == "POST":
+            return self.bulk_import(doc)
         if route == "/api/3/ecom/graphql" and method == "POST":
             return self.graphql(doc)
         return self.error(404, f"no endpoint {method} {path}")
@@ -140,6 +147,25 @@ class ActiveCampaignApp(App):
             held["fields"][fv["field"]] = fv["value"]
         return json_reply(200, {"contact": {"id": held["id"], "email": email}, "fieldValues": [
             {"contact": held["id"], "field": k, "value": v} for k, v in held["fields"].items()]})
+
+    def bulk_import(self, doc) -> Reply:
+        found = problems(self.bulk_validator, doc)
+        if found:
+            return json_reply(400, {"success": 0, "message": "Invalid request", "failureReasons": found})
+        bad = [c["email"] for c in doc["contacts"] if chosen(self.seed, self.reject, c["email"].lower())]
+        if bad:  # the whole request is refused, nothing queued
+            return json_reply(400, {"success": 0, "message": "Contact validation failed",
+                                    "failureReasons": [f"{e}: Email address is invalid" for e in bad]})
+        for c in doc["contacts"]:
+            held = self.contacts.setdefault(c["email"].lower(), {"id": str(len(self.contacts) + 1), "fields": {}})
+            for name, to in (("first_name", "firstName"), ("last_name", "lastName"), ("phone", "phone")):
+                if name in c:
+                    held[to] = c[name]
+            for f in c.get("fields") or []:
+                held["fields"][str(f["id"])] = f["value"]
+        self.bulk_imports += 1
+        return json_reply(200, {"Success": 1, "queued_contacts": len(doc["contacts"]), "batchId": uuid.uuid4().hex,
+                                "message": "Contact import queued"})
 
     def graphql(self, doc) -> Reply:
         from graphql import GraphQLError, parse, validate
@@ -202,11 +228,11 @@ class ActiveCampaignApp(App):
         self.payments[key] = value
 
     def state(self) -> dict:
-        validated = self.schema is not None and self.contact_validator is not None
+        validated = self.schema is not None and self.contact_validator is not None and self.bulk_validator is not None
         return {"api": "activecampaign",
                 "contract": str(contract_path(ACTIVECAMPAIGN_GRAPHQL)) if validated else None,
                 "connections": self.connections, "contacts": self.contacts, "recurring_payments": self.payments,
-                "status_history": self.history, "triggers": self.triggers, "upserts": self.upserts,
+                "status_history": self.history, "triggers": self.triggers, "upserts": self.upserts, "bulk_imports": self.bulk_imports,
                 "held": {"objects": sorted([*self.contacts, *(k.split(":", 1)[1] for k in self.payments)]),
                          "events": [], "resent": 0}}
 
