@@ -47,12 +47,13 @@ def sandbox_url(tmp_path_factory):
         server.stop()
 
 
-FAKE_KEYS = {"braze": "test-braze-key-1", "klaviyo": "test-klaviyo-key-1"}
+FAKE_KEYS = {"braze": "test-braze-key-1", "klaviyo": "test-klaviyo-key-1", "activecampaign": "test-ac-key-1",
+             "bloomreach": "test-bloomreach-secret-1", "customersuccessbox": "test-csb-key-1"}
 
 
 @pytest.fixture(scope="session")
 def fake_destinations():
-    """The offline Braze and Klaviyo, in this process, on ephemeral ports: {name: server}."""
+    """The offline destinations, in this process, on ephemeral ports: {name: server}."""
     from recurly_elt.fakes.cli import build_server
 
     servers = {name: build_server(name, api_key=key).start() for name, key in FAKE_KEYS.items()}

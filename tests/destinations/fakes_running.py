@@ -20,9 +20,13 @@ def make_app(name: str, **kw):
         from recurly_elt.fakes.braze import BrazeApp
 
         return BrazeApp(KEY, **kw)
-    from recurly_elt.fakes.klaviyo import KlaviyoApp
+    if name == "klaviyo":
+        from recurly_elt.fakes.klaviyo import KlaviyoApp
 
-    return KlaviyoApp(KEY, **kw)
+        return KlaviyoApp(KEY, **kw)
+    import importlib
+
+    return importlib.import_module(f"recurly_elt.fakes.{name}").APP(KEY, **kw)
 
 
 @contextlib.contextmanager

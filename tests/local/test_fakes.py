@@ -15,8 +15,9 @@ def test_fakes_follow_the_destination_connections(tmp_path):
     layout = LocalLayout(root=tmp_path)
     settings = load_settings(ROOT / "airflow_settings.yaml")
     started = fake_processes(layout, settings)
-    assert [p.name for p, _ in started] == ["fake-braze", "fake-klaviyo"]
-    for (process, key), api in zip(started, ("braze", "klaviyo")):
+    apis = ("braze", "klaviyo", "activecampaign", "bloomreach", "customersuccessbox")
+    assert [p.name for p, _ in started] == [f"fake-{api}" for api in apis]
+    for (process, key), api in zip(started, apis):
         conn = settings.connection(f"recurly_{api}")
         assert f"--port {process.meta['port']}" in " ".join(process.argv) and str(process.meta["port"]) in conn.host
         assert key == conn.password and key not in " ".join(process.argv)  # the key goes through a file
@@ -28,5 +29,6 @@ def test_a_destination_pointing_elsewhere_starts_no_fake(tmp_path):
     layout = LocalLayout(root=tmp_path)
     settings = load_settings(ROOT / "airflow_settings.yaml").with_connection(
         "recurly_braze", host="https://rest.iad-01.braze.com")
-    assert [p.name for p, _ in fake_processes(layout, settings)] == ["fake-klaviyo"]
-    assert [p.name for p, _ in fake_processes(layout, None)] == ["fake-braze", "fake-klaviyo"]
+    others = ["fake-klaviyo", "fake-activecampaign", "fake-bloomreach", "fake-customersuccessbox"]
+    assert [p.name for p, _ in fake_processes(layout, settings)] == others
+    assert [p.name for p, _ in fake_processes(layout, None)] == ["fake-braze", *others]

@@ -21,6 +21,12 @@ Optional hooks, each with a default:
     split_on_refusal(kind)      a whole-batch refusal with Answer.split is retried in halves until
                                 the bad rows are isolated (default True)
     base_url_check(url)         raise ValueError for a connection host this API never lives at
+    prepare(transport)          before a run's first request (never in a dry run, nor in a run
+                                with nothing to send): look up or create what requests refer to
+                                (ActiveCampaign's eCommerce connection), through transport.retry_read
+    connect(login, extra)       read what the API needs besides the key from the connection (a key
+                                id in the login, a project token in the extra); raise ValueError
+                                naming what is missing
 
 An Answer says per record what happened: every record not listed in `rejected` (by its index
 in `records`) is delivered, unless `whole` refuses them all. The engine never looks into a body.
@@ -101,6 +107,9 @@ class RateHeaders:
     reset: str
     reset_is_delta: bool                       # Reset in seconds from now (else epoch seconds)
     retry_after: str = "Retry-After"
+    # An API that sends no rate headers but documents a budget (ActiveCampaign: 5 per second):
+    # the transport spaces its requests to stay within it.
+    requests_per_second: float | None = None
 
 
 class Adapter:
@@ -136,6 +145,12 @@ class Adapter:
         return True
 
     def base_url_check(self, url: str) -> None:
+        return None
+
+    def connect(self, login: str | None, extra: dict) -> None:
+        return None
+
+    def prepare(self, transport) -> None:
         return None
 
     def envelope_bytes(self, kind: Kind) -> int:

@@ -42,6 +42,10 @@ def transport_for(mapping: Mapping, adapter: Adapter, retry: RetryPolicy | None 
     if not conn.host:
         raise NotConfigured(f"connection {mapping.connection!r} has no host (the API's base URL)")
     _mask(conn.password)
+    try:
+        adapter.connect(conn.login or None, conn.extra_dejson or {})
+    except ValueError as exc:
+        raise NotConfigured(f"connection {mapping.connection!r}: {exc}") from None
     session = hook.get_conn()
     session.auth = None  # the key goes in the vendor's own header, never as HTTP Basic
     session.headers.update(adapter.auth_headers(conn.password))

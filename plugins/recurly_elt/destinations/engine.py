@@ -192,6 +192,7 @@ class _Run:
         self.token = uuid.uuid4().hex[:8]
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
+        self.prepared = False
         self.dest = mapping.destination
 
     # -- 1. recover -------------------------------------------------------------------------------
@@ -354,6 +355,9 @@ class _Run:
                          counts.rejected)
 
     def send(self, kind: Kind, records: list[Record], wires: list[dict], size: int, counts: KindCounts) -> None:
+        if not self.prepared:
+            self.adapter.prepare(self.transport)
+            self.prepared = True
         self.seq += 1
         batch_id = f"{kind.name}-{self.token}-{self.seq:05d}"
         with _write(self.engine) as conn:

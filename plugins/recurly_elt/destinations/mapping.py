@@ -59,6 +59,18 @@ class Children:
 
 
 @dataclass(frozen=True)
+class CustomField:
+    """A column computed from a Recurly custom field list (`[{"name": ..., "value": ...}]` JSON):
+    the value of the field named `field` in column `source`, or column `otherwise` when the row
+    has no such field or it is empty (e.g. a tenant id, else the account code)."""
+
+    name: str
+    source: str
+    field: str
+    otherwise: str | None = None
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str
     type: str                              # object | event
@@ -74,6 +86,7 @@ class Kind:
     max_records: int = 75
     max_bytes: int = 4_000_000
     options: dict = field(default_factory=dict)  # adapter-specific settings of this kind
+    custom_fields: tuple[CustomField, ...] = ()  # columns added to each row before mapping
 
     @property
     def is_event(self) -> bool:
@@ -136,6 +149,11 @@ def _kind(path: str, name: str, spec: dict) -> Kind:
         children.append(Children(name=str(child_name), source=str(c["source"]),
                                  join=tuple((str(p), str(ch)) for p, ch in c["join"].items()),
                                  fields=_fields(path, f"{cw}.fields", c.get("fields")), value=value))
+    custom = []
+    for col, c in (spec.get("custom_fields") or {}).items():
+        if not isinstance(c, dict) or not c.get("from") or not c.get("field"):
+            raise MappingError(f"{path}: {where}.custom_fields.{col} needs from (the JSON column) and field")
+        custom.append(CustomField(str(col), str(c["from"]), str(c["field"]), c.get("else")))
     batch = spec.get("batch") or {}
     kind = Kind(
         name=name, type=spec["type"], source=str(spec["source"]), key=str(spec["key"]),
@@ -144,7 +162,7 @@ def _kind(path: str, name: str, spec: dict) -> Kind:
         event_name=spec.get("event_name"), event_names=dict(spec.get("event_names") or {}),
         time=spec.get("time"), group_by=tuple(spec.get("group_by") or ()),
         max_records=int(batch.get("max_records", 75)), max_bytes=int(batch.get("max_bytes", 4_000_000)),
-        options=dict(spec.get("options") or {}),
+        options=dict(spec.get("options") or {}), custom_fields=tuple(custom),
     )
     if kind.is_event and not (kind.time and kind.event_name and kind.event_names):
         raise MappingError(f"{path}: {where} is an event kind: it needs time, event_name and event_names")

@@ -3,7 +3,9 @@
 The payload holds exactly the mapped fields under their destination names, converted once by the
 field types of mapping.py; the hash (128-bit BLAKE2b of the payload's canonical JSON: keys sorted,
 decimals written as they are) is what change detection compares with the ledger. A row whose key
-is empty or null is not a record: it is set aside with the reason and counted.
+is empty or null is not a record: it is set aside with the reason and counted; so is a row whose
+key an earlier row of the same source already has (e.g. one account code in two Recurly sites):
+the destination would hold only one of them.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def _timestamp(value: Any) -> datetime:
 
 def iso_utc(value: Any) -> str:
     return _timestamp(value).isoformat(timespec="seconds") + "Z"
+
+
+def unix_utc(value: Any) -> float:
+    """UNIX seconds of a timestamp (naive values are UTC), for APIs that take epoch times."""
+    return _timestamp(value).replace(tzinfo=timezone.utc).timestamp()
 
 
 def _date(value: Any) -> str:
@@ -159,6 +166,20 @@ def _children(conn: sa.Connection, child: Children) -> dict[tuple, list]:
     return out
 
 
+def _custom_field(row: dict, c) -> Any:
+    """The value of Recurly custom field `c.field` in the row's `c.source` list, else `c.otherwise`."""
+    fields = row.get(c.source)
+    if isinstance(fields, str):
+        try:
+            fields = json.loads(fields)
+        except ValueError:
+            fields = None
+    for item in fields if isinstance(fields, list) else ():
+        if isinstance(item, dict) and item.get("name") == c.field and not _is_missing(item.get("value")):
+            return str(item["value"])
+    return row.get(c.otherwise) if c.otherwise else None
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -199,12 +220,22 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
     records: list[Record] = []
     set_aside: list[SetAside] = []
+    seen: dict[str, dict] = {}
     for row in rows:
+        for c in kind.custom_fields:
+            row[c.name] = _custom_field(row, c)
         key = row.get(kind.key)
         if _is_missing(key):
             set_aside.append(SetAside(f"(no {kind.key}) {_describe(row)}", f"missing key: column {kind.key} is empty"))
             continue
         key = str(key)
+        if key in seen:  # two rows would overwrite each other at the destination: the first is sent
+            # named by key and row, so the ledger keeps it apart from the record that is sent
+            set_aside.append(SetAside(f"{key} ({_describe(row)})",
+                                      f"duplicate key: column {kind.key} = {key!r} is also the key of an earlier "
+                                      f"row ({_describe(seen[key])}); this one is not sent"))
+            continue
+        seen[key] = row
         try:
             payload = mapped(row)
             for child, groups in lists:

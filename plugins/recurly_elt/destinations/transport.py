@@ -91,6 +91,7 @@ class Transport:
     counters: Counters = field(default_factory=Counters)
     _remaining: int | None = None
     _reset_at: float | None = None
+    _last_sent: float | None = None
 
     def send(self, request: Request) -> Sent:
         import requests
@@ -174,6 +175,14 @@ class Transport:
             self.sleep(seconds)
 
     def _pace(self) -> None:
+        if self.rate.requests_per_second:
+            # 2 % over the interval: a sliding window of exactly N per second also counts the
+            # request that opened the window, which exact spacing would land on.
+            interval = 1.02 / self.rate.requests_per_second
+            now = time.perf_counter()
+            if self._last_sent is not None and now - self._last_sent < interval:
+                self._sleep(interval - (now - self._last_sent))
+            self._last_sent = time.perf_counter()
         if self._remaining is not None and self._remaining <= 0 and self._reset_at is not None:
             wait = self._reset_at - self.clock()
             if wait > 0:

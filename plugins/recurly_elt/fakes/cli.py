@@ -1,4 +1,4 @@
-"""`recurly-elt fakes serve braze|klaviyo`: an offline destination API on loopback until stopped.
+"""`recurly-elt fakes serve braze|klaviyo|activecampaign|bloomreach|customersuccessbox`: an offline destination API on loopback until stopped.
 
   recurly-elt fakes serve braze|klaviyo [--host 127.0.0.1] [--port N] [--api-key KEY | --api-key-file FILE]
       [--seed S] [--rate-limit N/SECONDS] [--faults SPEC] [--reject SHARE] [--ready-file FILE]
@@ -22,7 +22,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-APIS = ("braze", "klaviyo")
+APIS = ("braze", "klaviyo", "activecampaign", "bloomreach", "customersuccessbox")
 DEFAULT_KEY = "fake-api-key"
 
 
@@ -56,8 +56,12 @@ def build_server(api: str, *, host: str = "127.0.0.1", port: int = 0, api_key: s
         raise ValueError("--reject is a share between 0 and 1")
     if api == "braze":
         from recurly_elt.fakes.braze import BrazeApp as App
-    else:
+    elif api == "klaviyo":
         from recurly_elt.fakes.klaviyo import KlaviyoApp as App
+    else:  # the module's APP (bloomreach: key id "test-key-id", project token "test-project")
+        import importlib
+
+        App = importlib.import_module(f"recurly_elt.fakes.{api}").APP
     return FakeServer(App(api_key, seed=seed, reject=reject), host, port, limiter=parse_rate_limit(rate_limit),
                       faults=faults, seed=seed)
 

@@ -19,6 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 BRAZE = "braze-users-track.schema.json"
 KLAVIYO = "klaviyo-openapi-2026-07-15.json"
+CUSTOMERSUCCESSBOX = "customersuccessbox-server-api.schema.json"
+ACTIVECAMPAIGN_REST = "activecampaign-v3-rest.schema.json"
+ACTIVECAMPAIGN_GRAPHQL = "activecampaign-ecom-recurring-payments.graphql"
+BLOOMREACH = "bloomreach-tracking-v2.schema.json"
 
 
 def contracts_dir() -> Path:
@@ -57,3 +61,26 @@ def klaviyo_openapi():
     from openapi_core import OpenAPI
 
     return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=None)
+def defs_validator(name: str, definition: str):
+    """A Draft 2020-12 validator of one `$defs` entry of a project-authored contract, or None."""
+    path = contract_path(name)
+    if path is None:
+        _warn(name)
+        return None
+    from jsonschema import Draft202012Validator
+
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if definition not in doc.get("$defs", {}):
+        raise KeyError(f"{name} has no $defs/{definition}")
+    return Draft202012Validator({"$defs": doc["$defs"], "$ref": f"#/$defs/{definition}"})
+
+
+def problems(validator, doc) -> list[str]:
+    """The validator's messages for `doc`, each with its JSON path (at most 20); [] when valid."""
+    if validator is None:
+        return []
+    found = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}"[:300] for e in found[:20]]

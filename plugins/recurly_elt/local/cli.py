@@ -310,7 +310,7 @@ def cmd_run(args, layout: LocalLayout) -> int:
     step("Sandbox (the Recurly sites of connection recurly_default)")
     start_sandbox(layout, settings, window, args.accounts)
 
-    step("Offline destinations (connections recurly_braze, recurly_klaviyo)")
+    step("Offline destinations (the recurly_<destination> connections pointing at this machine)")
     start_fakes(layout, settings)
 
     step(f"Airflow metadata database ({_rel(layout, layout.airflow_home)})")

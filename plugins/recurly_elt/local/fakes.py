@@ -1,5 +1,6 @@
 """The offline destination APIs of `make run`: one `recurly-elt fakes serve` per destination
-connection of airflow_settings.yaml that points at this machine (recurly_braze, recurly_klaviyo).
+connection of airflow_settings.yaml that points at this machine (recurly_braze, recurly_klaviyo,
+recurly_activecampaign, recurly_bloomreach, recurly_customersuccessbox).
 
 The port comes from the connection's host, the key from its password (handed over in a file only
 this user can read, removed once the fake is listening). A connection pointing elsewhere (a real
@@ -17,7 +18,7 @@ from recurly_elt.local.processes import ManagedProcess
 from recurly_elt.local.settings import Settings, SettingsError
 from recurly_elt.local.stack import write_private
 
-APIS = ("braze", "klaviyo")
+APIS = ("braze", "klaviyo", "activecampaign", "bloomreach", "customersuccessbox")
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
