@@ -8,7 +8,8 @@ import requests
 
 from recurly_elt.destinations.adapter import load_adapter
 from recurly_elt.destinations.mapping import load_mapping
-from recurly_elt.destinations.transport import RetryPolicy, Transport
+from recurly_elt.destinations.transport import Transport
+from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.fakes.http import FakeServer, parse_rate_limit
 
 KEY = "test-key-0123456789"

@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from recurly_elt.destinations.adapter import load_adapter
     from recurly_elt.destinations.engine import deliver
     from recurly_elt.destinations.mapping import load_mapping
-    from recurly_elt.destinations.transport import RetryPolicy, Transport
+    from recurly_elt.destinations.transport import Transport
+    from recurly_elt.http_retry import RetryPolicy
     from recurly_elt.fakes.http import parse_rate_limit
     from recurly_elt.warehouse.engine import create_engine_from_url
 

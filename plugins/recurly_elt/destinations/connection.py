@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from recurly_elt.destinations.adapter import Adapter
 from recurly_elt.destinations.mapping import Mapping
-from recurly_elt.destinations.transport import RetryPolicy, Transport
+from recurly_elt.destinations.transport import DESTINATION_RETRY, Transport
+from recurly_elt.http_retry import RetryPolicy
 
 
 class NotConfigured(Exception):
@@ -51,4 +52,4 @@ def transport_for(mapping: Mapping, adapter: Adapter, retry: RetryPolicy | None 
     session.headers.update(adapter.auth_headers(conn.password))
     base_url = hook.base_url.rstrip("/")
     adapter.base_url_check(base_url)
-    return Transport(session=session, base_url=base_url, rate=adapter.rate_headers, retry=retry or RetryPolicy())
+    return Transport(session=session, base_url=base_url, rate=adapter.rate_headers, retry=retry or DESTINATION_RETRY)

@@ -1,10 +1,12 @@
-"""Sending one request: pacing by the API's own rate headers, retries with tenacity.
+"""Sending one request: pacing by the API's own rate headers, retries by the project's one retry
+policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client's).
 
 - Pacing: after every answer the API's Remaining and Reset headers are read (names per adapter);
   when Remaining reaches 0 the next request waits until Reset, so a client that keeps to the
   headers is never refused.
-- 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of one request are
-  bounded by `max_rate_limited_seconds`, and they do not count as attempts.
+- 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of
+  one request are bounded by `max_rate_limited_seconds`, each by `max_wait_seconds` (logged), and
+  they do not count as attempts.
 - 5xx, timeouts, dropped connections and unreadable bodies: retried with exponential backoff and
   jitter, at most `max_attempts` tries.
 - Any other status is the adapter's to read (400 with per-record errors, 413 ...).
@@ -16,38 +18,18 @@ appears in an exception, a log line or the ledger.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from recurly_elt.destinations.adapter import BadAnswer, RateHeaders, Request, Response
+from recurly_elt.http_retry import RateLimited, RetryPolicy, Transient
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 8
-    base_seconds: float = 0.25
-    max_backoff_seconds: float = 30.0
-    max_rate_limited_seconds: float = 900.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-
-
-class Transient(Exception):
-    """Worth another try: 5xx, a dropped connection, a timeout, a body that is not what was sent."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-class RateLimited(Exception):
-    def __init__(self, wait: float, status: int = 429):
-        super().__init__(f"HTTP {status}: rate limited, waiting {wait:.1f} s")
-        self.wait, self.status = wait, status
+# Destinations answer bulk requests more slowly than Recurly lists: a longer read timeout.
+DESTINATION_RETRY = RetryPolicy(read_timeout=120.0)
 
 
 class GaveUp(Exception):
@@ -85,7 +67,7 @@ class Transport:
     session: Any
     base_url: str
     rate: RateHeaders
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = DESTINATION_RETRY
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     counters: Counters = field(default_factory=Counters)
@@ -93,17 +75,24 @@ class Transport:
     _reset_at: float | None = None
     _last_sent: float | None = None
 
-    def send(self, request: Request) -> Sent:
+    def retry_read(self, request: Request, read: Callable[[Response], Any], *,
+                   resend_unreadable: bool = True) -> tuple[Any, Sent]:
+        """Send `request` and read its answer with `read`, retrying by the project's one retry policy
+        (http_retry): 5xx, no answer, a dropped connection and 429s (waited out until Retry-After /
+        Reset). An answer `read` cannot parse (BadAnswer) is retried like a 5xx, unless
+        `resend_unreadable` is False (a request that must not reach the API twice): Unreadable then.
+        GaveUp when the retries run out."""
         import requests
-        import tenacity
 
-        state = {"attempts": 0, "failures": 0, "rate_waited": 0.0}
+        attempts, last_status = 0, None
         started = time.perf_counter()
 
-        def once() -> Response:
+        def once() -> tuple[Any, Response]:
+            nonlocal attempts, last_status
             self._pace()
-            state["attempts"] += 1
+            attempts += 1
             self.counters.requests += 1
+            last_status = None
             try:
                 raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
                                            headers=request.headers,
@@ -114,59 +103,31 @@ class Transport:
             except requests.exceptions.ChunkedEncodingError:
                 raise Transient("the connection closed mid-answer") from None
             response = Response(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
+            last_status = response.status
             self._read_rate(response)
             if response.status == 429:
                 self.counters.status_429 += 1
-                raise RateLimited(self._retry_after(response))
+                raise RateLimited(self._retry_after(response), f"HTTP {response.status}: rate limited")
             if response.status >= 500:
-                raise Transient(f"HTTP {response.status}", response.status)
-            return response
-
-        def wait(retry_state: tenacity.RetryCallState) -> float:
-            exc = retry_state.outcome.exception()
-            if isinstance(exc, RateLimited):
-                # A little jitter on top: waits of whole seconds would otherwise keep a client in
-                # step with a limiter whose period is a whole number of seconds.
-                seconds = exc.wait + random.uniform(0, min(1.0, exc.wait / 4))
-                state["rate_waited"] += seconds
-                return seconds
-            self.counters.retries += 1
-            state["failures"] += 1
-            step = min(self.retry.max_backoff_seconds, self.retry.base_seconds * 2 ** (state["failures"] - 1))
-            return random.uniform(step / 2, step)  # jitter: concurrent clients do not retry in step
-
-        def stop(retry_state: tenacity.RetryCallState) -> bool:
-            exc = retry_state.outcome.exception()
-            if isinstance(exc, RateLimited):
-                return state["rate_waited"] + exc.wait > self.retry.max_rate_limited_seconds
-            return state["failures"] + 1 >= self.retry.max_attempts
-
-        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type((Transient, RateLimited)),
-                                     wait=wait, stop=stop, sleep=self._sleep, reraise=True)
-        try:
-            response = retrying(once)
-        except (Transient, RateLimited) as exc:
-            raise GaveUp(f"{exc} after {state['attempts']} attempts", exc.status, state["attempts"]) from None
-        return Sent(response, state["attempts"], int((time.perf_counter() - started) * 1000))
-
-    def retry_read(self, request: Request, read: Callable[[Response], Any], *,
-                   resend_unreadable: bool = True) -> tuple[Any, Sent]:
-        """Send and read; an answer `read` cannot parse (BadAnswer) is sent again, like a 5xx, unless
-        `resend_unreadable` is False (a request that must not reach the API twice): Unreadable then."""
-        last: BadAnswer | None = None
-        attempts = 0
-        for _ in range(self.retry.max_attempts):
-            sent = self.send(request)
-            attempts += sent.attempts
+                raise Transient(f"HTTP {response.status}")
             try:
-                return read(sent.response), Sent(sent.response, attempts, sent.ms)
+                return read(response), response
             except BadAnswer as exc:
                 if not resend_unreadable:
-                    raise Unreadable(f"unreadable answer: {exc}", sent.response.status, attempts) from None
-                last = exc
+                    raise Unreadable(f"unreadable answer: {exc}", response.status, attempts) from None
+                raise Transient(f"unreadable answer: {exc}") from None
+
+        def on_wait(exc: BaseException, seconds: float, failures: int) -> None:
+            if isinstance(exc, Transient):
                 self.counters.retries += 1
-                self._sleep(min(self.retry.max_backoff_seconds, self.retry.base_seconds * 2 ** min(attempts, 8)))
-        raise GaveUp(f"unreadable answer after {attempts} attempts: {last}", None, attempts)
+            level = logging.INFO if seconds >= 1 else logging.DEBUG
+            log.log(level, "%s %s: %s; next try in %.1f s", request.method, request.path, exc, seconds)
+
+        try:
+            answer, response = self.retry.call(once, sleep=self._sleep, on_wait=on_wait)
+        except (Transient, RateLimited) as exc:
+            raise GaveUp(f"{exc} after {attempts} attempts", last_status, attempts) from None
+        return answer, Sent(response, attempts, int((time.perf_counter() - started) * 1000))
 
     # -- pacing -----------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
@@ -186,7 +147,7 @@ class Transport:
         if self._remaining is not None and self._remaining <= 0 and self._reset_at is not None:
             wait = self._reset_at - self.clock()
             if wait > 0:
-                self._sleep(min(wait, self.retry.max_rate_limited_seconds))
+                self._sleep(self.retry.capped(wait))
             self._remaining = None
 
     def _read_rate(self, response: Response) -> None:
