@@ -96,7 +96,7 @@ def test_updates_send_only_the_changed_attributes(warehouse):
 
 
 def test_faults_and_rejected_records_lose_and_duplicate_nothing(warehouse):
-    faults = "5xx=0.1,drop=0.05,storm=2:1.2"
+    faults = "5xx=0.1,drop=0.05,storm=3:1"
     with running("braze", faults=faults, reject=0.05) as server:
         run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
         for day in DAYS[:3]:
