@@ -5,7 +5,7 @@
   recurly-elt fakes state --url URL          print what a running fake holds (GET /_fake/state)
 
 `--faults` takes the sandbox's syntax (e.g. "5xx=0.1,drop=0.02,storm=30:5"); `--rate-limit 10/1`
-allows 10 requests per sliding second with the vendor's rate headers; `--reject 0.02` refuses a
+allows 10 requests per fixed one-second window (on the clock) with the vendor's rate headers; `--reject 0.02` refuses a
 reproducible 2 % of records (Braze: in `errors`; Klaviyo: invalid emails that refuse their job).
 `serve` prints one line when it listens and writes --ready-file (JSON: host, port, url, pid).
 --api-key on the command line is visible to local users (`ps`); scripts use --api-key-file.
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
     keys.add_argument("--api-key", default=DEFAULT_KEY)
     keys.add_argument("--api-key-file", type=Path, default=None, help="read the key from FILE")
     serve.add_argument("--seed", type=int, default=42)
-    serve.add_argument("--rate-limit", default="", help="N/SECONDS (sliding window) or N per minute; empty = off")
+    serve.add_argument("--rate-limit", default="", help="N/SECONDS (fixed windows) or N per minute; empty = off")
     serve.add_argument("--faults", default="", help='e.g. "5xx=0.1,slow=0.05:2,drop=0.02,storm=30:5"')
     serve.add_argument("--reject", type=float, default=0.0, help="share of records refused as invalid (0-1)")
     serve.add_argument("--ready-file", type=Path, default=None, help="written (JSON with the port) once listening")

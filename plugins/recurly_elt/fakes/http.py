@@ -5,7 +5,8 @@ One API request goes through, in order:
                body = a fault spec) and /_fake/reject (PUT, body = a share): no key, never
                limited or faulted
   auth         the app checks its vendor's header                                   -> 401
-  rate limit   the sandbox's sliding window (sandbox/ratelimit.py), vendor headers  -> 429
+  rate limit   fixed windows as the vendors count them (FixedWindowLimiter, on the sandbox's
+               limiter and Decision), vendor headers                                 -> 429
   faults       the sandbox's seeded faults (sandbox/faults.py): 5xx, storm (429), slow, drop
                (the connection closed before the request is applied), malformed (a truncated
                body; the request *was* applied, as when a proxy cuts an answer)
@@ -43,8 +44,31 @@ def json_reply(status: int, payload, **kw) -> Reply:
     return Reply(status, json.dumps(payload).encode() if payload is not None else b"", **kw)
 
 
+class FixedWindowLimiter(SlidingWindowLimiter):
+    """N requests per window of S seconds, the windows aligned on the clock (Braze's reset on the
+    hour, Klaviyo's 1 s and 1 min windows): Reset is the end of the current window. Same interface
+    and Decision as the sandbox's sliding window, whose constructor checks the figures."""
+
+    def __init__(self, capacity: int, window_seconds: float, clock=time.time):
+        super().__init__(math.ceil(capacity * 60 / window_seconds), window_seconds, clock)
+        self.capacity = capacity
+        self._window_start = None
+        self._count = 0
+
+    def acquire(self) -> Decision:
+        now = self._clock()
+        with self._lock:
+            start = math.floor(now / self.window) * self.window
+            if start != self._window_start:
+                self._window_start, self._count = start, 0
+            allowed = self._count < self.capacity
+            if allowed:
+                self._count += 1
+            return Decision(allowed, self.capacity, self.capacity - self._count, math.ceil(start + self.window))
+
+
 def parse_rate_limit(spec: str | None) -> SlidingWindowLimiter:
-    """`N/S` = N requests per S seconds (sliding window), `N` = N per minute, empty or 0 = off."""
+    """`N/S` = N requests per fixed window of S seconds, `N` = N per minute, empty or 0 = off."""
     text = (spec or "").strip()
     if not text or text == "0":
         return SlidingWindowLimiter(0)
@@ -55,9 +79,7 @@ def parse_rate_limit(spec: str | None) -> SlidingWindowLimiter:
             raise ValueError
     except ValueError:
         raise ValueError(f"bad --rate-limit {spec!r}: expected N/SECONDS (e.g. 3000/3) or N per minute") from None
-    limiter = SlidingWindowLimiter(math.ceil(n * 60 / window), window)
-    limiter.capacity = n  # exactly N in the window, whatever the per-minute rounding
-    return limiter
+    return FixedWindowLimiter(n, window)
 
 
 class App:
