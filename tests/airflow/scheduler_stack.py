@@ -25,7 +25,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from recurly_elt.local import cli, stack
+from recurly_elt.local import cli, fakes, stack
 from recurly_elt.local.airflow_env import PROJECT_ROOT, LocalLayout, airflow_environment
 from recurly_elt.local.backfill import BackfillWindow
 from recurly_elt.local.processes import ManagedProcess, log_tail, wait_until
@@ -67,6 +67,8 @@ class LocalAirflow:
             .with_connection("recurly_default", host=sandbox_url, password=json.dumps(keys))
             .with_connection("recurly_warehouse", host=str(layout.local_dir / "warehouse.db"))
         )
+        for api in fakes.APIS:  # the offline destinations, on free ports, started as `make run` does
+            settings = settings.with_connection(f"recurly_{api}", host=f"http://127.0.0.1:{free_port()}")
         airflow_env = airflow_environment(
             home=layout.airflow_home,
             dags_folder=PROJECT_ROOT / "dags",
@@ -97,6 +99,7 @@ class LocalAirflow:
         """
         self.layout.make_dirs()
         cli.start_sandbox(self.layout, self.settings, self.window(1), self.accounts)
+        cli.start_fakes(self.layout, self.settings)
         cli.migrate_database(self.layout, self.env)
         apply_to_airflow(self.settings, self.env)
         loaded_at = datetime.now(timezone.utc)
@@ -176,3 +179,14 @@ def use_metadata_db(env: dict[str, str]) -> Iterator[None]:
             else:
                 os.environ[name] = value
         reconfigure()
+
+
+def fake_requests(settings: Settings) -> dict[str, int]:
+    """Requests each offline destination has received so far (its `/_fake/state`)."""
+    import requests
+
+    out = {}
+    for api in fakes.APIS:
+        host = settings.connection(f"recurly_{api}").host
+        out[api] = requests.get(f"{host}/_fake/state", timeout=30).json()["server"]["requests"]
+    return out

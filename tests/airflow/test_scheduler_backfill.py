@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pytest
 
 from sandbox_sites import SANDBOX_ACCOUNTS, SANDBOX_KEYS
-from scheduler_stack import LocalAirflow, use_metadata_db
+from scheduler_stack import LocalAirflow, fake_requests, use_metadata_db
 
 from recurly_elt.local import backfill as bf
 from recurly_elt.local import cli
@@ -62,6 +62,7 @@ class TwoPasses:
     second_runs: list
     second: dict
     warehouse_file: str
+    deliveries: dict  # phase -> requests each offline destination had received by its end
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +73,23 @@ def two_passes(local_airflow) -> TwoPasses:
     clock = _Phases()
     _one_time_import(airflow, window)
     after_import = _warehouse_state(airflow.warehouse_url)
+    deliveries = {"import": fake_requests(airflow.settings)}
     clock.done("one-time import")
     first_runs = _backfill(airflow, window, reprocess="none")
     first = _warehouse_state(airflow.warehouse_url)
+    deliveries["first"] = fake_requests(airflow.settings)
     clock.done("first backfill")
     # The same backfill again: every run reprocessed (same run ids, a new try of each task).
     second_runs = _backfill(airflow, window, reprocess="completed")
     second = _warehouse_state(airflow.warehouse_url)
+    deliveries["second"] = fake_requests(airflow.settings)
     clock.done("second backfill")
+    # The last day once more, nothing changed since: the load has nothing to send.
+    _backfill(airflow, airflow.window(1), reprocess="completed")
+    deliveries["last day again"] = fake_requests(airflow.settings)
+    clock.done("last day again")
     warehouse_file = airflow.settings.connection("recurly_warehouse").host
-    return TwoPasses(window, after_import, first_runs, first, second_runs, second, warehouse_file)
+    return TwoPasses(window, after_import, first_runs, first, second_runs, second, warehouse_file, deliveries)
 
 
 class _Phases:
@@ -246,3 +254,11 @@ def _expected_run_log_keys(runs) -> set:
     from recurly_elt.recurly.resources import RESOURCES
 
     return {(r.run_id, site, resource) for r in runs for site in SANDBOX_KEYS for resource in RESOURCES}
+
+
+def test_the_destinations_got_the_import_and_a_rerun_sends_them_nothing(two_passes):
+    """Every offline destination received the first delivery of the history through the scheduler;
+    the last day run once more, with nothing changed since, sends no request to any destination."""
+    sent = two_passes.deliveries
+    assert all(n > 0 for n in sent["import"].values()), sent
+    assert sent["last day again"] == sent["second"], sent

@@ -6,9 +6,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from recurly_elt.local.settings import apply_to_airflow, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _one_fernet_key(monkeypatch):
+    """The CLI (a subprocess) encrypts the passwords it imports, this process decrypts them to check:
+    both get one Fernet key through the environment, whatever earlier tests left in Airflow's
+    cached Fernet of this process."""
+    from cryptography.fernet import Fernet
+
+    from airflow.models.crypto import get_fernet
+
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
+    get_fernet.cache_clear()
+    yield
+    get_fernet.cache_clear()
 
 
 def _stored():
