@@ -7,22 +7,31 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from recurly_elt.local.settings import apply_to_airflow, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+# Used only when neither the environment nor airflow.cfg names a key yet.
+_SESSION_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture(autouse=True)
 def _one_fernet_key(monkeypatch):
-    """The CLI (a subprocess) encrypts the passwords it imports, this process decrypts them to check:
-    both get one Fernet key through the environment, whatever earlier tests left in Airflow's
-    cached Fernet of this process."""
-    from cryptography.fernet import Fernet
+    """The CLI (a subprocess) encrypts the passwords it imports and this process decrypts them to
+    check: both use the key the metadata database already holds passwords under (the one in
+    AIRFLOW_HOME/airflow.cfg, which the CLI wrote on its first run), set in the environment for
+    both, whatever this process's Airflow read or cached before."""
+    import configparser
+    import os
 
     from airflow.models.crypto import get_fernet
 
-    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(Path(os.environ["AIRFLOW_HOME"]) / "airflow.cfg")
+    key = (os.environ.get("AIRFLOW__CORE__FERNET_KEY") or cfg.get("core", "fernet_key", fallback="")
+           or _SESSION_KEY)
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", key)
     get_fernet.cache_clear()
     yield
     get_fernet.cache_clear()
