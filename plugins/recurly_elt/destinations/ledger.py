@@ -100,7 +100,11 @@ def utcnow() -> datetime:
 
 
 def ensure_ledger(engine: sa.Engine) -> None:
-    METADATA.create_all(engine)
+    """The ledger tables, created race-free: every destination's task may start at once on a
+    fresh warehouse (warehouse/schema.py)."""
+    from recurly_elt.warehouse.schema import ensure_tables
+
+    ensure_tables(engine, list(METADATA.tables.values()))
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], update: Iterable[str]) -> None:

@@ -33,6 +33,7 @@ from recurly_elt.staging.runlog import RUN_LOG
 from recurly_elt.staging.state import CHECKPOINTS, WATERMARKS
 from recurly_elt.staging.writers import append_snapshots, upsert_changed
 from recurly_elt.warehouse.engine import write_transaction
+from recurly_elt.warehouse.schema import ensure_tables
 
 
 @dataclass
@@ -49,50 +50,15 @@ class UpsertResult:
         return asdict(self)
 
 
-# Serialises table creation on PostgreSQL (pg_advisory_xact_lock): concurrent CREATE TABLE IF NOT
-# EXISTS of one name can still collide on the pg_type row. An arbitrary constant of this project.
-_CREATE_LOCK = 0x7265_6375_726C_79
-
-
 def _extraction_tables() -> list[sa.Table]:
     return [*tables.all_tables(), CHECKPOINTS, WATERMARKS, RUN_LOG, QUARANTINE]
 
 
 def ensure_staging_tables(engine: sa.Engine) -> None:
     """Create every staging, snapshot and extraction-state table that does not exist yet, and add
-    columns newer versions declare to tables an older one created (idempotent, race-free).
-
-    Concurrent first runs (every resource of every site starting at once on a fresh warehouse)
-    each take the warehouse's write lock first (SQLite: the queued writer lock and BEGIN
-    IMMEDIATE; PostgreSQL: an advisory transaction lock), then create what is still missing, so
-    none fails with "database is locked" or a duplicate pg_type row. When everything exists
-    already, one catalogue read and no lock.
-    """
-    wanted = _extraction_tables()
-    with engine.connect() as conn:
-        if not _missing(conn, wanted):
-            return
-    with write_transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})")
-        tables.METADATA.create_all(conn, tables=wanted)
-        for table, column in _missing(conn, wanted):  # tables exist now: what is left are columns
-            ddl = sa.schema.CreateColumn(table.c[column]).compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
-
-
-def _missing(conn: sa.Connection, wanted: list[sa.Table]) -> list[tuple[sa.Table, str | None]]:
-    """(table, None) for each table that does not exist, (table, column) for each missing column."""
-    inspector = sa.inspect(conn)
-    existing = set(inspector.get_table_names())
-    out: list[tuple[sa.Table, str | None]] = [(t, None) for t in wanted if t.name not in existing]
-    # Tables an older version created gain the columns declared since (a new staging column of
-    # recurly/resources.py, a new run-log counter): added, nullable, filled as records next change.
-    for table in wanted:
-        if table.name in existing:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            out += [(table, c.name) for c in table.columns if c.name not in have]
-    return out
+    columns newer versions declare to tables an older one created (idempotent, race-free:
+    warehouse/schema.py)."""
+    ensure_tables(engine, _extraction_tables())
 
 
 def upsert_records(
