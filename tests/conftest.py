@@ -84,6 +84,20 @@ def warehouse_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+def empty_warehouse_url(warehouse_url) -> str:
+    """`warehouse_url`, checked to hold no table yet: for the tests of what a first run creates
+    (races between concurrent creators exist only while nothing exists)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(warehouse_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == [], "the warehouse must start empty"
+    finally:
+        engine.dispose()
+    return warehouse_url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'warehouse.db'}"
 

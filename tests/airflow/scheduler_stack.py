@@ -124,7 +124,7 @@ class LocalAirflow:
         """Log tails of the tasks that failed or never finished (of `run_ids`, or of every run of
         the DAG), then of every server."""
         parts = []
-        for run_id, task_id, map_index, try_number, state in _unfinished_or_failed_tasks(dag_id, run_ids):
+        for run_id, task_id, map_index, try_number, state in _unfinished_or_failed_tasks(self.layout, dag_id, run_ids):
             path = task_log_path(self.layout.airflow_home / "logs", dag_id, run_id, task_id, map_index, try_number)
             label = f"{task_id}[{map_index}]" if map_index >= 0 else task_id
             parts.append(f"--- {run_id} / {label}: {state} (try {try_number}), {path}:\n{render_log_tail(path)}")
@@ -133,22 +133,15 @@ class LocalAirflow:
         return "\n\n".join(parts)
 
 
-def _unfinished_or_failed_tasks(dag_id: str, run_ids: list[str] | None) -> list[tuple]:
-    from sqlalchemy import select
-
-    from airflow.models.taskinstance import TaskInstance as TI
-    from airflow.utils.session import create_session
-
+def _unfinished_or_failed_tasks(layout: LocalLayout, dag_id: str, run_ids: list[str] | None) -> list[tuple]:
+    """(run id, task id, map index, try, state) of the tasks that failed or never finished, read
+    from Airflow's REST API as `make run` reads them."""
+    api = cli.local_api(layout)
+    if run_ids is None:
+        run_ids = [r["dag_run_id"] for r in api.dag_runs(dag_id)]
     states = ["failed", "upstream_failed", *UNFINISHED_TASK_STATES]
-    query = (
-        select(TI.run_id, TI.task_id, TI.map_index, TI.try_number, TI.state)
-        .where(TI.dag_id == dag_id, TI.state.in_(states))
-        .order_by(TI.run_id, TI.task_id, TI.map_index)
-    )
-    if run_ids is not None:
-        query = query.where(TI.run_id.in_(run_ids))
-    with create_session() as session:
-        return [tuple(row) for row in session.execute(query)]
+    rows = api.task_instances(dag_id, run_ids, states=states)
+    return sorted((r["dag_run_id"], r["task_id"], r["map_index"], r["try_number"], r["state"]) for r in rows)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
-"""The backfill helpers against a real metadata database: parse status and progress read from it;
-finding, cancelling and pausing through Airflow's REST API (its own app, in process)."""
+"""The backfill helpers against a real metadata database, all through Airflow's REST API (its own
+app, in process): parse status, import errors, runs, progress, failed tasks; finding, cancelling
+and pausing backfills."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from recurly_elt.local import backfill as bf
+from recurly_elt.local.summary import collect_runs
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 WINDOW = bf.BackfillWindow(today=date(2024, 6, 10), days=3)
@@ -39,11 +41,11 @@ def api(dags_in_db):
     return AirflowApi("", lambda: token, TestClient(create_app()))
 
 
-def test_parse_status(dags_in_db):
-    assert bf.dag_parse_status() == (True, {})
+def test_parse_status(api):
+    assert bf.dag_parse_status(api) == (True, {})
     # parsed before this instant, not since: a fresh parse is still to come
-    assert bf.dag_parse_status(parsed_since=datetime.now(timezone.utc))[0] is False
-    assert bf.dag_parse_status("no_such_dag")[0] is False
+    assert bf.dag_parse_status(api, parsed_since=datetime.now(timezone.utc))[0] is False
+    assert bf.dag_parse_status(api, "no_such_dag")[0] is False
 
 
 def test_create_find_progress_and_cancel(api):
@@ -57,15 +59,20 @@ def test_create_find_progress_and_cancel(api):
     assert active[0] == backfill.id == api.latest_backfill_id(bf.DAG_ID)
     assert (bf.as_utc(active[1]), bf.as_utc(active[2])) == (WINDOW.from_date, WINDOW.to_date)
 
-    progress = bf.read_progress(WINDOW, backfill.id)
+    progress = bf.read_progress(api, WINDOW, backfill.id)
     assert progress.runs == {"queued": 3} and not progress.finished
 
     other = bf.BackfillWindow(today=date(2024, 6, 20), days=3)
     assert bf.cancel_backfill_of(api, other) is None  # another window's backfill is left alone
     assert bf.cancel_backfill_of(api, WINDOW) == backfill.id
     assert api.active_backfill(bf.DAG_ID) is None
-    progress = bf.read_progress(WINDOW, backfill.id)
+    progress = bf.read_progress(api, WINDOW, backfill.id)
     assert progress.runs == {"failed": 3} and progress.backfill_complete and progress.finished
+
+    runs = collect_runs(api, bf.DAG_ID, WINDOW.from_date, WINDOW.to_date)
+    assert [r.interval_start for r in runs] == [start for start, _ in WINDOW.intervals()]
+    assert {r.state for r in runs} == {"failed"}
+    assert collect_runs(api, bf.DAG_ID, WINDOW.end, WINDOW.end) == []
 
 
 def test_pause_and_unpause(api):

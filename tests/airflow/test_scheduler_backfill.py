@@ -46,7 +46,7 @@ def local_airflow(tmp_path_factory):
     with use_metadata_db(airflow.env):
         try:
             settings_loaded_at = airflow.start()
-            errors = cli.wait_for_dag(bf.DAG_ID, parsed_since=settings_loaded_at)
+            errors = cli.wait_for_dag(airflow.layout, bf.DAG_ID, parsed_since=settings_loaded_at)
             assert not errors, f"import errors: {errors}\n\n{airflow.diagnostics(bf.DAG_ID)}"
             yield airflow
         finally:
@@ -117,11 +117,13 @@ def _backfill(airflow: LocalAirflow, window: bf.BackfillWindow, reprocess: str) 
     backfill_id = cli.create_backfill(airflow.layout, airflow.env, window, args)
     assert backfill_id is not None
 
-    def run_ids():
-        return [r.run_id for r in collect_runs(bf.DAG_ID, window.from_date, window.to_date)]
+    api = cli.local_api(airflow.layout)
 
-    _wait(airflow, lambda: bf.read_progress(window, backfill_id), BACKFILL_TIMEOUT, bf.DAG_ID, run_ids)
-    runs = collect_runs(bf.DAG_ID, window.from_date, window.to_date)
+    def run_ids():
+        return [r.run_id for r in collect_runs(api, bf.DAG_ID, window.from_date, window.to_date)]
+
+    _wait(airflow, lambda: bf.read_progress(api, window, backfill_id), BACKFILL_TIMEOUT, bf.DAG_ID, run_ids)
+    runs = collect_runs(api, bf.DAG_ID, window.from_date, window.to_date)
     failed = [r.run_id for r in runs if r.state != "success"]
     assert not failed, f"runs did not succeed: {failed}\n\n{airflow.diagnostics(bf.DAG_ID, failed)}"
     return runs

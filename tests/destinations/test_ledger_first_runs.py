@@ -4,7 +4,6 @@ once, with no "database is locked" (SQLite) or duplicate pg_type row (PostgreSQL
 from __future__ import annotations
 
 import threading
-import uuid
 
 import sqlalchemy as sa
 
@@ -14,20 +13,8 @@ from recurly_elt.warehouse.engine import create_engine_from_url
 DELIVERIES = 5  # the five destinations' tasks of one run
 
 
-def _fresh_url(warehouse_url: str, tmp_path) -> str:
-    if warehouse_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'fresh.db'}"
-    base = sa.make_url(warehouse_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-def test_concurrent_first_deliveries_create_the_ledger_once(warehouse_url, tmp_path):
-    url = _fresh_url(warehouse_url, tmp_path)
+def test_concurrent_first_deliveries_create_the_ledger_once(empty_warehouse_url):
+    url = empty_warehouse_url
     start = threading.Barrier(DELIVERIES)
     errors: list[BaseException] = []
 

@@ -8,7 +8,6 @@ succeed at its first try (no "database is locked", no duplicate pg_type row).
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -24,21 +23,9 @@ from extract_helpers import KEYS, client_for
 TRIALS = 5
 
 
-def _fresh_url(warehouse_url: str, trial: int, tmp_path) -> str:
-    if warehouse_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / f'trial-{trial}.db'}"
-    base = sa.make_url(warehouse_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("trial", range(1, TRIALS + 1))
-def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, warehouse_url, tmp_path, trial):
-    url = _fresh_url(warehouse_url, trial, tmp_path)
+def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, empty_warehouse_url, trial):
+    url = empty_warehouse_url
     start = threading.Barrier(len(KEYS) * len(RESOURCES))
     errors: list[BaseException] = []
 

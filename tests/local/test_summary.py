@@ -1,4 +1,5 @@
-"""The end-of-run summary: table rendering, warehouse figures (whatever exists), log tails, login."""
+"""The run table (rendering, warehouse figures: whatever exists) and the rest of `make run`'s
+end-of-run summary: log tails, login."""
 
 from __future__ import annotations
 
@@ -7,16 +8,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from recurly_elt.local.summary import (
-    RunRow,
-    WarehouseFigures,
-    login_lines,
-    render_log_tail,
-    render_table,
-    task_log_path,
-    warehouse_figures,
-    with_figures,
-)
+from recurly_elt.local.summary import login_lines, render_log_tail, task_log_path
+from recurly_elt.run_table import RunRow, WarehouseFigures, render_table, warehouse_figures, with_figures
 
 UTC = timezone.utc
 

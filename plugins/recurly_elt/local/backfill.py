@@ -8,8 +8,7 @@ whose interval has not ended yet is never created, so `--to-date D` would give t
 
 Creating goes through the `airflow backfill create` command, as a user would type it (see
 airflow_cli.py); the scheduler runs the backfill; pausing and cancelling go through Airflow's REST
-API (airflow_api.py); `wait_for_progress` reads the metadata database (reads only: nothing here
-changes Airflow's state) and prints progress.
+API (airflow_api.py), and so does `read_progress`, whose figures `wait_for_progress` prints.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
+
+from recurly_elt.local.airflow_api import api_time
 
 if TYPE_CHECKING:
     from recurly_elt.local.airflow_api import AirflowApi
@@ -95,9 +96,6 @@ def backfill_command(
     ]
 
 
-# --- the metadata database (needs the local Airflow environment in os.environ) -------------------
-
-
 def cancel_backfill_of(api: AirflowApi, window: BackfillWindow, dag_id: str = DAG_ID) -> int | None:
     """Cancel the running backfill of exactly this window, if any (a half-made one); its id."""
     active = api.active_backfill(dag_id)
@@ -126,35 +124,21 @@ class Progress:
 
 
 def read_progress(
+    api: "AirflowApi",
     window: BackfillWindow | None,
     backfill_id: int | None,
     dag_id: str = DAG_ID,
     run_ids: list[str] | None = None,
 ) -> Progress:
-    """The runs of `dag_id` whose logical date lies in `window` (or the runs `run_ids`)."""
-    from sqlalchemy import select
-
-    from airflow.models.backfill import Backfill
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance as TI
-    from airflow.utils.session import create_session
-
-    query = select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id)
-    if window is not None:
-        query = query.where(DagRun.logical_date >= window.from_date, DagRun.logical_date <= window.to_date)
-    if run_ids is not None:
-        query = query.where(DagRun.run_id.in_(run_ids))
-    with create_session() as session:
-        runs = session.execute(query).all()
-        found = [r.run_id for r in runs]
-        task_states = session.scalars(
-            select(TI.state).where(TI.dag_id == dag_id, TI.run_id.in_(found))
-        ).all() if found else []
-        complete = True
-        if backfill_id is not None:
-            complete = session.scalar(select(Backfill.completed_at).where(Backfill.id == backfill_id)) is not None
-    states = Counter(str(getattr(r.state, "value", r.state)) for r in runs)
-    done = sum(1 for s in task_states if s is not None and str(getattr(s, "value", s)) in FINISHED_TASK_STATES)
+    """The runs of `dag_id` whose logical date lies in `window` (or the runs `run_ids`), from the
+    REST API."""
+    runs = api.dag_runs(dag_id, from_date=window.from_date if window else None,
+                        to_date=window.to_date if window else None, run_ids=run_ids)
+    found = [r["dag_run_id"] for r in runs]
+    task_states = [t["state"] for t in api.task_instances(dag_id, found)]
+    complete = api.backfill_completed(backfill_id) if backfill_id is not None else True
+    states = Counter(str(r["state"]) for r in runs)
+    done = sum(1 for s in task_states if s is not None and s in FINISHED_TASK_STATES)
     return Progress(runs=dict(states), tasks_done=done, tasks_total=len(task_states), backfill_complete=complete)
 
 
@@ -191,26 +175,19 @@ def wait_for_progress(
         sleep(every)
 
 
-def dag_parse_status(dag_id: str = DAG_ID, parsed_since: datetime | None = None) -> tuple[bool, dict[str, str]]:
-    """(is the DAG serialized [and parsed again since `parsed_since`], {file: error} of import errors).
+def dag_parse_status(api: "AirflowApi", dag_id: str = DAG_ID,
+                     parsed_since: datetime | None = None) -> tuple[bool, dict[str, str]]:
+    """(is the DAG known to the API [and parsed again since `parsed_since`], {file: error} of import
+    errors), from the REST API: the import errors are what `airflow dags list-import-errors` prints.
 
-    The import errors are what `airflow dags list-import-errors` prints, read from the metadata
-    database. `parsed_since` matters when the DAG processor was already running: a DAG file may
-    read Variables at parse time, so the DAG must be parsed again after the settings were loaded.
+    `parsed_since` matters when the DAG processor was already running: a DAG file may read
+    Variables at parse time, so the DAG must be parsed again after the settings were loaded.
     """
-    from sqlalchemy import select
-
-    from airflow.models.dag import DagModel
-    from airflow.models.errors import ParseImportError
-    from airflow.models.serialized_dag import SerializedDagModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        serialized = session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag_id).limit(1))
-        last_parsed = session.scalar(select(DagModel.last_parsed_time).where(DagModel.dag_id == dag_id))
-        errors = {e.filename: e.stacktrace for e in session.scalars(select(ParseImportError))}
-    fresh = parsed_since is None or (last_parsed is not None and as_utc(last_parsed) >= parsed_since)
-    return serialized is not None and fresh, errors
+    dag = api.dag(dag_id)
+    last_parsed = dag.get("last_parsed_time") if dag else None
+    fresh = parsed_since is None or (
+        last_parsed is not None and as_utc(api_time(last_parsed)) >= parsed_since)
+    return dag is not None and fresh, api.import_errors()
 
 
 def as_utc(value: datetime) -> datetime:

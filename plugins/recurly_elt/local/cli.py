@@ -24,20 +24,13 @@ from datetime import datetime, timezone
 
 from recurly_elt.local import backfill as bf
 from recurly_elt.local import initial_import, stack
-from recurly_elt.local.airflow_api import AirflowApi
+from recurly_elt.local.airflow_api import AirflowApi, AirflowApiError
 from recurly_elt.local.airflow_cli import AirflowCommandError, run_airflow_command
 from recurly_elt.local.airflow_env import ADMIN_USER, LocalLayout, apply_to_process
 from recurly_elt.local.processes import ProcessError, log_tail, wait_until
 from recurly_elt.local.settings import Settings, SettingsError, apply_to_airflow, load_settings
-from recurly_elt.local.summary import (
-    collect_runs,
-    failed_tasks,
-    login_lines,
-    render_log_tail,
-    render_table,
-    warehouse_figures,
-    with_figures,
-)
+from recurly_elt.local.summary import collect_runs, failed_tasks, login_lines, render_log_tail
+from recurly_elt.run_table import render_table, warehouse_figures, with_figures
 from recurly_elt.tasks.common import WAREHOUSE_CONN_ID
 
 
@@ -76,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 "summary": cmd_summary, "env": cmd_env}
     try:
         return commands[args.command](args, layout)
-    except (SettingsError, ProcessError, bf.BackfillError, AirflowCommandError) as exc:
+    except (SettingsError, ProcessError, bf.BackfillError, AirflowCommandError, AirflowApiError) as exc:
         say(f"error: {exc}")
         return 1
 
@@ -153,11 +146,12 @@ def start_airflow(layout: LocalLayout, env: dict[str, str]) -> None:
                what=f"healthy {', '.join(stack.REQUIRED_HEALTH)}", timeout=180)
 
 
-def wait_for_dag(dag_id: str, parsed_since: datetime | None) -> dict[str, str]:
+def wait_for_dag(layout: LocalLayout, dag_id: str, parsed_since: datetime | None) -> dict[str, str]:
     """Wait until the DAG processor has parsed the DAG since `parsed_since`; return import errors."""
+    api = local_api(layout)
 
     def check():
-        parsed, errors = bf.dag_parse_status(dag_id, parsed_since)
+        parsed, errors = bf.dag_parse_status(api, dag_id, parsed_since)
         return (parsed or errors) and (parsed, errors)
 
     _, errors = wait_until(check, what=f"the DAG processor to parse {dag_id}", timeout=180)
@@ -198,16 +192,17 @@ def create_backfill(layout: LocalLayout, env: dict[str, str], window: bf.Backfil
 def run_initial_import(layout: LocalLayout, env: dict[str, str], window: bf.BackfillWindow,
                        timeout: float) -> tuple[str, bool]:
     """Trigger recurly_one_time_import up to the window's start and wait: (run id, succeeded)."""
-    errors = wait_for_dag(initial_import.IMPORT_DAG_ID, parsed_since=None)
+    errors = wait_for_dag(layout, initial_import.IMPORT_DAG_ID, parsed_since=None)
     if errors:
         raise bf.BackfillError("import errors: " + "; ".join(errors))
     run_id, command = initial_import.trigger_command(stack.bin_path("airflow"), window)
     say(f"    airflow {' '.join(command[1:])}")
     # manual-only DAG: unpausing schedules nothing
-    local_api(layout).set_paused(initial_import.IMPORT_DAG_ID, False)
+    api = local_api(layout)
+    api.set_paused(initial_import.IMPORT_DAG_ID, False)
     run_airflow_command(command, env)
     progress = bf.wait_for_progress(
-        lambda: bf.read_progress(None, None, initial_import.IMPORT_DAG_ID, run_ids=[run_id]),
+        lambda: bf.read_progress(api, None, None, initial_import.IMPORT_DAG_ID, run_ids=[run_id]),
         timeout=timeout, out=lambda line: say(f"    {line}"),
     )
     return run_id, progress.runs == {"success": 1}
@@ -215,7 +210,7 @@ def run_initial_import(layout: LocalLayout, env: dict[str, str], window: bf.Back
 
 def print_failed_tasks(layout: LocalLayout, dag_id: str, run_ids: list[str]) -> None:
     """The log tail of each failed task, and the tasks that never ran because of one."""
-    tasks = failed_tasks(dag_id, run_ids, layout.airflow_home / "logs")
+    tasks = failed_tasks(local_api(layout), dag_id, run_ids, layout.airflow_home / "logs")
     for task in (t for t in tasks if t.state == "failed"):
         say()
         say(f"--- failed: {task.run_id} / {task.label} (try {task.try_number}), "
@@ -235,7 +230,7 @@ def print_login(layout: LocalLayout) -> None:
 
 def print_summary(layout: LocalLayout, settings: Settings, window: bf.BackfillWindow) -> int:
     """The per-run table, failed tasks' log tails and the UI login. 1 if a run did not succeed."""
-    rows = collect_runs(bf.DAG_ID, window.from_date, window.to_date)
+    rows = collect_runs(local_api(layout), bf.DAG_ID, window.from_date, window.to_date)
     figures = warehouse_figures(_warehouse_url(settings), [r.run_id for r in rows])
     say()
     say(f"{bf.DAG_ID}: {len(rows)} runs for {window.start:%Y-%m-%d} to {window.end:%Y-%m-%d} (UTC)")
@@ -324,7 +319,7 @@ def cmd_run(args, layout: LocalLayout) -> int:
     start_airflow(layout, env)
 
     step(f"DAG {bf.DAG_ID}")
-    errors = wait_for_dag(bf.DAG_ID, parsed_since=settings_loaded_at)
+    errors = wait_for_dag(layout, bf.DAG_ID, parsed_since=settings_loaded_at)
     if errors:
         for filename, trace in errors.items():
             say(f"import error in {filename}:\n{trace}")
@@ -343,7 +338,8 @@ def cmd_run(args, layout: LocalLayout) -> int:
 
     step(f"Backfill of {window.days} days: [{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d}) UTC")
     backfill_id = create_backfill(layout, env, window, args)
-    bf.wait_for_progress(lambda: bf.read_progress(window, backfill_id), timeout=args.timeout,
+    api = local_api(layout)
+    bf.wait_for_progress(lambda: bf.read_progress(api, window, backfill_id), timeout=args.timeout,
                          out=lambda line: say(f"    {line}"))
 
     code = print_summary(layout, settings, window)

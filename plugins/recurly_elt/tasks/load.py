@@ -1,7 +1,9 @@
 """Load task callables: one task per destination mapping, after the transform, in its own pool.
 
-Imported by DAG files at parse time: module level reads only the names of the mapping files
-(include/mappings/destinations/*.yaml); the engine, adapters and SQLAlchemy load inside the task.
+Imported by DAG files at parse time: wiring reads the mapping files
+(include/mappings/destinations/*.yaml, a few small YAML documents) for their names and pools, as
+the pool is a per-destination setting there; the engine, adapters and SQLAlchemy load inside the
+task.
 
 A destination whose connection is missing or has no key is skipped with that reason. Params (both
 DAGs): `dry_run` (count and sample, send nothing); the one-time import also has `destinations`

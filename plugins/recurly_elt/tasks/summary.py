@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def log_run_summary() -> None:
-    from recurly_elt.local.summary import RunRow, render_table, warehouse_figures
+    from recurly_elt.run_table import RunRow, render_table, warehouse_figures
     from recurly_elt.transform.summary import health_summary
     from recurly_elt.warehouse.engine import engine_for_connection
 
