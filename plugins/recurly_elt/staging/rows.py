@@ -80,7 +80,13 @@ NUMBER_LIMIT = 1e14                 # NUMERIC(20,6): 14 digits before the point
 MAX_SHOWN_CHARS = 500               # of a refused value, in the quarantine and in messages
 # Escapes a record's JSON must hold for one of its strings to hold a NUL or a lone surrogate.
 _BAD_TEXT_ESCAPES = ("\\u0000", "\\ud", "\\uD")
-_BAD_TEXT_ESCAPE_BYTES = tuple(e.encode() for e in _BAD_TEXT_ESCAPES)
+_SURROGATE_ESCAPE, _SURROGATE_ESCAPE_UPPER = b"\\ud", b"\\uD"
+
+
+def _may_hold_bad_text(raw_json: str) -> bool:
+    """Whether the JSON text may hold a NUL or a lone surrogate (a backslash first: a quick scan
+    that most records pass)."""
+    return "\\" in raw_json and any(e in raw_json for e in _BAD_TEXT_ESCAPES)
 
 
 class BadValue(ValueError):
@@ -319,7 +325,8 @@ class RowConverter:
         has checked that the bytes hold no NUL escape (the client checks a whole page at once,
         cheaper than each record); otherwise this record is checked here."""
         data = bytes(raw)
-        suspect = (may_hold_nul and NUL_ESCAPE in data) or any(e in data for e in _BAD_TEXT_ESCAPE_BYTES[1:])
+        suspect = ((may_hold_nul and NUL_ESCAPE in data)   # memchr for a backslash, then the escapes
+                   or (data.find(b"\\") >= 0 and (_SURROGATE_ESCAPE in data or _SURROGATE_ESCAPE_UPPER in data)))
         if not suspect:  # records holding a NUL or surrogate escape take the plain path
             try:
                 decoded = self._decoder.decode(data)
@@ -372,7 +379,7 @@ class RowConverter:
             except BadValue as bad:
                 problems.setdefault(column.path, Problem(column.path, shown(value), bad.reason))
                 values.append(None)
-        if any(e in raw_json for e in _BAD_TEXT_ESCAPES):  # strings no declaration reads, too
+        if _may_hold_bad_text(raw_json):  # strings no declaration reads, too
             for path, value, reason in bad_text_anywhere(obj):
                 within = [seen for seen in problems if path.startswith((f"{seen}.", f"{seen}["))]
                 if path in problems or any(problems[seen].reason != reason for seen in within):
