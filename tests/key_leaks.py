@@ -170,6 +170,11 @@ class KeyLeakCheck:
                         f"databases, in {time.monotonic() - started:.1f} s")
         return self.leaks
 
+    def pytest_unconfigure(self) -> None:  # a session that never reached its finish
+        if not self._spool.closed:
+            self._spool.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.summary:
             return
