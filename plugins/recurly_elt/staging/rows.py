@@ -325,9 +325,11 @@ class RowConverter:
         has checked that the bytes hold no NUL escape (the client checks a whole page at once,
         cheaper than each record); otherwise this record is checked here."""
         data = bytes(raw)
-        suspect = ((may_hold_nul and NUL_ESCAPE in data)   # memchr for a backslash, then the escapes
+        # Records holding a NUL or a surrogate escape take the plain path, which checks every string.
+        # Surrogates: a memchr for a backslash first (most records hold none), then the escapes.
+        suspect = ((may_hold_nul and NUL_ESCAPE in data)
                    or (data.find(b"\\") >= 0 and (_SURROGATE_ESCAPE in data or _SURROGATE_ESCAPE_UPPER in data)))
-        if not suspect:  # records holding a NUL or surrogate escape take the plain path
+        if not suspect:
             try:
                 decoded = self._decoder.decode(data)
             except (msgspec.ValidationError, msgspec.DecodeError):
