@@ -228,8 +228,11 @@ def _grep(options: list[str], patterns: Path, paths: list[str]) -> bytes:
     """`grep -F -a -f patterns OPTIONS PATHS` in the C locale (bytes): its output (empty: no match)."""
     if not paths:  # grep -r without a path would read the working directory
         return b""
-    proc = subprocess.run(["grep", "-F", "-a", "-f", str(patterns), *options, "--", *paths],
-                          capture_output=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    try:
+        proc = subprocess.run(["grep", "-F", "-a", "-f", str(patterns), *options, "--", *paths],
+                              capture_output=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    except FileNotFoundError:
+        raise RuntimeError("grep is not installed: the key check cannot run") from None
     if proc.returncode not in (0, 1) and not proc.stdout:  # 2: an error (a file that vanished is fine)
         raise RuntimeError(f"the key check's grep failed: {proc.stderr.decode(errors='replace')[-500:]}")
     return proc.stdout
