@@ -42,7 +42,8 @@ def pytest_configure(config):
     from key_leaks import PLUGIN_NAME, KeyLeakCheck
     from known_keys import registry
 
-    config.pluginmanager.register(KeyLeakCheck(registry, roots=[AIRFLOW_TEST_HOME]), PLUGIN_NAME)
+    check = KeyLeakCheck(registry, roots=[AIRFLOW_TEST_HOME], sources=[ROOT, ROOT / "plugins"])
+    config.pluginmanager.register(check, PLUGIN_NAME)
 
 
 def pytest_unconfigure(config):  # after pytest_sessionfinish, where the key check reads this folder

@@ -10,7 +10,8 @@ is, URL-quoted, in an HTTP Basic header, JSON- or repr-escaped), in:
   SQLite files, Airflow's metadata database (where XCom lives; connection passwords there are
   Fernet-encrypted, so their plain text must not appear), Airflow's task logs, server logs.
   Files are read as bytes; a file only its owner may read (mode 0600, as `write_private` makes
-  the sites and key files) is where a key is meant to live, and is only counted;
+  the sites and key files) is where a key is meant to live, and a byte-for-byte copy of a file of
+  the repository (a test copying the plugins folder) is source: both are only counted;
 - every table of every database of the session's PostgreSQL server, as the tests leave them
   (`COPY ... TO STDOUT` of each, just before the server is removed), and the server's log.
 
@@ -77,11 +78,13 @@ def _is_private(path: Path) -> bool:
 
 class KeyLeakCheck:
     """The plugin. `keys` gives {name: key} (called at the end of the session); `roots` are folders
-    scanned besides the session's basetemp."""
+    scanned besides the session's basetemp; a file equal, byte for byte, to the file of the same
+    trailing path under one of `sources` (a test's copy of the project's code) is source, not a leak."""
 
-    def __init__(self, keys: Callable[[], dict[str, str]], roots: Iterable[Path] = ()):
+    def __init__(self, keys: Callable[[], dict[str, str]], roots: Iterable[Path] = (), sources: Iterable[Path] = ()):
         self._keys = keys
         self._roots = [Path(r) for r in roots]
+        self._sources = [Path(s) for s in sources]
         self._folder = Path(tempfile.mkdtemp(prefix="key-leak-check-"))  # 0700, outside basetemp
         self._spool = open(self._folder / "texts", "wb")  # noqa: SIM115 - written all session
         self._labels: list[tuple[int, str]] = []
@@ -168,7 +171,8 @@ class KeyLeakCheck:
         finally:
             shutil.rmtree(self._folder, ignore_errors=True)
         self.summary = (f"{len(forms)} forms of {len(keys)} keys looked for in {nbytes / 2**20:,.1f} MiB of files "
-                        f"under {', '.join(map(str, roots)) or 'no folder'} ({private} private files skipped), "
+                        f"under {', '.join(map(str, roots)) or 'no folder'} "
+                        f"({private} private files and copies of the source skipped), "
                         f"{len(self._labels):,} captured texts and tables of {self._databases} PostgreSQL "
                         f"databases (dumped in {self._dump_seconds:.1f} s), in {time.monotonic() - started:.1f} s")
         return self.leaks
@@ -195,6 +199,15 @@ class KeyLeakCheck:
         factory = getattr(session.config, "_tmp_path_factory", None)
         return factory.getbasetemp() if factory is not None else None
 
+    def _is_source_copy(self, path: Path, data: bytes) -> bool:
+        parts = path.parts
+        for source in self._sources:
+            for start in range(1, len(parts)):
+                original = source.joinpath(*parts[start:])
+                if original.is_file() and original.stat().st_size == len(data) and original.read_bytes() == data:
+                    return True
+        return False
+
     def _scan_files(self, roots: list[Path], patterns: Path, forms: dict) -> tuple[list[Leak], int, int]:
         nbytes = sum(p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         matched = _grep(["-r", "-l", "-Z"], patterns, [str(r) for r in roots]).split(b"\0")
@@ -203,10 +216,10 @@ class KeyLeakCheck:
             path = Path(os.fsdecode(raw))
             if not path.is_file():
                 continue
-            if _is_private(path):
+            data = path.read_bytes()
+            if _is_private(path) or self._is_source_copy(path, data):
                 private += 1
                 continue
-            data = path.read_bytes()
             for form, (name, how) in forms.items():
                 if form.encode() in data:
                     leaks.append(Leak(f"file {path}", name, how))

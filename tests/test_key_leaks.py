@@ -62,7 +62,7 @@ def test_a_planted_key_fails_a_run_whose_tests_all_pass(pytester):
     assert any("test_prints_a_basic_header: Captured stdout call" in line and "Basic header" in line for line in leaks)
     assert any("test_writes_it_to_a_warehouse_0" in line and "warehouse.db" in line for line in leaks)
     assert not any("sites.json" in line for line in leaks)  # the private file is counted, not reported
-    assert "1 private files skipped" in out and len(leaks) == 3
+    assert "1 private files and copies of the source skipped" in out and len(leaks) == 3
 
 
 def test_a_key_in_an_exception_is_reported_and_a_clean_run_passes(pytester):
@@ -102,3 +102,17 @@ def test_a_key_in_a_postgresql_row_is_reported(postgres_server, new_postgres_url
         f"PostgreSQL database {database}, table public.stg_accounts: key 'planted' (in a Basic header)"]
     with engine.begin() as conn:  # the real suite's check scans this server again at the end
         conn.execute(sa.text("DROP TABLE stg_accounts"))
+
+
+def test_a_copy_of_the_source_is_not_a_leak_but_a_changed_copy_is(tmp_path):
+    key = f"planted-{uuid.uuid4().hex}"
+    source, scanned = tmp_path / "repo", tmp_path / "basetemp"
+    (source / "plugins").mkdir(parents=True)
+    (source / "plugins" / "defaults.py").write_text(f"DEFAULT_KEY = {key!r}\n")
+    (scanned / "copy" / "plugins").mkdir(parents=True)
+    (scanned / "copy" / "plugins" / "defaults.py").write_text(f"DEFAULT_KEY = {key!r}\n")  # as a test copies it
+    (scanned / "task.log").write_text(f"calling with {key}\n")
+    check = KeyLeakCheck(lambda: {"planted": key}, sources=[source])
+    leaks = check.finish(scanned)
+    assert [leak.where for leak in leaks] == [f"file {scanned / 'task.log'}"]
+    assert "1 private files and copies of the source skipped" in check.summary
