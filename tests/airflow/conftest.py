@@ -19,6 +19,7 @@ import pytest
 from recurly_elt.local.processes import ManagedProcess, wait_until
 from recurly_elt.local.settings import load_settings
 from recurly_elt.local.stack import write_private
+from known_keys import DESTINATIONS
 from sandbox_sites import SANDBOX_ACCOUNTS, SANDBOX_DATES, SANDBOX_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +48,7 @@ def sandbox_url(tmp_path_factory):
         server.stop()
 
 
-FAKE_KEYS = {"braze": "test-braze-key-1", "klaviyo": "test-klaviyo-key-1", "activecampaign": "test-ac-key-1",
-             "bloomreach": "test-bloomreach-secret-1", "customersuccessbox": "test-csb-key-1"}
+FAKE_KEYS = DESTINATIONS  # the suite's keys live in tests/known_keys.py
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,6 @@ Kept out of conftest.py so test modules can import it by a name no other folder 
 collection when tests/airflow was selected together with another folder that has one.
 """
 
-SANDBOX_KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}
+from known_keys import DAGS as SANDBOX_KEYS  # noqa: E402 (the one registry of the suite's keys)
 SANDBOX_DATES = ("2025-01-01", "2025-03-10")  # history start, clock day
 SANDBOX_ACCOUNTS = 25

@@ -77,9 +77,13 @@ class LocalAirflow:
             api_port=layout.api_port,
             parallelism=parallelism,
         )
-        # Connections written by this process are encrypted with its Fernet key (cached for the
-        # process's life): the servers must decrypt them with the same one.
-        airflow_env["AIRFLOW__CORE__FERNET_KEY"] = conf.get("core", "fernet_key", fallback="") or ""
+        # Connections are stored encrypted, the stack and this process with one Fernet key: this
+        # process's, or a new one when it has none yet (an empty key would store every password
+        # in plain text in the metadata database; the suite's key check finds them there).
+        from cryptography.fernet import Fernet
+
+        airflow_env["AIRFLOW__CORE__FERNET_KEY"] = (conf.get("core", "fernet_key", fallback="")
+                                                    or Fernet.generate_key().decode())
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
         return cls(layout=layout, env={**inherited, **airflow_env}, settings=settings,
                    today=today or datetime.now(timezone.utc).date(), accounts=accounts)
@@ -153,6 +157,7 @@ def use_metadata_db(env: dict[str, str]) -> Iterator[None]:
     disposes of the old engine and builds the session factory anew.
     """
     from airflow import settings
+    from airflow.models.crypto import get_fernet
 
     names = [name for name in env if name.startswith("AIRFLOW")]
     saved = {name: os.environ.get(name) for name in names}
@@ -160,6 +165,7 @@ def use_metadata_db(env: dict[str, str]) -> Iterator[None]:
     def reconfigure() -> None:
         settings.configure_vars()
         settings.reconfigure_orm()
+        get_fernet.cache_clear()  # the Fernet key of the environment now in force
 
     os.environ.update({name: env[name] for name in names})
     try:

@@ -11,6 +11,7 @@ import pytest
 
 import requests
 
+from known_keys import REVOKED
 from sandbox_sites import SANDBOX_KEYS
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -83,7 +84,7 @@ def test_preflight_reaches_every_site_and_logs_the_window(airflow_db, run_settin
 
 
 def test_preflight_fails_naming_the_connection_never_the_key(airflow_db, run_settings, monkeypatch, capfd, caplog):
-    wrong = {"acme": "revoked-key-acme", "globex": "revoked-key-globex"}
+    wrong = REVOKED
     monkeypatch.setenv("AIRFLOW_CONN_RECURLY_DEFAULT",
                        run_settings.with_connection("recurly_default", password=json.dumps(wrong))
                        .connection("recurly_default").as_json())

@@ -14,7 +14,7 @@ from recurly_elt.recurly.resources import RESOURCES
 from recurly_elt.http_retry import RetryPolicy
 from recurly_elt.recurly.sites import Site
 
-KEYS = {"acme": "test-key-acme", "globex": "test-key-globex"}
+from known_keys import EXTRACT as KEYS  # noqa: E402 (the one registry of the suite's keys)
 START, UNTIL = date(2024, 10, 1), date(2025, 4, 1)
 
 

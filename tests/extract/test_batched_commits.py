@@ -17,6 +17,7 @@ from recurly_elt.staging.load import ensure_staging_tables
 from recurly_elt.warehouse.engine import create_engine_from_url, write_transaction
 
 from extract_helpers import client_for, sim_objects
+from known_keys import EXTRACT as KEYS
 
 
 def test_pages_waiting_for_a_slow_writer_commit_together(sandbox, warehouse_url, monkeypatch):
@@ -69,7 +70,7 @@ def test_a_record_listed_twice_in_one_read_keeps_both_snapshots(warehouse_url, m
     monkeypatch.setattr(extractor, "_prefetched", all_waiting)
     engine = create_engine_from_url(warehouse_url)
     ensure_staging_tables(engine)
-    client = _ListedTwice(Site("acme", "http://127.0.0.1:9", "recurly_test", "key"))
+    client = _ListedTwice(Site("acme", "http://127.0.0.1:9", "recurly_test", KEYS["acme"]))
     result = extractor.extract_resource(client, engine, "accounts", Window(), run_id="twice")
     assert (result.pages, result.inserted, result.updated, result.snapshots) == (2, 1, 1, 2)
     with engine.connect() as conn:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from recurly_elt.extract.verify import compare_with_source
-from recurly_elt.sandbox.hostile import ODD_UNICODE, WRONG_VALUES
+from recurly_elt.sandbox.hostile import ODD_UNICODE, UNDECLARED_PATHS, WRONG_VALUES
 from recurly_elt.staging import quarantine
 from recurly_elt.staging.tables import staging_table
 
@@ -178,3 +178,29 @@ def test_an_older_version_in_a_later_read_never_replaces_the_staged_one(sandbox,
     assert later.result["updated"] == 0 and later.result["inserted"] == 0 and later.result["snapshots"] == 0
     diff = compare_with_source(later.engine, "acme", sim_objects(sandbox), ["accounts"])["accounts"]
     assert diff.equal, diff.summary()  # every staged row is still the newer version
+
+
+def test_nul_and_lone_surrogates_in_undeclared_fields_are_quarantined_by_their_json_path(sandbox, warehouse_url,
+                                                                                          caplog):
+    """Fields no declaration reads are kept in raw_json, which readers decode: the same text rule
+    holds there, on both warehouses, and the quarantine names the JSON path of the string."""
+    outcome = run_scenario(sandbox, warehouse_url, "undeclared_bad_text", caplog)
+    assert outcome.error is None, outcome.error
+    *refused, kept = _planted(sandbox)
+    rows = {r["record_id"]: r for r in _quarantine(outcome.engine)}
+    assert {(r["record_id"], r["field"]) for r in rows.values()} == {(p.record_id, p.field) for p in refused}
+    for plant, path in zip(refused, UNDECLARED_PATHS):
+        row = rows[plant.record_id]
+        assert row["field"] == path and ("NUL" in row["reason"] or "lone surrogate" in row["reason"]), row
+        assert row["raw_value"].isascii() and ("\\u0000" in row["raw_value"] or "\\ud" in row["raw_value"]
+                                               or "\\udfff" in row["raw_value"])
+    assert outcome.run_log["quarantined"] == len(refused)
+    table = staging_table("accounts")
+    with outcome.engine.connect() as conn:
+        raw = conn.execute(sa.select(table.c.raw_json).where(table.c.id == kept.record_id)).scalar_one()
+        staged_ids = set(conn.execute(sa.select(table.c.id)).scalars())
+    assert json.loads(raw)["hostile_emoji"] == "\U0001F600 \u00e9"  # a valid pair is text: staged as sent
+    assert not staged_ids & {p.record_id for p in refused}
+    diff = compare_with_source(outcome.engine, "acme", sim_objects(sandbox), ["accounts"])["accounts"]
+    assert set(diff.missing) == {p.record_id for p in refused} and not diff.extra
+    assert_no_key(outcome)

@@ -9,6 +9,7 @@ from recurly_elt.recurly.sites import Site, SiteConfigError, check_unique_subdom
 from recurly_elt.tasks.preflight import PreflightError, check_key_site, key_sites
 
 from extract_helpers import KEYS
+from known_keys import REVOKED
 
 
 def test_each_key_reads_its_own_site(sandbox):
@@ -30,10 +31,10 @@ def test_a_key_in_the_wrong_slot_is_an_error_naming_both_sites_never_the_key(san
 
 
 def test_a_refused_key_fails_get_sites_naming_the_connection(sandbox):
-    site = Site("acme", sandbox.url, "recurly_default", "revoked-key")
+    site = Site("acme", sandbox.url, "recurly_default", REVOKED["acme"])
     with pytest.raises(PreflightError, match=r"connection 'recurly_default', site 'acme': GET /sites failed.*401") as info:
         key_sites(site)
-    assert "revoked-key" not in str(info.value)
+    assert REVOKED["acme"] not in str(info.value)
 
 
 def test_the_same_subdomain_in_two_connections_is_an_error_naming_both():

@@ -16,6 +16,10 @@ from recurly_elt.local.processes import ManagedProcess, ProcessError, wait_until
 from recurly_elt.local.settings import SettingsError, parse_settings
 from recurly_elt.local.stack import sandbox_process, sandbox_sites, unhealthy_components
 
+from known_keys import LOCAL
+
+SITE_KEYS = {"acme": LOCAL["acme"], "globex": LOCAL["globex"]}
+
 # A server that forks a child and waits: stopping must take the child down too.
 PARENT_WITH_CHILD = """
 import subprocess, sys, time
@@ -92,7 +96,7 @@ SETTINGS = {
     "airflow": {
         "connections": [
             {"conn_id": "recurly_default", "conn_type": "http", "conn_host": "http://127.0.0.1:8765",
-             "conn_password": '{"acme": "key-a", "globex": "key-b"}'},
+             "conn_password": json.dumps(SITE_KEYS)},
         ]
     }
 }
@@ -100,20 +104,20 @@ SETTINGS = {
 
 def test_sandbox_is_configured_from_the_recurly_default_connection(tmp_path):
     settings = parse_settings(SETTINGS, tmp_path / "airflow_settings.yaml")
-    assert sandbox_sites(settings) == (8765, {"acme": "key-a", "globex": "key-b"})
+    assert sandbox_sites(settings) == (8765, SITE_KEYS)
     from datetime import date
 
     process = sandbox_process(LocalLayout(root=tmp_path), settings, until=date(2025, 3, 10))
     argv = process.argv
     assert argv[argv.index("--port") + 1] == "8765" and argv[argv.index("--until") + 1] == "2025-03-10"
     # the keys never reach the command line (ps), the log header or the pid file: a private file
-    assert "--sites" not in argv and not any("key-a" in arg for arg in argv)
+    assert "--sites" not in argv and not any(LOCAL["acme"] in arg for arg in argv)
     sites_file = Path(argv[argv.index("--sites-file") + 1])
-    assert json.loads(sites_file.read_text()) == {"acme": "key-a", "globex": "key-b"}
+    assert json.loads(sites_file.read_text()) == SITE_KEYS
     assert stat.S_IMODE(sites_file.stat().st_mode) == 0o600
-    assert "key-a" not in json.dumps(process.meta)
+    assert LOCAL["acme"] not in json.dumps(process.meta)
     # other keys, another sandbox: `make run` restarts a running one
-    other = settings.with_connection("recurly_default", password='{"acme": "key-c", "globex": "key-b"}')
+    other = settings.with_connection("recurly_default", password=json.dumps({**SITE_KEYS, "acme": LOCAL["other"]}))
     assert sandbox_process(LocalLayout(root=tmp_path), other, until=date(2025, 3, 10)).meta != process.meta
 
 
@@ -121,7 +125,7 @@ def test_sandbox_is_configured_from_the_recurly_default_connection(tmp_path):
     "host, password, message",
     [
         ("https://v3.recurly.com", '{"acme": "k"}', "must point at the local sandbox"),
-        ("http://127.0.0.1:8765", "single-key", "password must be a"),
+        ("http://127.0.0.1:8765", LOCAL["single"], "password must be a"),
     ],
 )
 def test_sandbox_settings_errors(tmp_path, host, password, message):

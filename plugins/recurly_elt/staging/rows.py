@@ -35,7 +35,11 @@ staged. The rules:
 - "" is no value for every type but string: Recurly sends unset text as "", so a blank timestamp,
   number, integer or boolean is stored as NULL (raw_json keeps the ""), never refused; a string
   column keeps "" as sent, and every reader treats it as missing (docs/transform.md);
-- json: any JSON value (strings in it without lone surrogates);
+- json: any JSON value (strings in it without NUL characters or lone surrogates);
+- every string anywhere in the record, declared or not (raw_json keeps the fields no declaration
+  reads, and readers decode them: custom fields, destinations' attributes), field names included:
+  no NUL character, no lone surrogate. A record breaking this is refused naming the JSON path
+  (`custom_fields[0].value`), the same way on SQLite and PostgreSQL (nothing is replaced);
 - an object on the way to a field (`billing_info` of `billing_info.payment_method.exp_year`) is an
   object or null (null: the fields under it are null); anything else is refused;
 - the primary key is a non-empty string (or integer); a record without one is refused;
@@ -43,7 +47,9 @@ staged. The rules:
 
 The fast path is the same rules, checked in C: the Struct is strict (no lax "10.5" -> 10.5 or
 "true" -> True), integers are bounded, the key must be a non-empty string, strings bounded in
-length, and records whose bytes hold a NUL escape go the plain way. Whatever the fast path refuses
+length, and records whose bytes hold a NUL or surrogate escape (`\\u0000`, `\\ud...`) go the
+plain way, where every string of the record is checked (a valid surrogate pair, an emoji sent as
+escapes, passes). Whatever the fast path refuses
 is decided by `from_object`, which applies the rules one by one and gives the reason; so both paths
 give the same row for every record, and the same refusal (tests/staging/test_rows.py).
 """
@@ -72,6 +78,15 @@ MAX_STRING_CHARS = 100_000          # a typed string column; the raw JSON keeps 
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 NUMBER_LIMIT = 1e14                 # NUMERIC(20,6): 14 digits before the point
 MAX_SHOWN_CHARS = 500               # of a refused value, in the quarantine and in messages
+# Escapes a record's JSON must hold for one of its strings to hold a NUL or a lone surrogate.
+_BAD_TEXT_ESCAPES = ("\\u0000", "\\ud", "\\uD")
+_SURROGATE_ESCAPE, _SURROGATE_ESCAPE_UPPER = b"\\ud", b"\\uD"
+
+
+def _may_hold_bad_text(raw_json: str) -> bool:
+    """Whether the JSON text may hold a NUL or a lone surrogate (a backslash first: a quick scan
+    that most records pass)."""
+    return "\\" in raw_json and any(e in raw_json for e in _BAD_TEXT_ESCAPES)
 
 
 class BadValue(ValueError):
@@ -130,6 +145,38 @@ def _check_text(text: str) -> str:
     except UnicodeEncodeError:
         raise BadValue("contains a lone surrogate (not valid Unicode text)") from None
     return text
+
+
+def _text_problem(text: str) -> str | None:
+    try:
+        _check_text(text)
+    except BadValue as bad:
+        return bad.reason
+    return None
+
+
+def bad_text_anywhere(obj: Any) -> list[tuple[str, Any, str]]:
+    """(JSON path, value, reason) of every string of `obj` (keys included) holding a NUL or a lone
+    surrogate: `custom_fields[0].value`; a bad key is named by its escaped text."""
+    found: list[tuple[str, Any, str]] = []
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            reason = _text_problem(value)
+            if reason:
+                found.append((path, value, reason))
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                reason = _text_problem(key)
+                name = json.dumps(key) if reason else key
+                here = f"{path}.{name}" if path else name
+                if reason:
+                    found.append((here, key, f"the field name {reason}"))
+                stack.append((here, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(value))
+    return sorted(found, key=lambda item: item[0])
 
 
 def json_text(value: Any) -> str:
@@ -278,7 +325,11 @@ class RowConverter:
         has checked that the bytes hold no NUL escape (the client checks a whole page at once,
         cheaper than each record); otherwise this record is checked here."""
         data = bytes(raw)
-        if not (may_hold_nul and NUL_ESCAPE in data):  # records holding a NUL escape take the plain path
+        # Records holding a NUL or a surrogate escape take the plain path, which checks every string.
+        # Surrogates: a memchr for a backslash first (most records hold none), then the escapes.
+        suspect = ((may_hold_nul and NUL_ESCAPE in data)
+                   or (data.find(b"\\") >= 0 and (_SURROGATE_ESCAPE in data or _SURROGATE_ESCAPE_UPPER in data)))
+        if not suspect:
             try:
                 decoded = self._decoder.decode(data)
             except (msgspec.ValidationError, msgspec.DecodeError):
@@ -330,6 +381,14 @@ class RowConverter:
             except BadValue as bad:
                 problems.setdefault(column.path, Problem(column.path, shown(value), bad.reason))
                 values.append(None)
+        if _may_hold_bad_text(raw_json):  # strings no declaration reads, too
+            for path, value, reason in bad_text_anywhere(obj):
+                within = [seen for seen in problems if path.startswith((f"{seen}.", f"{seen}["))]
+                if path in problems or any(problems[seen].reason != reason for seen in within):
+                    continue  # a rule already refused this field for another reason
+                for seen in within:  # a json column refused as a whole: name the string itself
+                    del problems[seen]
+                problems[path] = Problem(path, shown(value), reason)
         pk = self.resource.primary_key
         if values[self.key_index] in (None, "") and pk not in problems:
             what = "an empty" if obj.get(pk) == "" else "no"
