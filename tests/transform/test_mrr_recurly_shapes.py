@@ -174,3 +174,29 @@ def test_without_coupon_terms_a_prorated_charge_takes_the_net_of_its_full_price_
     book.charge(s, new, "2025-01-31", "2025-03-02", 99.99, discount=15.0)
     days = daily(run(book, end="2025-03-01"), s)
     assert set(days[:"2025-01-19"]) == {28.33} and set(days["2025-01-20":]) == {84.99}
+
+
+FIXED_15 = [{"id": "cr2", "object": "coupon_redemption", "state": "active", "currency": "USD",
+             "coupon": {"code": "save15", "discount": {"type": "fixed",
+                                                       "currencies": [{"currency": "USD", "amount": 15.0}]}}}]
+
+
+def test_a_fixed_amount_coupon_on_prorated_charges_without_renewal_is_exact_and_cancels(book, run):
+    """A $15 fixed-amount coupon, an upgrade on the 20th and a downgrade back on the 30th, and no
+    renewal (canceled at the end of the period). Each prorated charge nets its plan's price less
+    the coupon's $15, from the coupon's terms: their shares of two rounded amounts would give
+    18.32 for the old plan (33.33 x 0.61 / 1.11), not 18.33. The downgrade's credit takes the
+    upgrade's charge back exactly."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), old, "2025-01-01", coupon_redemptions=FIXED_15, state="canceled",
+                          canceled_at="2025-01-30T12:00:00Z", expires_at="2025-01-31T00:00:00Z")
+    change, last_day = 0.366667, 0.033333  # 11 and 1 of 30 days left
+    book.charge(s, old, "2025-01-01", "2025-01-31", 33.33, discount=15.0)
+    book.charge(s, old, "2025-01-20", "2025-01-31", 33.33, proration=change, credit=True, discount=5.5)
+    book.charge(s, new, "2025-01-20", "2025-01-31", 99.99, proration=change, discount=5.5)
+    book.charge(s, new, "2025-01-30", "2025-01-31", 99.99, proration=last_day, credit=True, discount=0.5)
+    book.charge(s, old, "2025-01-30", "2025-01-31", 33.33, proration=last_day, discount=0.5)
+    days = daily(run(book, end="2025-02-01"), s)
+    assert set(days[:"2025-01-19"]) == {18.33}
+    assert set(days["2025-01-20":"2025-01-29"]) == {84.99}
+    assert days["2025-01-30"] == 18.33 and "2025-01-31" not in days.index  # expired: nothing after
