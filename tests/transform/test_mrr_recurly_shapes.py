@@ -200,3 +200,24 @@ def test_a_fixed_amount_coupon_on_prorated_charges_without_renewal_is_exact_and_
     assert set(days[:"2025-01-19"]) == {18.33}
     assert set(days["2025-01-20":"2025-01-29"]) == {84.99}
     assert days["2025-01-30"] == 18.33 and "2025-01-31" not in days.index  # expired: nothing after
+
+
+def test_an_account_level_coupon_is_in_mrr_through_the_line_items_discounts(book, run):
+    """A 10 % coupon redeemed on the account (GET /accounts/{id}/coupon_redemptions; the
+    subscription's own coupon_redemptions stay empty) for two billing periods. Recurly applies it
+    as each charge's `discount`: full-period charges net of it, the prorated upgrade takes the net
+    of its renewal (72.00, where its own share of two rounded amounts, 2.32 / 2.58, gives 71.94),
+    the credit cancels the old charge exactly, and MRR goes back to the list price when the coupon
+    stops discounting."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01")  # no subscription-level redemption
+    rate = 0.032258  # 1 of 31 days left
+    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=5.0)
+    book.charge(s, old, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.16)
+    book.charge(s, new, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.26)
+    book.charge(s, new, "2025-02-01", "2025-03-01", 80.0, discount=8.0)
+    book.charge(s, new, "2025-03-01", "2025-04-01", 80.0)  # the coupon's two periods are over
+    days = daily(run(book, end="2025-04-01"), s)
+    assert set(days[:"2025-01-30"]) == {45.0}
+    assert set(days["2025-01-31":"2025-02-28"]) == {72.0}
+    assert set(days["2025-03-01":]) == {80.0}
