@@ -73,23 +73,46 @@ def _percent_coupon(sub: dict) -> int | None:
     return None
 
 
-def _net_full_period(li: dict, pct: int | None, full_price: Decimal | None = None) -> Decimal:
-    """The line's full-period price net of discount and included tax (docs/transform.md);
-    `full_price`: the net (before tax) of its full-price line, for a prorated charge without terms."""
+def _fixed_coupon(sub: dict) -> Decimal | None:
+    """The amount, in the subscription's currency, of its first active fixed-amount coupon."""
+    for r in sub.get("coupon_redemptions") or []:
+        discount = (r.get("coupon") or {}).get("discount") or {}
+        if r.get("state") in (None, "active") and discount.get("type") == "fixed":
+            amounts = [c.get("amount") for c in discount.get("currencies") or [] if c.get("currency") == sub["currency"]]
+            if amounts and amounts[0] is not None and _dec(amounts[0]) > 0:
+                return _dec(amounts[0])
+    return None
+
+
+def _full_period_gross(li: dict) -> Decimal:
+    """unit x quantity (decimal fields first), scaled up to the full period for a prorated unit amount."""
     unit = _text_or(li.get("unit_amount_decimal"), _dec(li.get("unit_amount") or 0))
     qty = _text_or(li.get("quantity_decimal"), _dec(li["quantity"] if li.get("quantity") is not None else 1))
     gross = abs(unit * qty).quantize(MICRO, rounding=ROUND_HALF_UP)
     rate = li.get("proration_rate")
+    subtotal = abs(_dec(li.get("subtotal") or 0))
+    if rate is not None and 0 < rate < 1 and abs(gross - subtotal) < abs(gross * _dec(rate) - subtotal):
+        gross = (gross / _dec(rate)).quantize(MICRO, rounding=ROUND_HALF_UP)  # a prorated unit amount
+    return gross
+
+
+def _net_full_period(li: dict, pct: int | None, full_price: Decimal | None = None,
+                     fixed_share: Decimal | None = None) -> Decimal:
+    """The line's full-period price net of discount and included tax (docs/transform.md);
+    `full_price`: the net (before tax) of its full-price line, for a prorated charge without terms;
+    `fixed_share`: its part of a fixed-amount coupon's amount."""
+    gross = _full_period_gross(li)
+    rate = li.get("proration_rate")
     prorated = rate is not None and 0 < rate < 1
     subtotal, discount = abs(_dec(li.get("subtotal") or 0)), abs(_dec(li.get("discount") or 0))
-    if prorated and abs(gross - subtotal) < abs(gross * _dec(rate) - subtotal):
-        gross = (gross / _dec(rate)).quantize(MICRO, rounding=ROUND_HALF_UP)  # a prorated unit amount
     if pct is not None and (discount > 0 or (prorated and subtotal * pct / 100 < Decimal("0.005"))):
         net = gross * (100 - pct) / 100
     elif not prorated:
         net = gross - discount
     elif discount == 0 or subtotal == 0:
         net = gross
+    elif fixed_share is not None:
+        net = gross - min(gross, fixed_share)
     elif full_price is not None:
         net = full_price
     else:
@@ -143,6 +166,11 @@ class IndependentMrr:
             rate = li.get("proration_rate")
             if li["type"] != "credit" and not (rate is not None and 0 < rate < 1):
                 renewals[(*self._configuration(li), _moment(li["start_date"]))] = li
+        # A fixed-amount coupon's amount is spread over the recurring items of one invoice,
+        # subscription, type and service period, in proportion to their full-period gross.
+        spread: dict[tuple, Decimal] = defaultdict(Decimal)
+        for li in recurring:
+            spread[self._invoice_group(li)] += _full_period_gross(li)
         for li in recurring:
             plan = plans.get(li.get("plan_id")) or plans_by_code[li["plan_code"]]
             length = Fraction(plan["interval_length"])
@@ -151,7 +179,11 @@ class IndependentMrr:
             pct = _percent_coupon(sub)
             full = renewals.get((*self._configuration(li), _moment(li["end_date"]))) if li["type"] != "credit" else None
             full_net = _net_full_period({**full, "tax_inclusive": False}, pct) if full is not None else None
-            monthly = Fraction(_net_full_period(li, pct, full_net)) / months
+            fixed, share = _fixed_coupon(sub), None
+            if fixed is not None and spread[self._invoice_group(li)] > 0:
+                share = (fixed * _full_period_gross(li) / spread[self._invoice_group(li)]).quantize(
+                    HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
+            monthly = Fraction(_net_full_period(li, pct, full_net, share)) / months
             items.append({**li, "_monthly": -monthly if li["type"] == "credit" else monthly})
         self._credit_originals(items)
 
@@ -167,6 +199,10 @@ class IndependentMrr:
                 deltas[sub["id"]][stop] -= li["_monthly"]
         self.runs = {sid: self._sweep(self.subs[sid]["currency"], d) for sid, d in deltas.items()}
         self.runs = {sid: r for sid, r in self.runs.items() if r}
+
+    @staticmethod
+    def _invoice_group(li: dict) -> tuple:
+        return li.get("invoice_id"), li["subscription_id"], li["type"], _moment(li["start_date"]), _moment(li["end_date"])
 
     @staticmethod
     def _configuration(li: dict) -> tuple:

@@ -174,3 +174,50 @@ def test_without_coupon_terms_a_prorated_charge_takes_the_net_of_its_full_price_
     book.charge(s, new, "2025-01-31", "2025-03-02", 99.99, discount=15.0)
     days = daily(run(book, end="2025-03-01"), s)
     assert set(days[:"2025-01-19"]) == {28.33} and set(days["2025-01-20":]) == {84.99}
+
+
+FIXED_15 = [{"id": "cr2", "object": "coupon_redemption", "state": "active", "currency": "USD",
+             "coupon": {"code": "save15", "discount": {"type": "fixed",
+                                                       "currencies": [{"currency": "USD", "amount": 15.0}]}}}]
+
+
+def test_a_fixed_amount_coupon_on_prorated_charges_without_renewal_is_exact_and_cancels(book, run):
+    """A $15 fixed-amount coupon, an upgrade on the 20th and a downgrade back on the 30th, and no
+    renewal (canceled at the end of the period). Each prorated charge nets its plan's price less
+    the coupon's $15, from the coupon's terms: their shares of two rounded amounts would give
+    18.32 for the old plan (33.33 x 0.61 / 1.11), not 18.33. The downgrade's credit takes the
+    upgrade's charge back exactly."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), old, "2025-01-01", coupon_redemptions=FIXED_15, state="canceled",
+                          canceled_at="2025-01-30T12:00:00Z", expires_at="2025-01-31T00:00:00Z")
+    change, last_day = 0.366667, 0.033333  # 11 and 1 of 30 days left
+    book.charge(s, old, "2025-01-01", "2025-01-31", 33.33, discount=15.0)
+    book.charge(s, old, "2025-01-20", "2025-01-31", 33.33, proration=change, credit=True, discount=5.5)
+    book.charge(s, new, "2025-01-20", "2025-01-31", 99.99, proration=change, discount=5.5)
+    book.charge(s, new, "2025-01-30", "2025-01-31", 99.99, proration=last_day, credit=True, discount=0.5)
+    book.charge(s, old, "2025-01-30", "2025-01-31", 33.33, proration=last_day, discount=0.5)
+    days = daily(run(book, end="2025-02-01"), s)
+    assert set(days[:"2025-01-19"]) == {18.33}
+    assert set(days["2025-01-20":"2025-01-29"]) == {84.99}
+    assert days["2025-01-30"] == 18.33 and "2025-01-31" not in days.index  # expired: nothing after
+
+
+def test_an_account_level_coupon_is_in_mrr_through_the_line_items_discounts(book, run):
+    """A 10 % coupon redeemed on the account (GET /accounts/{id}/coupon_redemptions; the
+    subscription's own coupon_redemptions stay empty) for two billing periods. Recurly applies it
+    as each charge's `discount`: full-period charges net of it, the prorated upgrade takes the net
+    of its renewal (72.00, where its own share of two rounded amounts, 2.32 / 2.58, gives 71.94),
+    the credit cancels the old charge exactly, and MRR goes back to the list price when the coupon
+    stops discounting."""
+    old, new = book.plan("old"), book.plan("new")
+    s = book.subscription(book.account(), new, "2025-01-01")  # no subscription-level redemption
+    rate = 0.032258  # 1 of 31 days left
+    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=5.0)
+    book.charge(s, old, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.16)
+    book.charge(s, new, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.26)
+    book.charge(s, new, "2025-02-01", "2025-03-01", 80.0, discount=8.0)
+    book.charge(s, new, "2025-03-01", "2025-04-01", 80.0)  # the coupon's two periods are over
+    days = daily(run(book, end="2025-04-01"), s)
+    assert set(days[:"2025-01-30"]) == {45.0}
+    assert set(days["2025-01-31":"2025-02-28"]) == {72.0}
+    assert set(days["2025-03-01":]) == {80.0}

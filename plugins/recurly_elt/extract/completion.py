@@ -21,6 +21,7 @@ import msgspec
 from urllib.parse import quote
 
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
+from recurly_elt.staging.rows import decode_object
 
 
 # Pages one invoice's line item list may take (40,000 line items): a list that goes on is refused.
@@ -63,7 +64,7 @@ class Completion:
         for at, raw in enumerate(records):
             try:
                 if self._flag_decoder.decode(raw).flag:
-                    flagged[at] = msgspec.json.decode(raw)
+                    flagged[at] = decode_object(raw)  # amounts as Decimal (staging/rows.py)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 continue  # a record the rules will refuse (quarantined by its conversion): nothing to complete
         flagged = {at: obj for at, obj in flagged.items() if isinstance(obj, dict) and obj.get("id")}

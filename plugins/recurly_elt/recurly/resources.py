@@ -6,8 +6,9 @@ which fields become typed staging columns. Everything else stays in the raw JSON
 field Recurly adds tomorrow is kept, never an error.
 
 Column `path` is a dotted path into the API object ("billing_info.payment_method.exp_year");
-`type` is one of: string, integer, number (money, decimal), boolean, timestamp (ISO-8601 UTC),
-json (kept as JSON text: arrays, objects).
+`type` is one of: string, integer, money (an amount: exact decimal, staging/rows.py), number (a
+rate or other measure: a double), boolean, timestamp (ISO-8601 UTC), json (kept as JSON text:
+arrays, objects).
 
 `snapshot` marks the fields whose changes matter downstream (states, plan, amounts, quantity,
 dates): a change in any of them appends a row to the resource's snapshot table, so lifecycle
@@ -105,13 +106,13 @@ SUBSCRIPTIONS = Resource(
         _c("plan_name", path="plan.name"),
         _c("state", snapshot=True),
         _c("currency"),
-        _c("unit_amount", "number", snapshot=True),
+        _c("unit_amount", "money", snapshot=True),
         _c("quantity", "integer", snapshot=True),
         _c("add_ons", "json", snapshot=True),
-        _c("add_ons_total", "number", snapshot=True),
-        _c("subtotal", "number", snapshot=True),
-        _c("tax", "number"),
-        _c("total", "number"),
+        _c("add_ons_total", "money", snapshot=True),
+        _c("subtotal", "money", snapshot=True),
+        _c("tax", "money"),
+        _c("total", "money"),
         _c("coupon_redemptions", "json"),
         _c("pending_change", "json"),
         _c("collection_method"),
@@ -152,13 +153,13 @@ INVOICES = Resource(
         _c("previous_invoice_id"),
         _c("collection_method"),
         _c("net_terms", "integer"),
-        _c("discount", "number"),
-        _c("subtotal", "number"),
-        _c("tax", "number"),
-        _c("total", "number", snapshot=True),
-        _c("paid", "number", snapshot=True),
-        _c("balance", "number", snapshot=True),
-        _c("refundable_amount", "number"),
+        _c("discount", "money"),
+        _c("subtotal", "money"),
+        _c("tax", "money"),
+        _c("total", "money", snapshot=True),
+        _c("paid", "money", snapshot=True),
+        _c("balance", "money", snapshot=True),
+        _c("refundable_amount", "money"),
         _c("has_more_line_items", "boolean"),
         _c("dunning_events_sent", "integer"),
         _c("due_at", "timestamp", snapshot=True),
@@ -189,16 +190,16 @@ LINE_ITEMS = Resource(
         _c("original_line_item_invoice_id"),
         _c("previous_line_item_id"),
         _c("currency"),
-        _c("unit_amount", "number"),
+        _c("unit_amount", "money"),
         _c("unit_amount_decimal"),          # decimal text; replaces unit_amount when set
         _c("quantity", "integer"),
         _c("quantity_decimal"),             # decimal text; replaces quantity when set
-        _c("subtotal", "number", snapshot=True),
-        _c("discount", "number"),
-        _c("tax", "number"),
+        _c("subtotal", "money", snapshot=True),
+        _c("discount", "money"),
+        _c("tax", "money"),
         _c("tax_inclusive", "boolean"),
         _c("tax_rate", "number", path="tax_info.rate"),
-        _c("amount", "number", snapshot=True),
+        _c("amount", "money", snapshot=True),
         _c("proration_rate", "number"),
         _c("refund", "boolean"),
         _c("refunded_quantity", "integer"),
@@ -226,7 +227,7 @@ TRANSACTIONS = Resource(
         _c("success", "boolean", snapshot=True),
         _c("refunded", "boolean", snapshot=True),
         _c("currency"),
-        _c("amount", "number"),
+        _c("amount", "money"),
         _c("collection_method"),
         _c("status_code"),
         _c("status_message"),

@@ -29,8 +29,10 @@ def _normalise(value: Any) -> str:
         return "\x00"
     if isinstance(value, bool):
         return "1" if value else "0"
-    if isinstance(value, (float, Decimal)):
-        return f"{float(value):.6f}"
+    if isinstance(value, Decimal):  # a staged amount: its digits, exactly
+        return f"{value:.6f}"
+    if isinstance(value, float):
+        return f"{value:.6f}"
     if isinstance(value, datetime):
         return value.replace(tzinfo=None).isoformat()
     return str(value)

@@ -28,7 +28,11 @@ staged. The rules:
   surrogates (neither warehouse stores both the same way), at most MAX_STRING_CHARS characters;
 - integer: a JSON integer (or a number with no fraction, 3.0) within 64 bits; "3", 3.5, 10**20 and
   true are refused;
-- number: a JSON number within NUMERIC(20,6) (|x| < 1e14); strings such as "9,99" are refused;
+- money (an amount): a JSON number read as a Decimal from its JSON text, never a binary float,
+  with at most 6 decimals and |x| < 1e14 (NUMERIC(20,6)); a 7th decimal is refused, not rounded;
+  stored as its canonical decimal text ("0.005", "123456789.987654", "10": warehouse/types.py);
+  strings such as "9,99" are refused;
+- number (a rate): a JSON number within NUMERIC(20,6) (|x| < 1e14); strings are refused;
 - boolean: JSON true or false only; "false", 0 and 1 are refused;
 - timestamp: an ISO-8601 string with a time zone (Z or an offset) naming a real moment;
   "yesterday", epoch numbers, "2026-02-30T00:00:00Z" and naive strings are refused;
@@ -61,6 +65,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Callable, Iterable
 
@@ -70,13 +75,16 @@ from recurly_elt.recurly.client import NUL_ESCAPE
 from recurly_elt.recurly.resources import RESOURCES, Column, Resource
 
 _ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
-_ENCODE = msgspec.json.Encoder().encode
-_DECODE = msgspec.json.decode
+_ENCODE = msgspec.json.Encoder(decimal_format="number").encode
+# The plain path reads every JSON number with a fraction or exponent as a Decimal (its digits as
+# sent), so an amount never passes through a binary float on its way to staging.
+_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
 _FROMISO = datetime.fromisoformat
 
 MAX_STRING_CHARS = 100_000          # a typed string column; the raw JSON keeps whatever was sent
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 NUMBER_LIMIT = 1e14                 # NUMERIC(20,6): 14 digits before the point
+MONEY_DIGITS = 14, 6                # money: at most 14 digits before the point, 6 after
 MAX_SHOWN_CHARS = 500               # of a refused value, in the quarantine and in messages
 # Escapes a record's JSON must hold for one of its strings to hold a NUL or a lone surrogate.
 _BAD_TEXT_ESCAPES = ("\\u0000", "\\ud", "\\uD")
@@ -117,7 +125,7 @@ class RecordRejected(ValueError):
 def shown(value: Any) -> str:
     """A value as JSON text for people: ASCII escapes (NUL, surrogates visible), cut when long."""
     try:
-        text = json.dumps(value, ensure_ascii=True, allow_nan=True)
+        text = json.dumps(value, ensure_ascii=True, allow_nan=True, default=_decimal_shown)
     except (TypeError, ValueError):
         text = repr(value)
     if len(text) > MAX_SHOWN_CHARS:
@@ -125,12 +133,18 @@ def shown(value: Any) -> str:
     return text
 
 
+def _decimal_shown(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)  # for people only: the message shows the number
+    raise TypeError(type(value).__name__)
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)):
         return "a number"
     if isinstance(value, str):
         return "a string"
@@ -196,8 +210,12 @@ def string_value(value: Any) -> str:
 
 
 def integer_value(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise BadValue(f"expected an integer, got {_kind(value)}")
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            raise BadValue(f"{value} is not an integer")
+        value = int(value)
     if isinstance(value, float):
         if not value.is_integer():
             raise BadValue(f"{value!r} is not an integer")
@@ -208,12 +226,50 @@ def integer_value(value: Any) -> int:
 
 
 def number_value(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise BadValue(f"expected a number, got {_kind(value)}")
+    if isinstance(value, Decimal):
+        value = float(value) if value.is_finite() else math.inf
     number = float(value) if abs(value) < 1e300 else math.inf
     if not math.isfinite(number) or abs(number) >= NUMBER_LIMIT:
         raise BadValue(f"a number outside NUMERIC(20,6) (|x| < {NUMBER_LIMIT:.0e})")
     return number
+
+
+def money_value(value: Any) -> str:
+    """An amount as its canonical decimal text: exact digits, no exponent, no trailing zeros.
+
+    A Decimal (the JSON number as sent) or an int; a Python float (an object made in code, never the
+    API's JSON) is read as the shortest text that gives it back (`repr`: the literal written)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise BadValue(f"expected a number, got {_kind(value)}")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        raise BadValue("not a finite number")
+    sign, digits, exponent = number.as_tuple()
+    digits = list(digits)
+    while len(digits) > 1 and exponent < 0 and digits[-1] == 0:  # exact: no context, no rounding
+        digits.pop()
+        exponent += 1
+    whole, places = MONEY_DIGITS
+    if exponent < -places:
+        raise BadValue(f"an amount with {-exponent} decimals (at most {places}: NUMERIC(20,6) would round it)")
+    if any(digits) and len(digits) + exponent > whole:
+        raise BadValue(f"an amount outside NUMERIC(20,6) (|x| < {NUMBER_LIMIT:.0e})")
+    if not any(digits):
+        return "0"
+    return format(Decimal((sign, tuple(digits), exponent)), "f")
+
+
+def _money_raw(raw: msgspec.Raw) -> str | None:
+    """The fast path's money: the value's JSON text, parsed as a Decimal (no float in between).
+    Anything but a JSON number or null is left to the plain path, which gives the reason."""
+    text = bytes(raw)
+    if text == b"null":
+        return None
+    if text[:1] not in b"-0123456789":
+        raise BadValue("not a JSON number")
+    return money_value(Decimal(text.decode()))
 
 
 def boolean_value(value: Any) -> bool:
@@ -264,16 +320,28 @@ def timestamp_value(value: Any) -> str:
     return moment.isoformat(" ", "microseconds")
 
 
+def _as_floats(value: Any) -> Any:
+    """The plain path's Decimals inside a JSON value as the floats the fast path decodes, so both
+    give one canonical text for a json column."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in value.items()}
+    return value
+
+
 def json_value(value: Any) -> str:
     try:
-        return json_text(value)
+        return json_text(_as_floats(value))
     except UnicodeEncodeError:
         raise BadValue("contains a lone surrogate (not valid Unicode text)") from None
 
 
 RULES: dict[str, Callable[[Any], Any]] = {
-    "string": string_value, "integer": integer_value, "number": number_value, "boolean": boolean_value,
-    "timestamp": timestamp_value, "json": json_value,
+    "string": string_value, "integer": integer_value, "money": money_value, "number": number_value,
+    "boolean": boolean_value, "timestamp": timestamp_value, "json": json_value,
 }
 
 # The same rules as msgspec types, checked in C by the fast path (strict: no lax conversions).
@@ -282,11 +350,13 @@ _Number = Annotated[float, msgspec.Meta(gt=-NUMBER_LIMIT, lt=NUMBER_LIMIT)]
 _String = Annotated[str, msgspec.Meta(max_length=MAX_STRING_CHARS)]
 _Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING_CHARS)]
 _STRUCT_TYPES: dict[str, Any] = {
-    "string": _String, "integer": _Int64, "number": _Number, "boolean": bool, "timestamp": str, "json": Any,
+    "string": _String, "integer": _Int64, "money": msgspec.Raw, "number": _Number, "boolean": bool,
+    "timestamp": str, "json": Any,
 }
 # What the fast path still applies after msgspec decoded a value (None: nothing, the type is the rule).
 _AFTER_DECODE: dict[str, Callable[[Any], Any] | None] = {
-    "string": None, "integer": None, "number": None, "boolean": None, "timestamp": timestamp_value,
+    "string": None, "integer": None, "money": _money_raw, "number": None, "boolean": None,
+    "timestamp": timestamp_value,
     "json": json_text,
 }
 
@@ -344,7 +414,7 @@ class RowConverter:
             obj = _DECODE(data)
         except msgspec.DecodeError:
             try:  # JSON msgspec refuses but Python reads: lone surrogates, numbers out of range
-                obj = json.loads(raw_json)
+                obj = json.loads(raw_json, parse_float=Decimal)
             except (ValueError, RecursionError):
                 raise RecordRejected(self.resource.name, site, None,
                                      [Problem("", shown(raw_json), "not valid JSON")], raw_json) from None
@@ -404,7 +474,7 @@ def _raw_text(obj: Any) -> str:
     try:
         return _ENCODE(obj).decode()
     except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+        return json.dumps(_as_floats(obj), ensure_ascii=True, separators=(",", ":"))
 
 
 @lru_cache(maxsize=None)
@@ -418,12 +488,13 @@ def encode_object(obj: dict) -> bytes:
 
 
 def decode_object(raw: bytes | memoryview | msgspec.Raw) -> Any:
-    """A record's JSON (any value; Python's parser for what msgspec refuses, such as lone surrogates)."""
+    """A record's JSON (any value; Python's parser for what msgspec refuses, such as lone surrogates),
+    numbers with a fraction as Decimal (as the plain path reads them)."""
     data = bytes(raw)
     try:
         return _DECODE(data)
     except msgspec.DecodeError:
-        return json.loads(data)
+        return json.loads(data, parse_float=Decimal)
 
 
 # -- compilation --------------------------------------------------------------------------------

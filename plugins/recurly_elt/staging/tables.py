@@ -19,13 +19,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from recurly_elt.recurly.resources import RESOURCES, Column
+from recurly_elt.warehouse.types import Money
 
 METADATA = sa.MetaData()
 
 _SA_TYPES = {
     "string": lambda: sa.Text(),
     "integer": lambda: sa.BigInteger(),
-    # Money is decimal in the warehouse; read back as float for vectorised pandas work.
+    # An amount, exact on both warehouses (warehouse/types.py says how each stores it).
+    "money": lambda: Money(),
+    # A rate or another measure that is not an amount: a decimal column read back as float.
     "number": lambda: sa.Numeric(20, 6, asdecimal=False),
     "boolean": lambda: sa.Boolean(),
     "timestamp": lambda: sa.DateTime(timezone=False),  # always UTC, stored naive

@@ -75,11 +75,9 @@ def _frame(name: str, src: pd.DataFrame, occurred_at: str, object_id: str, windo
 
 
 def _micro_amounts(values: pd.Series) -> pd.arrays.IntegerArray:
-    """Amounts as nullable int64 micro-units: staged amounts (floats) recovered exactly, computed
-    ones (already micro-units) as they are."""
+    """Amounts as nullable int64 micro-units: staged and computed amounts are micro-units already."""
     nulls = values.isna().to_numpy()
-    micro = (values.to_numpy(dtype=np.int64, na_value=0) if pd.api.types.is_integer_dtype(values.dtype)
-             else money.micros(values, what="event amount"))
+    micro = money.micros(values, what="event amount")
     return pd.arrays.IntegerArray(micro, nulls)
 
 

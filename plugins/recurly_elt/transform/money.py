@@ -3,10 +3,13 @@
 Every amount the transform computes is an int64 count of micro-units (10^-6 of the currency),
 never a binary float:
 
-- Staged amounts (`number` columns) come back from the warehouse as the nearest double of the
-  decimal Recurly sent (SQLite stores REAL, PostgreSQL NUMERIC(20, 6)). `micros` scales and rounds
-  them to the nearest micro-unit, which recovers the decimal exactly for any amount with at most 6
-  decimals (all staging keeps) below 2 * 10^9 (checked: a bigger amount is an error naming it).
+- Staged amounts (`money` columns) are stored exactly (PostgreSQL NUMERIC(20, 6), SQLite the
+  decimal text: warehouse/types.py) and come back from the warehouse as int64 micro-units already
+  (warehouse/columnar.py scales the decimal text in integers); `micros` takes them as they are
+  and refuses a float, so no staged amount passes through binary floating point.
+- Amounts read back from the transform's own tables (`from_stored`: float64 from NUMERIC, SQLite
+  REAL) are rounded to the nearest micro-unit, which recovers them exactly below 2 * 10^9 (checked:
+  a bigger amount is an error naming it).
 - Decimal text (`unit_amount_decimal`, `quantity_decimal`: strings in the API) is parsed digit by
   digit (`parse_decimal`), never through a float.
 - Rounding is half up (half away from zero), in integer arithmetic (`round_half_up`), to the
@@ -26,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MICRO = 10**6
-LIMIT = 2 * 10**9  # largest staged amount `micros` recovers exactly from a double
+LIMIT = 2 * 10**9  # largest stored amount `from_stored` recovers exactly from a double
 BOUND_RATE = 10**10  # amounts in minor units below this convert with an 8-decimal rate in int64
 
 # ISO 4217 minor units other than 2 (the default).
@@ -56,12 +59,18 @@ def minor_units(currency: pd.Series) -> np.ndarray:
 
 
 def micros(values: pd.Series, ids: pd.Series | None = None, what: str = "amount") -> np.ndarray:
-    """Staged amounts (float64 from the warehouse, NaN for NULL) as int64 micro-units, 0 for NULL."""
+    """Staged amounts (nullable int64 micro-units from the warehouse) as int64, 0 for NULL."""
+    if not pd.api.types.is_integer_dtype(values.dtype):
+        raise MoneyError(f"{what}: staged amounts arrive as integer micro-units, not {values.dtype}")
+    return values.to_numpy(dtype=np.int64, na_value=0)
+
+
+def from_stored(values: pd.Series, what: str = "stored amount") -> np.ndarray:
+    """Amounts read back from a transform table (float64, NaN for NULL) as int64 micro-units."""
     v = values.to_numpy(dtype="float64", na_value=np.nan)
     big = np.abs(np.nan_to_num(v)) >= LIMIT
     if big.any():
-        who = f" of {ids[big].iloc[0]}" if ids is not None else ""
-        raise MoneyError(f"{what}{who} is {v[big][0]}: at or above {LIMIT:,}, it cannot be read exactly")
+        raise MoneyError(f"{what} is {v[big][0]}: at or above {LIMIT:,}, it cannot be read exactly")
     return np.rint(np.nan_to_num(v) * MICRO).astype(np.int64)
 
 
@@ -122,7 +131,3 @@ def to_decimal(micro: np.ndarray | pd.Series, valid: np.ndarray | None = None) -
                                 null_count=-1 if valid is not None else 0)
     return pd.Series(pd.arrays.ArrowExtensionArray(arr))
 
-
-def from_stored(values: pd.Series) -> np.ndarray:
-    """Amounts read back from a transform table (float64, NaN for NULL) as int64 micro-units."""
-    return micros(values, what="stored amount")

@@ -27,6 +27,7 @@ once, to the minor unit of its currency, and again after conversion to the repor
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -34,7 +35,7 @@ import pandas as pd
 
 from recurly_elt.transform import fx, money, runs
 from recurly_elt.transform.config import TransformConfig
-from recurly_elt.transform.frames import SiteFrames, isin, lookup, positions
+from recurly_elt.transform.frames import SiteFrames, isin, lookup, lookup_int, positions
 
 QUARANTINE_COLUMNS = ["stage", "object_id", "reason"]
 NANO = 10**9
@@ -47,25 +48,53 @@ def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.Data
                          "reason": reasons if isinstance(reasons, str) else reasons.to_numpy()})
 
 
-def percent_coupons(subscriptions: pd.DataFrame) -> pd.Series:
-    """Per subscription id: the percent of its active percent coupon (integer), from the coupon
-    redemptions staged with it; absent when it has none (or only fixed-amount coupons)."""
-    text = subscriptions.drop_duplicates("id").set_index("id")["coupon_redemptions"]
-    text = text[text.notna() & (text != "[]") & (text != "")]
-    out = {}
+def _active_terms(redemptions: object, currency: object) -> tuple[int | None, int | None]:
+    """(percent, fixed amount in micro-units of `currency`) of the first active percent coupon and
+    the first active fixed-amount coupon with an amount in that currency, from redemption objects."""
+    percent = fixed = None
+    for r in redemptions if isinstance(redemptions, list) else []:
+        if not isinstance(r, dict) or r.get("state") not in (None, "active"):
+            continue
+        discount = (r.get("coupon") or {}).get("discount") or {}
+        kind, pct = discount.get("type"), discount.get("percent")
+        if percent is None and kind == "percent" and isinstance(pct, (int, Decimal)) and not isinstance(pct, bool) \
+                and pct == int(pct) and 0 <= pct <= 100:
+            percent = int(pct)
+        if fixed is None and kind == "fixed":
+            for c in discount.get("currencies") or []:
+                amount = (c or {}).get("amount")
+                if (c or {}).get("currency") == currency and isinstance(amount, (int, Decimal)) \
+                        and not isinstance(amount, bool) and amount > 0:
+                    micro = Decimal(amount) * money.MICRO
+                    if micro == int(micro):
+                        fixed = int(micro)
+                    break
+    return percent, fixed
+
+
+def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
+    """Per subscription id (the index): `percent` (its active percent coupon, float NaN when none)
+    and `fixed` (its active fixed-amount coupon's amount in the subscription's currency, int64
+    micro-units, 0 when none), from the coupon redemptions staged with it. Amounts are read from
+    the JSON text as decimals."""
+    subs = subscriptions.drop_duplicates("id").set_index("id")
+    text = subs["coupon_redemptions"]
+    text = text[text.notna() & (text != "[]")]
+    percent, fixed = {}, {}
     for sid, raw in text.items():
         try:
-            redemptions = json.loads(raw)
+            redemptions = json.loads(raw, parse_float=Decimal)
         except ValueError:
             continue
-        for r in redemptions if isinstance(redemptions, list) else []:
-            discount = ((r or {}).get("coupon") or {}).get("discount") or {}
-            pct = discount.get("percent")
-            if (r.get("state") in (None, "active") and discount.get("type") == "percent"
-                    and isinstance(pct, (int, float)) and float(pct).is_integer() and 0 <= pct <= 100):
-                out[sid] = int(pct)
-                break
-    return pd.Series(out, dtype="float64")
+        pct, amount = _active_terms(redemptions, subs.at[sid, "currency"])
+        if pct is not None:
+            percent[sid] = pct
+        if amount is not None:
+            fixed[sid] = amount
+    ids = pd.Index(sorted(set(percent) | set(fixed)), dtype="str")
+    return pd.DataFrame({"percent": pd.Series(percent, index=ids, dtype="float64"),
+                         "fixed": pd.Series(fixed, index=ids, dtype="float64").fillna(0).astype(np.int64)},
+                        index=ids)
 
 
 def _exact(rows: np.ndarray, fn, *columns: np.ndarray) -> np.ndarray:
@@ -101,7 +130,7 @@ def full_period_gross(li: pd.DataFrame) -> np.ndarray:
     return gross
 
 
-def net_amounts(li: pd.DataFrame, percents: pd.Series, gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def net_amounts(li: pd.DataFrame, terms: pd.DataFrame, gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
 
     Reading of a prorated item (proration_rate in (0, 1)): the unit amount is the full period's
@@ -119,15 +148,22 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series, gross: np.ndarray) -> tup
         gross[as_prorated_unit] = money.mul_div_half_up(gross[as_prorated_unit], money.MICRO,
                                                         rate_micro[as_prorated_unit])
     discount = np.abs(money.micros(li["discount"], li["id"], "discount"))
-    pct = lookup(li["subscription_id"], percents).to_numpy(dtype="float64", na_value=np.nan)
+    pct = lookup(li["subscription_id"], terms["percent"]).to_numpy(dtype="float64", na_value=np.nan)
     # The coupon's terms apply where the line carries a discount, or where it is prorated so small
     # that the coupon's share of it rounds to nothing.
     has_terms = ~np.isnan(pct) & ((discount > 0) | (prorated & (subtotal * np.nan_to_num(pct) < PERCENT * money.MICRO // 200)))
     net = np.where(has_terms, gross * (PERCENT - np.nan_to_num(pct).astype(np.int64)),
                    np.where(prorated, gross * PERCENT, (gross - discount) * PERCENT))
-    # A prorated, discounted item without coupon terms: the net of its full-price line (the renewal
-    # of the same configuration right after it), else its own discount share.
+    # A prorated, discounted item without percent terms: gross less its share of the fixed-amount
+    # coupon's amount; without one, the net of its full-price line (the renewal of the same
+    # configuration right after it), else its own discount share.
     own_share = prorated & (discount > 0) & ~has_terms & (subtotal > 0)
+    if own_share.any():
+        fixed = lookup_int(li["subscription_id"], terms["fixed"])
+        by_fixed = own_share & (fixed > 0)
+        own_share &= ~by_fixed
+        if by_fixed.any():
+            net[by_fixed] = _fixed_coupon_net(li, by_fixed, gross, fixed)
     if own_share.any():
         full_price = _full_price_lines(li, own_share & (li["type"] != "credit").to_numpy(), prorated)
         net[own_share] = _exact(own_share, lambda g, s, d: _div_half_up(g * (s - d) * PERCENT, s),
@@ -148,6 +184,23 @@ def net_amounts(li: pd.DataFrame, percents: pd.Series, gross: np.ndarray) -> tup
         if by_share.any():
             net[by_share] = _exact(by_share, lambda n, a, t: _div_half_up(n * (a - t), a), net, charged, tax)
     return net, as_prorated_unit
+
+
+def _fixed_coupon_net(li: pd.DataFrame, rows: np.ndarray, gross: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Net (hundredths of a micro-unit) of the selected items under a fixed-amount coupon: full-period
+    gross less the item's share of the coupon's amount. The amount is spread over the recurring
+    items of the same invoice, subscription, type and service period in proportion to their
+    full-period gross (one item: all of it), each share rounded half up to the hundredth of a
+    micro-unit, and never more than the item's gross."""
+    near = np.flatnonzero(isin(li["invoice_id"], li.loc[rows, "invoice_id"].unique()))
+    part = li.iloc[near]
+    group = (part["invoice_id"].astype(str) + "|" + part["subscription_id"].astype(str) + "|"
+             + part["type"].astype(str) + "|" + part["start_date"].astype("int64").astype(str) + "|"
+             + part["end_date"].astype("int64").astype(str))
+    total = np.zeros(len(li), dtype=np.int64)
+    total[near] = pd.Series(gross[near]).groupby(group.to_numpy()).transform("sum").to_numpy(dtype=np.int64)
+    return _exact(rows, lambda g, t, a: g * PERCENT - min(g * PERCENT, _div_half_up(a * g * PERCENT, t)) if t else 0,
+                  gross, total, fixed)
 
 
 def _configurations(part: pd.DataFrame) -> pd.Series:
@@ -242,7 +295,7 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     common = int(np.lcm.reduce(np.unique(den))) if len(den) else 1
 
     gross = full_period_gross(li)
-    net, _ = net_amounts(li, percent_coupons(f.subscriptions), gross)
+    net, _ = net_amounts(li, coupon_terms(f.subscriptions), gross)
     multiplier = factor * (common // den)
     if len(net) and (np.abs(net).max() >= BOUND // max(1, int(multiplier.max()))):
         raise money.MoneyError(f"line item amounts too large for plan intervals with a common denominator of {common}")

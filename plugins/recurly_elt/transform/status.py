@@ -36,8 +36,8 @@ def open_invoices_at(invoices: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
     closed_later = inv["closed_at"].notna() & (inv["closed_at"] >= t)
     still_open = inv["closed_at"].isna() & ~inv["state"].isin(["paid", "closed"])
     inv = inv[closed_later | still_open].copy()
-    inv["outstanding"] = np.where(closed_later[inv.index], inv["total"], inv["balance"].fillna(inv["total"]))
-    return inv[inv["outstanding"] > 0]
+    inv["outstanding"] = inv["total"].where(closed_later[inv.index], inv["balance"].fillna(inv["total"]))
+    return inv[(inv["outstanding"] > 0).fillna(False).astype(bool)]
 
 
 def invoice_subscriptions(invoices: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,9 @@ guessed: the SQLite driver infers each column's type from its values (an all-NUL
 back as int64; adbc.py fetches a result as one batch so that it sees every value first).
 
 Frames come back as: timestamps and dates -> datetime64[us] (naive UTC), numbers and integers ->
-float64 (NaN for NULL), booleans -> pandas "boolean", text -> pandas "str".
+float64 (NaN for NULL), staged amounts (`Money` columns, warehouse/types.py) -> pandas "Int64"
+micro-units (10^-6 of the currency, NA for NULL: the decimal read as text and scaled in integers,
+never through a float), booleans -> pandas "boolean", text -> pandas "str".
 """
 
 from __future__ import annotations
@@ -36,10 +38,19 @@ import sqlalchemy as sa
 
 from recurly_elt.warehouse import adbc
 from recurly_elt.warehouse.engine import SQLITE_BUSY_TIMEOUT_MS, queued_writer
+from recurly_elt.warehouse.types import Money
+
+MICRO_DIGITS = 6  # a money frame counts micro-units
+
+
+class MoneyOverflow(ValueError):
+    """A staged amount too large for int64 micro-units (|x| >= 9.2 x 10^12)."""
 
 
 def kind_of(type_: sa.types.TypeEngine) -> str:
-    """The column kind a frame is typed by: timestamp, date, boolean, integer, number or string."""
+    """The column kind a frame is typed by: timestamp, date, boolean, integer, money, number or string."""
+    if isinstance(type_, Money):
+        return "money"
     if isinstance(type_, sa.DateTime):
         return "timestamp"
     if isinstance(type_, sa.Date):
@@ -95,7 +106,9 @@ class Columnar:
         kinds = {c.name: kind_of(c.type) for c in query.selected_columns}
         inner = query.subquery()
         # Numbers are cast in SQL: SQLite may store a NUMERIC value as INTEGER or REAL row by row.
-        cols = [sa.cast(inner.c[n], sa.Float).label(n) if k == "number" else inner.c[n] for n, k in kinds.items()]
+        # Money is read as its decimal text (PostgreSQL NUMERIC's own text; SQLite stores the text).
+        cast = {"number": sa.Float, "money": sa.Text}
+        cols = [sa.cast(inner.c[n], cast[k]).label(n) if k in cast else inner.c[n] for n, k in kinds.items()]
         result = self.link.submit_read(self.sql(sa.select(*cols)), lane=lane)
         return lambda: to_frame(result(), kinds)
 
@@ -183,7 +196,31 @@ def _timestamps(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.nulls(len(arr), pa.timestamp("us"))  # an all-NULL column the driver typed as int64
 
 
-def _column(arr: pa.ChunkedArray, kind: str) -> Any:
+def money_micros(arr: pa.Array | pa.ChunkedArray, name: str = "amount") -> pd.arrays.IntegerArray:
+    """Decimal text ("0.005", "123456789.987654") as nullable int64 micro-units, exactly: Arrow
+    parses each text into a decimal128 with 6 decimals (a 7th decimal is an error, never rounded)
+    and the micro-units are its 128-bit unscaled integer, kept when it fits 64 bits."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.string())  # an all-NULL column the driver typed as int64
+    try:
+        dec = pc.cast(arr, pa.decimal128(38, MICRO_DIGITS))
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"staged amount in column {name!r} is not a decimal with at most "
+                         f"{MICRO_DIGITS} places: {exc}") from None
+    words = np.frombuffer(dec.buffers()[1], dtype=np.int64)[2 * dec.offset: 2 * (dec.offset + len(dec))]
+    low, high = words[0::2], words[1::2]
+    nulls = dec.is_null().to_numpy(zero_copy_only=False)
+    bad = (high != (low >> 63)) & ~nulls
+    if bad.any():
+        raise MoneyOverflow(f"staged amount {dec[int(np.flatnonzero(bad)[0])]} in column {name!r} is beyond "
+                            "int64 micro-units (|x| < 9.2 x 10^12)")
+    return pd.arrays.IntegerArray(np.where(nulls, 0, low), nulls)
+
+
+def _column(arr: pa.ChunkedArray, kind: str, name: str = "") -> Any:
+    if kind == "money":
+        return money_micros(arr, name)
     if kind in ("timestamp", "date"):
         return _timestamps(arr).to_numpy(zero_copy_only=False).astype("datetime64[us]")
     if kind in ("number", "integer"):
@@ -197,7 +234,7 @@ def _column(arr: pa.ChunkedArray, kind: str) -> Any:
 
 def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
     """An Arrow result as a frame of the dtypes the module doc lists, one column per kind."""
-    return pd.DataFrame({name: _column(table.column(name), kind) for name, kind in kinds.items()},
+    return pd.DataFrame({name: _column(table.column(name), kind, name) for name, kind in kinds.items()},
                         index=pd.RangeIndex(table.num_rows))
 
 
@@ -212,6 +249,11 @@ def _to_arrow(values: Any, type_: sa.types.TypeEngine, sqlite: bool) -> pa.Array
             arr = pc.cast(arr, pa.date32())
         # Arrow's own text of a timestamp[us] is SQLAlchemy's: 'YYYY-MM-DD HH:MM:SS.ffffff'.
         return pc.cast(arr, pa.string()) if sqlite else arr
+    if kind == "money":
+        if not (isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_decimal(s.dtype.pyarrow_dtype)):
+            raise TypeError(f"a money column takes Arrow decimals, not {s.dtype}: no float reaches a stored amount")
+        decimals = pa.array(s.array)
+        return pc.cast(decimals, pa.string()) if sqlite else pc.cast(decimals, pa.decimal128(type_.precision, type_.scale))
     if kind == "number" and isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_decimal(s.dtype.pyarrow_dtype):
         # Exact decimals (the transform's money): NUMERIC on PostgreSQL as they are; on SQLite, which
         # stores REAL, the nearest double (one correctly rounded conversion, read back exactly).
