@@ -369,7 +369,7 @@ class _Run:
         try:
             answer, sent = self.transport.retry_read(
                 request, lambda response: self.adapter.read_answer(kind, records, response),
-                resend_unreadable=not once)
+                resend_uncertain=not once)
             while answer.job is not None:
                 job = answer.job
                 time.sleep(job.wait)
@@ -419,8 +419,9 @@ class _Run:
         self.send(kind, records, wires, sum(len(encode(w)) + 1 for w in wires), counts)
 
     def _uncertain(self, kind: Kind, batch_id: str, records: list[Record], exc: Unreadable) -> None:
-        """An answer that cannot be read, for a kind sent at most once: the destination may hold the
-        records; they are marked delivered-uncertain and the batch reported, not resent."""
+        """A request written whose answer was lost (connection closed or reset, read timeout) or
+        cannot be read, for a kind sent at most once: the destination may hold the records; they
+        are marked delivered-uncertain and the batch reported, not resent."""
         if self.before_settle is not None:
             self.before_settle(batch_id)
         with _write(self.engine) as conn:
@@ -430,7 +431,7 @@ class _Run:
             ledger.close_pending(conn, self.dest, self.run_id, batch_id, "uncertain",
                                  f"{exc}; policy at_most_once: not resent")
         self.result.uncertain_batches.append(batch_id)
-        log.warning("%s %s: batch %s of %d records got an unreadable answer (%s); policy at_most_once: marked "
+        log.warning("%s %s: batch %s of %d records was sent but its answer was lost or unreadable (%s); policy at_most_once: marked "
                     "uncertain, not resent", self.dest, kind.name, batch_id, len(records), exc)
 
     def _settle(self, kind: Kind, batch_id: str, records: list[Record], status: str, http_status, attempts: int,
