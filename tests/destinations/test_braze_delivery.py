@@ -181,7 +181,7 @@ def test_keyless_rows_are_set_aside_with_the_reason(warehouse):
     assert result.kinds["users"].skipped == 1
     with warehouse.connect() as c:
         reason = c.execute(sa.text("SELECT reason FROM load_rejections WHERE kind = 'users'")).scalar()
-    assert reason == "missing key: column account_code is empty"
+    assert reason == "missing key: column account_key is empty"  # the account code is empty
 
 
 def test_import_only_never_overwrites_and_still_creates_new_users(warehouse):
