@@ -264,3 +264,23 @@ def test_the_destinations_got_the_import_and_a_rerun_sends_them_nothing(two_pass
     sent = two_passes.deliveries
     assert all(n > 0 for n in sent["import"].values()), sent
     assert sent["last day again"] == sent["second"], sent
+
+
+def test_both_sandbox_sites_are_delivered_under_site_keys(two_passes):
+    """The two sandbox sites share account codes, as `make run`'s do: with account_key auto every
+    destination is keyed <site>:<code> (CustomerSuccessBox <site>/<code>) and no site's customers
+    are set aside as duplicate keys."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{two_passes.warehouse_file}")
+    try:
+        with engine.connect() as conn:
+            duplicates = conn.execute(sa.text("SELECT destination, COUNT(*) FROM load_rejections "
+                                              "WHERE reason LIKE 'duplicate key%' GROUP BY destination")).all()
+            forms = dict(conn.execute(sa.text("SELECT destination, value FROM load_settings "
+                                              "WHERE name = 'account_key'")).all())
+    finally:
+        engine.dispose()
+    assert duplicates == [], duplicates
+    assert set(forms) == set(two_passes.deliveries["import"]), forms
+    assert set(forms.values()) <= {"site_account_code ':'", "site_account_code '/'"}, forms

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
-from recurly_elt.destinations.mapping import CustomField
 
 from .fakes_running import destination, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
@@ -154,6 +154,50 @@ def test_import_only_keeps_hand_edits_and_daily_sync_overrides_them(warehouse):
     assert_csb_equals_warehouse(warehouse, fake)
 
 
+def _age_deliveries(engine, days: float) -> None:
+    """As if the deliveries so far had happened `days` earlier (the re-sync period is wall-clock)."""
+    with engine.begin() as c:
+        rows = c.execute(sa.text("SELECT kind, object_key, delivered_at FROM load_delivered WHERE destination = :d"),
+                         {"d": DEST}).all()
+        for kind, key, at in rows:
+            at = datetime.fromisoformat(at) if isinstance(at, str) else at
+            c.execute(sa.text("UPDATE load_delivered SET delivered_at = :t WHERE destination = :d AND kind = :k "
+                              "AND object_key = :o").bindparams(sa.bindparam("t", type_=sa.DateTime())),
+                      {"t": at - timedelta(days=days), "d": DEST, "k": kind, "o": key})
+
+
+def test_daily_sync_re_syncs_unchanged_accounts_after_the_period_and_import_only_never(warehouse):
+    mapping, adapter = destination(DEST)
+    assert mapping.kind("accounts").resync_after_days == 7  # the mapping's setting
+    with running(DEST) as server:
+        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
+        accounts = first.kinds["accounts"].sent
+        code = sorted(state(server)["accounts"])[0]
+        server.app.edit("accounts", code, recurly_health_band="edited by hand")
+        # The warehouse does not change from here on. Same day again: nothing sent, the edit stays.
+        rerun = run(warehouse, server, run_id="rerun", day=IMPORT_DAY)
+        assert rerun.total("requests") == 0
+        _age_deliveries(warehouse, 6)  # inside the period: still nothing
+        assert run(warehouse, server, run_id="six-days", day=IMPORT_DAY).total("requests") == 0
+        _age_deliveries(warehouse, 2)  # 8 days since the last delivery
+        kept = run(warehouse, server, run_id="import-only", day=IMPORT_DAY, mode="import_only")
+        assert kept.total("requests") == 0  # Import Only never overwrites, whatever the age
+        assert state(server)["accounts"][code]["recurly_health_band"] == "edited by hand"
+        writes = state(server)["writes"]
+        daily = run(warehouse, server, run_id="daily", day=IMPORT_DAY)
+        fake = state(server)
+        # Every account again, whole (the hand edit overwritten); subscriptions and invoices have
+        # no re-sync period: unchanged, not sent.
+        assert daily.kinds["accounts"].resynced == daily.kinds["accounts"].updates == accounts
+        assert daily.kinds["accounts"].unchanged == 0 and daily.kinds["accounts"].requests == accounts
+        assert daily.kinds["subscriptions"].requests == daily.kinds["invoices"].requests == 0
+        assert fake["writes"] - writes == accounts
+        assert fake["accounts"][code]["recurly_health_band"] == expected(warehouse)["accounts"][code]["recurly_health_band"]
+        assert_csb_equals_warehouse(warehouse, fake)
+        # Delivered just now: the same day again sends nothing.
+        assert run(warehouse, server, run_id="daily-again", day=IMPORT_DAY).total("requests") == 0
+
+
 def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
     with running(DEST, faults="5xx=0.1,drop=0.05,storm=6:0.5", reject=0.03) as server:
         run(warehouse, server, run_id="import", day=IMPORT_DAY)
@@ -180,12 +224,10 @@ def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
 def test_several_sites_into_one_customersuccessbox(warehouse):
     load_objects(warehouse, "second", simulation(accounts=12, seed=99, until=DAYS[0], site="second").objects)
     pipeline.run(warehouse, IMPORT_DAY.replace(year=IMPORT_DAY.year - 1), IMPORT_DAY, health_days=1)
-    mapping, adapter = destination(DEST)
-    kinds = tuple(dataclasses.replace(k, custom_fields=(CustomField("csb_account_id", "custom_fields", "tenant_id",
-                                                                    "site_account_code"),)) for k in mapping.kinds)
-    mapping = dataclasses.replace(mapping, kinds=kinds)
+    # account_key auto: two sites in the warehouse at the first delivery, so accounts without a
+    # tenant id are keyed site/code, the seed's multi-site form.
     with running(DEST) as server:
-        result = run(warehouse, server, run_id="import", day=IMPORT_DAY, dest=(mapping, adapter))
+        result = run(warehouse, server, run_id="import", day=IMPORT_DAY)
         fake = state(server)
     assert result.status == "success"
     assert {a["recurly_site"] for a in fake["accounts"].values()} == {"sandbox", "second"}
@@ -204,11 +246,13 @@ def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     assert dry.sample["accounts"]["account_id"] and "test-key" not in json.dumps(dry.sample)
 
 
-def test_account_codes_repeated_across_sites_are_set_aside_unless_the_id_names_the_site(warehouse):
+def test_account_codes_repeated_across_sites_are_set_aside_with_plain_account_codes(warehouse):
     load_objects(warehouse, "second", simulation(accounts=12, seed=99, until=DAYS[0], site="second").objects)
     pipeline.run(warehouse, IMPORT_DAY.replace(year=IMPORT_DAY.year - 1), IMPORT_DAY, health_days=1)
+    mapping, adapter = destination(DEST)
+    mapping = dataclasses.replace(mapping, account_key="account_code")  # chosen against the two sites
     with running(DEST) as server:
-        result = run(warehouse, server, run_id="import", day=IMPORT_DAY, kinds=["accounts"])
+        result = run(warehouse, server, run_id="import", day=IMPORT_DAY, kinds=["accounts"], dest=(mapping, adapter))
         fake = state(server)
     # acct-000001 ... acct-000012 exist in both sites; two of them carry a tenant id in the first
     # (the fixture), so their codes are free for the second site's accounts: 10 collide.

@@ -10,7 +10,8 @@ deliver() runs one destination, kind by kind:
   3. diff      against load_delivered: objects are sent when new or when their payload hash
                changed (only the changed fields, where the adapter allows it); `import_only`
                never overwrites an object delivered before; events are sent once, ever; a row
-               rejected permanently is not sent again until it changes
+               rejected permanently is not sent again until it changes; `resync_after_days`
+               sends an object again, whole, once its last delivery is older than that
   4. batch     groups (records that must travel together) packed within the count and byte limits
   5. send      each batch marked pending (committed) before it is sent; the answer read by the
                adapter into per-record outcomes, recorded in one transaction; a whole-batch
@@ -27,13 +28,13 @@ import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
 import sqlalchemy as sa
 
-from recurly_elt.destinations import ledger
+from recurly_elt.destinations import account_keys, ledger
 from recurly_elt.destinations.adapter import Adapter, Answer, Rejected
 from recurly_elt.destinations.mapping import Kind, Mapping
 from recurly_elt.destinations.records import Record, encode, select
@@ -48,6 +49,7 @@ class KindCounts:
     unchanged: int = 0
     creates: int = 0
     updates: int = 0
+    resynced: int = 0      # updates of unchanged objects, sent again by resync_after_days
     events: int = 0
     sent: int = 0          # records the destination accepted
     rejected: int = 0      # records the destination refused (this run)
@@ -96,7 +98,9 @@ class DeliveryResult:
             verb = "would send" if self.dry_run else "sent"
             sent = k.creates + k.updates + k.events if self.dry_run else k.sent
             out.append(f"{self.destination} {name}: considered {k.considered}, unchanged {k.unchanged}, {verb} "
-                       f"{sent} (creates {k.creates}, updates {k.updates}, events {k.events}), rejected "
+                       f"{sent} (creates {k.creates}, updates {k.updates}"
+                       + (f" of which re-synced {k.resynced}" if k.resynced else "")
+                       + f", events {k.events}), rejected "
                        f"{k.rejected}, skipped {k.skipped}, requests {k.requests}"
                        + (f", failed {k.failed}" if k.failed else ""))
         if self.uncertain_batches:
@@ -127,8 +131,12 @@ def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Tr
     started = time.perf_counter()
     with _write(engine) as conn:
         ledger.start_run(conn, run_id, mapping.destination, mode, dry_run, backfill)
+    with engine.connect() as conn:
+        keys = account_keys.resolve(conn, mapping)
+    log.info("%s: Recurly accounts keyed by %s", mapping.destination, keys.label)
     run = _Run(engine, mapping, adapter, transport, result, run_id=run_id, dry_run=dry_run, backfill=backfill,
-               mode=mode, now=now or ledger.utcnow(), progress_seconds=progress_seconds, before_settle=before_settle)
+               mode=mode, now=now or ledger.utcnow(), progress_seconds=progress_seconds, before_settle=before_settle,
+               keys=keys)
     try:
         if not dry_run:
             run.recover()
@@ -185,10 +193,12 @@ def changed_fields(previous: dict, payload: dict) -> dict:
 
 class _Run:
     def __init__(self, engine, mapping: Mapping, adapter: Adapter, transport: Transport | None,
-                 result: DeliveryResult, *, run_id, dry_run, backfill, mode, now, progress_seconds, before_settle):
+                 result: DeliveryResult, *, run_id, dry_run, backfill, mode, now, progress_seconds, before_settle,
+                 keys: account_keys.AccountKeys | None = None):
         self.engine, self.mapping, self.adapter, self.transport = engine, mapping, adapter, transport
         self.result, self.run_id, self.dry_run, self.backfill, self.mode = result, run_id, dry_run, backfill, mode
         self.now, self.progress_seconds, self.before_settle = now, progress_seconds, before_settle
+        self.keys = keys
         self.token = uuid.uuid4().hex[:8]
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
@@ -231,8 +241,10 @@ class _Run:
         with self.engine.connect() as conn:
             selection = select(conn, kind, now=self.now, max_age_days=self.mapping.event_max_age_days,
                                backfill=self.backfill,
-                               exclude_delivered=(self.dest, kind.name) if kind.is_event else None)
+                               exclude_delivered=(self.dest, kind.name) if kind.is_event else None,
+                               account_keys=self.keys)
             previous = {} if kind.is_event else ledger.delivered(conn, self.dest, kind.name)
+            stale = self.stale(conn, kind)
             refused = ledger.rejections(conn, self.dest, kind.name)
         if refused or selection.set_aside:
             self.rejected_kinds.add(kind.name)
@@ -249,7 +261,8 @@ class _Run:
         to_send: list[Record] = []
         for record in selection.records:
             before = previous.get(record.key)
-            if before is not None and before[0] == record.hash:
+            resync = record.key in stale
+            if before is not None and before[0] == record.hash and not resync:
                 counts.unchanged += 1
                 continue
             if before is not None and self.mode == "import_only":
@@ -266,7 +279,9 @@ class _Run:
             else:
                 counts.updates += 1
                 record.is_update = True
-                if partial:
+                if resync:  # the whole object, to overwrite what was changed at the destination
+                    counts.resynced += 1
+                elif partial:
                     record.changed = changed_fields(_decoded(before[1]), record.payload)
             to_send.append(record)
         batches = self.pack(kind, to_send)
@@ -280,6 +295,14 @@ class _Run:
                 self.result.sample[kind.name] = json.loads(request.body) if request.body else None
             return
         self.send_all(kind, batches, counts)
+
+    def stale(self, conn, kind: Kind) -> set[str]:
+        """Objects to send again though unchanged: last delivered more than `resync_after_days` ago
+        (by the wall clock, so reruns and backfills of the same day resend nothing). Daily sync only."""
+        days = kind.resync_after_days if kind.resync_after_days is not None else self.mapping.resync_after_days
+        if not days or kind.is_event or self.mode == "import_only":
+            return set()
+        return ledger.delivered_before(conn, self.dest, kind.name, ledger.utcnow() - timedelta(days=days))
 
     def _options(self) -> dict:
         return {"backfill": self.backfill, "mode": self.mode}
@@ -358,6 +381,9 @@ class _Run:
         if not self.prepared:
             self.adapter.prepare(self.transport)
             self.prepared = True
+            if self.keys is not None and self.keys.changed:  # the destination is keyed from now on
+                with _write(self.engine) as conn:
+                    account_keys.record(conn, self.mapping, self.keys, self.run_id)
         self.seq += 1
         batch_id = f"{kind.name}-{self.token}-{self.seq:05d}"
         with _write(self.engine) as conn:
@@ -369,7 +395,7 @@ class _Run:
         try:
             answer, sent = self.transport.retry_read(
                 request, lambda response: self.adapter.read_answer(kind, records, response),
-                resend_unreadable=not once)
+                resend_uncertain=not once)
             while answer.job is not None:
                 job = answer.job
                 time.sleep(job.wait)
@@ -419,8 +445,9 @@ class _Run:
         self.send(kind, records, wires, sum(len(encode(w)) + 1 for w in wires), counts)
 
     def _uncertain(self, kind: Kind, batch_id: str, records: list[Record], exc: Unreadable) -> None:
-        """An answer that cannot be read, for a kind sent at most once: the destination may hold the
-        records; they are marked delivered-uncertain and the batch reported, not resent."""
+        """A request written whose answer was lost (connection closed or reset, read timeout) or
+        cannot be read, for a kind sent at most once: the destination may hold the records; they
+        are marked delivered-uncertain and the batch reported, not resent."""
         if self.before_settle is not None:
             self.before_settle(batch_id)
         with _write(self.engine) as conn:
@@ -430,7 +457,7 @@ class _Run:
             ledger.close_pending(conn, self.dest, self.run_id, batch_id, "uncertain",
                                  f"{exc}; policy at_most_once: not resent")
         self.result.uncertain_batches.append(batch_id)
-        log.warning("%s %s: batch %s of %d records got an unreadable answer (%s); policy at_most_once: marked "
+        log.warning("%s %s: batch %s of %d records was sent but its answer was lost or unreadable (%s); policy at_most_once: marked "
                     "uncertain, not resent", self.dest, kind.name, batch_id, len(records), exc)
 
     def _settle(self, kind: Kind, batch_id: str, records: list[Record], status: str, http_status, attempts: int,

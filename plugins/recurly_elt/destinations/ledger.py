@@ -9,6 +9,8 @@ and one row per run and destination. Columns are documented in docs/destinations
   load_rejections  (destination, kind, object_key): rows refused or set aside, with the reason; a
                    row leaves the table when it is delivered
   load_run_log     (run_id, destination): counts of one delivery run (dry runs included)
+  load_settings    (destination, name): what a destination's data was first delivered with and
+                   must keep (the account key form: account_keys.py)
 
 A batch's outcome is written in one transaction: the request row, the delivered keys and the
 rejections, so the ledger never says more or less than the destination answered.
@@ -95,6 +97,16 @@ RUN_LOG = sa.Table(
 )
 
 
+SETTINGS = sa.Table(
+    "load_settings", METADATA,
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("name", sa.Text(), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("run_id", sa.Text(), nullable=False),       # the run that set it
+    sa.Column("set_at", sa.DateTime(), nullable=False),
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -130,12 +142,25 @@ def delivered(conn: sa.Connection, destination: str, kind: str) -> dict[str, tup
     return {k: (h, p) for k, h, p in rows}
 
 
+def delivered_before(conn: sa.Connection, destination: str, kind: str, cutoff: datetime) -> set[str]:
+    """Keys of one destination and kind last delivered before `cutoff` (UTC)."""
+    t = DELIVERED
+    rows = conn.execute(sa.select(t.c.object_key).where(t.c.destination == destination, t.c.kind == kind,
+                                                        t.c.delivered_at < cutoff))
+    return {k for k, in rows}
+
+
 def rejections(conn: sa.Connection, destination: str, kind: str) -> dict[str, tuple[str | None, bool]]:
     """{object_key: (payload_hash, retryable)} of the rows currently rejected."""
     t = REJECTIONS
     rows = conn.execute(sa.select(t.c.object_key, t.c.payload_hash, t.c.retryable)
                         .where(t.c.destination == destination, t.c.kind == kind))
     return {k: (h, bool(r)) for k, h, r in rows}
+
+
+def has_deliveries(conn: sa.Connection, destination: str) -> bool:
+    t = DELIVERED
+    return conn.execute(sa.select(t.c.object_key).where(t.c.destination == destination).limit(1)).first() is not None
 
 
 def pending_batches(conn: sa.Connection, destination: str) -> list[dict]:
@@ -249,3 +274,16 @@ def run_row(conn: sa.Connection, run_id: str, destination: str) -> dict[str, Any
     t = RUN_LOG
     row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.destination == destination)).mappings().first()
     return dict(row) if row else None
+
+
+def setting(conn: sa.Connection, destination: str, name: str) -> dict[str, Any] | None:
+    """{value, run_id, set_at} of a destination's setting, None when never set."""
+    t = SETTINGS
+    row = conn.execute(sa.select(t.c.value, t.c.run_id, t.c.set_at)
+                       .where(t.c.destination == destination, t.c.name == name)).mappings().first()
+    return dict(row) if row else None
+
+
+def record_setting(conn: sa.Connection, destination: str, name: str, value: str, run_id: str) -> None:
+    _upsert(conn, SETTINGS, [{"destination": destination, "name": name, "value": value, "run_id": run_id,
+                              "set_at": utcnow()}], ["value", "run_id", "set_at"])

@@ -27,6 +27,7 @@ FIELD_TYPES = ("text", "integer", "number", "boolean", "money", "timestamp", "da
 KIND_TYPES = ("object", "event")
 MODES = ("daily_sync", "import_only")
 POLICIES = ("at_most_once", "at_least_once")
+ACCOUNT_KEY_FORMS = ("auto", "account_code", "site_account_code")
 
 
 def mappings_dir() -> Path:
@@ -87,6 +88,7 @@ class Kind:
     max_bytes: int = 4_000_000
     options: dict = field(default_factory=dict)  # adapter-specific settings of this kind
     custom_fields: tuple[CustomField, ...] = ()  # columns added to each row before mapping
+    resync_after_days: int | None = None   # objects: overrides the mapping's (0 = never for this kind)
 
     @property
     def is_event(self) -> bool:
@@ -103,6 +105,13 @@ class Mapping:
     event_max_age_days: int = 30           # older events are held back unless the run backfills
     non_idempotent_policy: str = "at_most_once"
     sample_size: int = 5                   # dry run: payloads kept per kind
+    # How a Recurly account is named at the destination: the column `account_key` of every source
+    # row (account_keys.py): its account code, or <site><separator><account code>, or auto.
+    account_key: str = "auto"
+    account_key_separator: str = ":"
+    # daily_sync: an object last delivered more than N days ago is sent again, whole, even if
+    # unchanged (overwrites edits made at the destination); None = only when it changes.
+    resync_after_days: int | None = None
     kinds: tuple[Kind, ...] = ()
     options: dict = field(default_factory=dict)
     path: str = ""
@@ -163,12 +172,23 @@ def _kind(path: str, name: str, spec: dict) -> Kind:
         time=spec.get("time"), group_by=tuple(spec.get("group_by") or ()),
         max_records=int(batch.get("max_records", 75)), max_bytes=int(batch.get("max_bytes", 4_000_000)),
         options=dict(spec.get("options") or {}), custom_fields=tuple(custom),
+        resync_after_days=_days(path, f"{where}.resync_after_days", spec.get("resync_after_days")),
     )
+    if kind.is_event and kind.resync_after_days:
+        raise MappingError(f"{path}: {where} is an event kind: events are sent once, never re-synced")
     if kind.is_event and not (kind.time and kind.event_name and kind.event_names):
         raise MappingError(f"{path}: {where} is an event kind: it needs time, event_name and event_names")
     if kind.max_records < 1 or kind.max_bytes < 1024:
         raise MappingError(f"{path}: {where}.batch limits must be >= 1 record and >= 1024 bytes")
     return kind
+
+
+def _days(path: str, where: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MappingError(f"{path}: {where} must be a whole number of days >= 0 (0: never), got {value!r}")
+    return value
 
 
 def parse_mapping(doc: dict, path: str = "<mapping>") -> Mapping:
@@ -184,7 +204,18 @@ def parse_mapping(doc: dict, path: str = "<mapping>") -> Mapping:
     policy = events.get("non_idempotent_policy", "at_most_once")
     if policy not in POLICIES:
         raise MappingError(f"{path}: events.non_idempotent_policy {policy!r}; known: {', '.join(POLICIES)}")
+    account_key = doc.get("account_key") or {}
+    if not isinstance(account_key, dict):
+        raise MappingError(f"{path}: account_key must be a mapping ({{form: ..., separator: ...}})")
+    form = account_key.get("form", "auto")
+    if form not in ACCOUNT_KEY_FORMS:
+        raise MappingError(f"{path}: account_key.form {form!r}; known: {', '.join(ACCOUNT_KEY_FORMS)}")
+    separator = str(account_key.get("separator", ":"))
+    if not separator:
+        raise MappingError(f"{path}: account_key.separator must not be empty")
     return Mapping(
+        account_key=form, account_key_separator=separator,
+        resync_after_days=_days(path, "resync_after_days", doc.get("resync_after_days")),
         destination=str(doc["destination"]), adapter=str(doc["adapter"]), connection=str(doc["connection"]),
         pool=str(doc.get("pool") or f"recurly_{doc['destination']}"), mode=mode,
         event_max_age_days=int(events.get("max_age_days", 30)), non_idempotent_policy=policy,

@@ -185,13 +185,15 @@ def _is_missing(value: Any) -> bool:
 
 
 def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int, backfill: bool,
-           exclude_delivered: tuple[str, str] | None = None) -> Selection:
+           exclude_delivered: tuple[str, str] | None = None, account_keys=None) -> Selection:
     """Read the kind's source rows and map them into records.
 
     Events: only names listed in `event_names`; events older than `max_age_days` before `now`
     are left out (counted as held back) unless `backfill`, when they are marked as backfilled.
     `exclude_delivered=(destination, kind)` leaves out events the ledger already holds, in SQL
     (an anti-join on its primary key), so a daily run does not read the whole event history.
+    `account_keys` (account_keys.AccountKeys) adds the column `account_key` to every row that has
+    `site` and `account_code`, before the custom-field columns (which may fall back to it).
     """
     params: dict[str, Any] = {}
     where: list[str] = []
@@ -222,6 +224,8 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     set_aside: list[SetAside] = []
     seen: dict[str, dict] = {}
     for row in rows:
+        if account_keys is not None:
+            account_keys.add(row)
         for c in kind.custom_fields:
             row[c.name] = _custom_field(row, c)
         key = row.get(kind.key)

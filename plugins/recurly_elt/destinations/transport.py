@@ -9,6 +9,12 @@ policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client
   they do not count as attempts.
 - 5xx, timeouts, dropped connections and unreadable bodies: retried with exponential backoff and
   jitter, at most `max_attempts` tries.
+- A request that must not reach the API twice (`resend_uncertain=False`: a kind the destination
+  does not deduplicate, sent at most once) is retried only when it provably never left: the
+  connection could not be opened (refused, unreachable, DNS, connect timeout). A failure after
+  the request was written (the connection closed or reset before or during the answer, a read
+  timeout, an unreadable body) means the API may have applied it: Unreadable, the batch is
+  uncertain. A 5xx or 429 *answer* is the API saying it did not take the request: retried.
 - Any other status is the adapter's to read (400 with per-record errors, 413 ...).
 When retries run out, GaveUp says why (the last status and message); the engine then records the
 batch's rows as retryable rejections. The secret is in the session's headers only: it never
@@ -41,8 +47,22 @@ class GaveUp(Exception):
 
 
 class Unreadable(GaveUp):
-    """An answer came (the request probably took effect) but could not be read, and the request
-    must not be sent twice: its records' fate is uncertain."""
+    """The request was written but its answer was lost or could not be read (it may have taken
+    effect), and the request must not be sent twice: its records' fate is uncertain."""
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when a requests exception proves the request never reached the server: the
+    connection could not be opened (refused, unreachable, DNS failure, connect timeout). Anything
+    later (reset, closed without answer, read timeout) may follow a request the server applied."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 @dataclass
@@ -76,12 +96,13 @@ class Transport:
     _last_sent: float | None = None
 
     def retry_read(self, request: Request, read: Callable[[Response], Any], *,
-                   resend_unreadable: bool = True) -> tuple[Any, Sent]:
+                   resend_uncertain: bool = True) -> tuple[Any, Sent]:
         """Send `request` and read its answer with `read`, retrying by the project's one retry policy
         (http_retry): 5xx, no answer, a dropped connection and 429s (waited out until Retry-After /
-        Reset). An answer `read` cannot parse (BadAnswer) is retried like a 5xx, unless
-        `resend_unreadable` is False (a request that must not reach the API twice): Unreadable then.
-        GaveUp when the retries run out."""
+        Reset). An answer `read` cannot parse (BadAnswer) is retried like a 5xx. With
+        `resend_uncertain` False (a request that must not reach the API twice), an attempt that
+        may have taken effect (written, then no answer or an unreadable one) is not retried:
+        Unreadable; one that never left (connect failure) still is. GaveUp when retries run out."""
         import requests
 
         attempts, last_status = 0, None
@@ -99,8 +120,16 @@ class Transport:
                                            timeout=(self.retry.connect_timeout, self.retry.read_timeout))
                 body = raw.content  # read fully here: a connection dropped mid-body raises now
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if never_sent(exc):
+                    raise Transient(f"not sent: the connection could not be opened ({type(exc).__name__})") from None
+                if not resend_uncertain:
+                    raise Unreadable(f"no answer after the request was sent ({type(exc).__name__}): it may "
+                                     "have been applied", None, attempts) from None
                 raise Transient(f"no answer: {type(exc).__name__}") from None
             except requests.exceptions.ChunkedEncodingError:
+                if not resend_uncertain:
+                    raise Unreadable("the connection closed mid-answer: the request may have been applied",
+                                     None, attempts) from None
                 raise Transient("the connection closed mid-answer") from None
             response = Response(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
             last_status = response.status
@@ -113,7 +142,7 @@ class Transport:
             try:
                 return read(response), response
             except BadAnswer as exc:
-                if not resend_unreadable:
+                if not resend_uncertain:
                     raise Unreadable(f"unreadable answer: {exc}", response.status, attempts) from None
                 raise Transient(f"unreadable answer: {exc}") from None
 

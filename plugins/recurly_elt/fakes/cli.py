@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
     keys.add_argument("--api-key-file", type=Path, default=None, help="read the key from FILE")
     serve.add_argument("--seed", type=int, default=42)
     serve.add_argument("--rate-limit", default="", help="N/SECONDS (fixed windows) or N per minute; empty = off")
-    serve.add_argument("--faults", default="", help='e.g. "5xx=0.1,slow=0.05:2,drop=0.02,storm=30:5"')
+    serve.add_argument("--faults", default="", help='e.g. "5xx=0.1,slow=0.05:2,drop=0.02,lost=0.02,storm=30:5 (drop: before the request is applied; lost: after, no answer)"')
     serve.add_argument("--reject", type=float, default=0.0, help="share of records refused as invalid (0-1)")
     serve.add_argument("--ready-file", type=Path, default=None, help="written (JSON with the port) once listening")
     state = sub.add_parser("state", help="print what a running fake holds")

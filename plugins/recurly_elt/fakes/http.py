@@ -9,7 +9,9 @@ One API request goes through, in order:
                limiter and Decision), vendor headers                                 -> 429
   faults       the sandbox's seeded faults (sandbox/faults.py): 5xx, storm (429), slow, drop
                (the connection closed before the request is applied), malformed (a truncated
-               body; the request *was* applied, as when a proxy cuts an answer)
+               body; the request *was* applied, as when a proxy cuts an answer), lost (the
+               request *was* applied, then the connection closed with no answer: what a client
+               sees as a drop, but the destination holds the data)
   app          the vendor's own validation and answer
 """
 
@@ -222,16 +224,14 @@ class Handler(BaseHTTPRequestHandler):
                 elif fault.kind == "5xx":
                     reply = app.error(fault.status, "The service is temporarily unavailable.")
                 elif fault.kind == "drop":  # closed before the request is applied
-                    server.statuses[0] += 1
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    self._hang_up()
                     return
             if reply is None:
                 with app.lock:
                     reply = app.handle(method, split.path, dict(parse_qsl(split.query)), self.headers, body)
+                if fault.kind == "lost":  # applied, then closed with no answer
+                    self._hang_up()
+                    return
         except Exception:  # a bug in the fake: say so, answer 500, keep serving
             traceback.print_exc()
             reply = app.error(500, f"the fake failed on {method} {split.path}")
@@ -243,6 +243,15 @@ class Handler(BaseHTTPRequestHandler):
         if fault.kind == "malformed" and data:
             data = data[: max(1, len(data) // 2)]
         self._write(reply.status, headers, data)
+
+    def _hang_up(self) -> None:
+        """Close the connection without an answer (counted as status 0)."""
+        self.server.statuses[0] += 1
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _control(self, method: str, route: str, body: bytes) -> tuple[int, dict, bytes]:
         server, app = self.server, self.server.app

@@ -5,11 +5,13 @@ A spec is a comma-separated list, e.g. "5xx=0.1,slow=0.05:2.0,drop=0.02,malforme
   slow=P:S       share P delayed by S seconds before the response (default 2 s)
   drop=P         share P whose connection is closed mid-response (headers sent, body cut short)
   malformed=P    share P answered 200 with a truncated, invalid JSON body
+  lost=P         share P processed (a write is applied), then the connection closed with no answer
+                 at all: the client cannot tell it from a drop, but the request took effect
   storm=EVERY:D  the last D seconds of every EVERY seconds (counted from the whole second at which
                  the server starts or the faults are set) answer 429
                  `rate_limited` whatever the budget (Remaining 0, Reset at the storm's end)
 
-5xx, drop and malformed exclude each other (their shares must add up to at most 1); slow adds a
+5xx, drop, malformed and lost exclude each other (their shares must add up to at most 1); slow adds a
 delay to whatever else happens. Each site draws from its own RNG seeded from the site's seed, and
 every request draws the same number of values whatever the outcome, so the same seed and the same
 request sequence give the same faults.
@@ -33,6 +35,7 @@ class FaultSpec:
     slow_seconds: float = 2.0
     drop: float = 0.0
     malformed: float = 0.0
+    lost: float = 0.0
     storm_every: float = 0.0
     storm_seconds: float = 0.0
 
@@ -52,7 +55,7 @@ class FaultSpec:
                     values["slow"] = _share(share)
                     if seconds:
                         values["slow_seconds"] = _positive(seconds)
-                elif name in ("drop", "malformed"):
+                elif name in ("drop", "malformed", "lost"):
                     values[name] = _share(value)
                 elif name == "storm":
                     every, colon, seconds = value.partition(":")
@@ -62,12 +65,12 @@ class FaultSpec:
                     if values["storm_seconds"] >= values["storm_every"]:
                         raise ValueError("a storm must be shorter than its period")
                 else:
-                    raise ValueError("unknown fault (known: 5xx, slow, drop, malformed, storm)")
+                    raise ValueError("unknown fault (known: 5xx, slow, drop, malformed, lost, storm)")
             except ValueError as exc:
                 raise ValueError(f"bad fault {item!r} in {text!r}: {exc}") from None
         spec = cls(**values)
-        if spec.server_error + spec.drop + spec.malformed > 1:
-            raise ValueError(f"fault shares 5xx + drop + malformed exceed 1 in {text!r}")
+        if spec.server_error + spec.drop + spec.malformed + spec.lost > 1:
+            raise ValueError(f"fault shares 5xx + drop + malformed + lost exceed 1 in {text!r}")
         return spec
 
     def __str__(self) -> str:
@@ -80,13 +83,15 @@ class FaultSpec:
             parts.append(f"drop={self.drop:g}")
         if self.malformed:
             parts.append(f"malformed={self.malformed:g}")
+        if self.lost:
+            parts.append(f"lost={self.lost:g}")
         if self.storm_every:
             parts.append(f"storm={self.storm_every:g}:{self.storm_seconds:g}")
         return ",".join(parts)
 
     @property
     def active(self) -> bool:
-        return bool(self.server_error or self.slow or self.drop or self.malformed or self.storm_every)
+        return bool(self.server_error or self.slow or self.drop or self.malformed or self.lost or self.storm_every)
 
 
 def _share(text: str) -> float:
@@ -107,7 +112,7 @@ def _positive(text: str) -> float:
 class Fault:
     """What to do to one response. `kind` is None for a clean response."""
 
-    kind: str | None = None          # "5xx", "drop", "malformed", "storm"
+    kind: str | None = None          # "5xx", "drop", "malformed", "lost", "storm"
     status: int | None = None        # for 5xx
     delay: float = 0.0               # seconds to wait first (slow)
     storm_ends: float | None = None  # epoch seconds, for storm
@@ -158,4 +163,7 @@ class FaultInjector:
         pick -= spec.drop
         if pick < spec.malformed:
             return Fault("malformed", delay=delay)
+        pick -= spec.malformed
+        if pick < spec.lost:
+            return Fault("lost", delay=delay)
         return Fault(delay=delay) if delay else NO_FAULT

@@ -5,7 +5,7 @@ One request goes through, in order:
   API version     Accept must name application/vnd.recurly.v2021-02-25 (or +json, or
                   the `latest` alias); Recurly requires a version, so a missing one fails -> 406
   rate limit      the site's sliding window                                              -> 429
-  faults          the site's seeded fault decisions (5xx, 429 storm, slow, drop, malformed)
+  faults          the site's seeded fault decisions (5xx, 429 storm, slow, drop, malformed, lost)
   hostile         a named scenario set on the site (hostile.py) may answer instead of the
                   routing or rewrite what it answered, for the requests to its list
   routing         routes.py answers from the site's current index                       -> 400/404
@@ -266,10 +266,10 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _respond(self, method: str, status: int, body: bytes, headers: dict[str, str], fault: Fault) -> None:
         headers = {"Recurly-Version": f"recurly.{API_VERSION}", "Content-Type": CONTENT_TYPE, **headers}
         head_only = method == "HEAD"
-        if fault.kind == "drop":  # the full length announced, half of it sent, then the socket closed
-            self.close_connection = True
+        if fault.kind in ("drop", "lost"):  # drop: the full length announced, half of it sent, then
+            self.close_connection = True     # the socket closed; lost: closed with no answer at all
             try:
-                if not head_only:
+                if not head_only and fault.kind == "drop":
                     self.wfile.write(self._head_bytes(status, headers, len(body)) + body[: len(body) // 2])
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:  # the client left first
