@@ -223,11 +223,13 @@ def settle(conn: sa.Connection, destination: str, run_id: str, batch_id: str, *,
     the caller's). `may_be_rejected=False` (the kind has no rejected row at all) skips clearing
     delivered keys from load_rejections."""
     now = utcnow()
-    t = REQUESTS
-    conn.execute(t.update().where(t.c.destination == destination, t.c.run_id == run_id,
-                                  t.c.batch_id == batch_id).values(
-        status=status, http_status=http_status, attempts=attempts, ms=ms, finished_at=now,
-        delivered=len(delivered_rows), rejected=len(rejected_rows), job_id=job_id, error=error))
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(  # one row by its key: the statement text, no expression built per call
+        f"UPDATE {REQUESTS.name} SET status = {mark}, http_status = {mark}, attempts = {mark}, ms = {mark}, "
+        f"finished_at = {mark}, delivered = {mark}, rejected = {mark}, job_id = {mark}, error = {mark} "
+        f"WHERE destination = {mark} AND run_id = {mark} AND batch_id = {mark}",
+        (status, http_status, attempts, ms, _driver_value(conn, now), len(delivered_rows), len(rejected_rows),
+         job_id, error, destination, run_id, batch_id))
     record_delivered(conn, destination, kind, run_id, delivered_rows, batch_id=batch_id, now=now,
                      clear_rejections=may_be_rejected)
     record_rejections(conn, destination, kind, run_id, rejected_rows, now=now)
