@@ -95,3 +95,25 @@ def test_counters_are_exact_with_several_threads():
         t.join()
     assert transport.counters.requests == session.sent == 200
     assert transport._in_flight == 0
+
+
+def test_after_a_wait_for_reset_one_request_probes_the_new_window_alone():
+    clock = Clock()
+    transport, _ = make([(0, 1_001.0)], clock)
+    send(transport)
+    transport._in_flight = 1          # another thread's request is out, into the new window
+    with transport._lock:
+        transport._remaining = None   # as after the wait for Reset
+    released = []
+
+    def third():
+        transport._pace()
+        released.append(True)
+
+    waiter = threading.Thread(target=third)
+    waiter.start()
+    waiter.join(0.3)
+    assert not released               # held until the probe's answer says what the window allows
+    transport._answered(None)         # the probe answered (no headers: the budget stays unknown)
+    waiter.join(5)
+    assert released

@@ -5,7 +5,8 @@ policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client
   and the requests still allowed are spread evenly over the time left until Reset (interval =
   time to Reset / (Remaining - requests in flight + 1)), so the window's budget is used while the
   requests stay apart; when nothing remains the next request waits until Reset, so a client that
-  keeps to the headers is never refused. The engine sends from several threads: pacing, the
+  keeps to the headers is never refused; after that wait one request finds out the new window's
+  budget while the others wait for its answer. The engine sends from several threads: pacing, the
   header state and the counters are shared under one lock, and requests take turns.
 - 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of
   one request are bounded by `max_rate_limited_seconds`, each by `max_wait_seconds` (logged), and
@@ -81,10 +82,12 @@ class Transport:
     _reset_at: float | None = None
     _last_sent: float | None = None
     _in_flight: int = 0
+    _headers_seen: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        self._answer = threading.Condition(self._lock)  # notified at every answer
         # requests reads the whole environment (proxies, CA bundle, .netrc) again for every request
         # when trust_env is on; the host never changes, so it is read once here and kept.
         if getattr(self.session, "trust_env", False) and hasattr(self.session, "merge_environment_settings"):
@@ -170,7 +173,11 @@ class Transport:
                 now = time.perf_counter()
                 if self._last_sent is not None and now - self._last_sent < interval:
                     self._sleep(interval - (now - self._last_sent))
-            with self._lock:
+            with self._answer:
+                # The budget is unknown after a wait for Reset: one request finds it out while the
+                # others wait for its answer (they would all go at once into the new window).
+                while self._headers_seen and self._remaining is None and self._in_flight > 0:
+                    self._answer.wait(1.0)
                 wait = self._header_wait()
             if wait > 0:
                 self._sleep(self.retry.capped(wait))
@@ -198,6 +205,7 @@ class Transport:
         with self._lock:
             self._in_flight -= 1
             self.counters.last_answer_at = self.clock()
+            self._answer.notify_all()
             if response is None:
                 return
             self._read_rate(response)
@@ -208,6 +216,7 @@ class Transport:
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             self._remaining = int(float(remaining)) if remaining is not None else None
+            self._headers_seen = self._headers_seen or remaining is not None
             if reset is not None:
                 value = float(reset)
                 if not 0 <= value < 1e11:  # an answer is untrusted: ignore absurd resets
