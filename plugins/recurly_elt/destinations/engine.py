@@ -405,7 +405,11 @@ class _Run:
                         ledger.mark_pending_many(conn, self.dest, self.run_id, kind.name,
                                                  [(b.batch_id, [r.key for r in b.records], b.size) for b in starting])
             for batch in starting:
-                batch.future = self.pool.submit(self._exchange, kind, batch, once)
+                if depth == 1:  # one at a time: sent on this thread, no hand-over to a worker
+                    batch.future = Future()
+                    batch.future.set_result(self._exchange(kind, batch, once))
+                else:
+                    batch.future = self.pool.submit(self._exchange, kind, batch, once)
                 flying.append(batch)
             now = time.perf_counter()
             if now - last >= self.progress_seconds:
