@@ -114,6 +114,7 @@ class Transport:
             self._pace()
             attempts += 1
             last_status = None
+            sent_at = self.clock()
             try:
                 raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
                                            headers=request.headers,
@@ -130,7 +131,7 @@ class Transport:
                 raise
             response = Response(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
             last_status = response.status
-            self._answered(response)
+            self._answered(response, sent_at)
             if response.status == 429:
                 raise RateLimited(self._retry_after(response), f"HTTP {response.status}: rate limited")
             if response.status >= 500:
@@ -201,18 +202,22 @@ class Transport:
         since = time.perf_counter() - self._last_sent if self._last_sent is not None else to_reset
         return max(0.0, to_reset / (spare + 1) - since)
 
-    def _answered(self, response: Response | None) -> None:
+    def _answered(self, response: Response | None, sent_at: float | None = None) -> None:
         with self._lock:
             self._in_flight -= 1
             self.counters.last_answer_at = self.clock()
             self._answer.notify_all()
             if response is None:
                 return
-            self._read_rate(response)
+            self._read_rate(response, sent_at)
             if response.status == 429:
                 self.counters.status_429 += 1
 
-    def _read_rate(self, response: Response) -> None:
+    def _read_rate(self, response: Response, sent_at: float | None = None) -> None:
+        """Remaining and Reset of an answer. A Reset in seconds from now counts from halfway
+        between sending and the answer: the API counted the request on arrival (after reading its
+        body), so counting from the answer would add the request's own time to every wait, and
+        counting from the send would start the next window early."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             self._remaining = int(float(remaining)) if remaining is not None else None
@@ -221,7 +226,9 @@ class Transport:
                 value = float(reset)
                 if not 0 <= value < 1e11:  # an answer is untrusted: ignore absurd resets
                     raise ValueError(reset)
-                self._reset_at = self.clock() + value if self.rate.reset_is_delta else value
+                now = self.clock()
+                base = (sent_at + now) / 2 if sent_at is not None else now
+                self._reset_at = base + value if self.rate.reset_is_delta else value
         except ValueError:
             self._remaining, self._reset_at = None, None
 
