@@ -114,7 +114,6 @@ class Transport:
             self._pace()
             attempts += 1
             last_status = None
-            sent_at = self.clock()
             try:
                 raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
                                            headers=request.headers,
@@ -131,7 +130,7 @@ class Transport:
                 raise
             response = Response(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
             last_status = response.status
-            self._answered(response, sent_at)
+            self._answered(response)
             if response.status == 429:
                 raise RateLimited(self._retry_after(response), f"HTTP {response.status}: rate limited")
             if response.status >= 500:
@@ -202,22 +201,22 @@ class Transport:
         since = time.perf_counter() - self._last_sent if self._last_sent is not None else to_reset
         return max(0.0, to_reset / (spare + 1) - since)
 
-    def _answered(self, response: Response | None, sent_at: float | None = None) -> None:
+    def _answered(self, response: Response | None) -> None:
         with self._lock:
             self._in_flight -= 1
             self.counters.last_answer_at = self.clock()
             self._answer.notify_all()
             if response is None:
                 return
-            self._read_rate(response, sent_at)
+            self._read_rate(response)
             if response.status == 429:
                 self.counters.status_429 += 1
 
-    def _read_rate(self, response: Response, sent_at: float | None = None) -> None:
-        """Remaining and Reset of an answer. A Reset in seconds from now counts from halfway
-        between sending and the answer: the API counted the request on arrival (after reading its
-        body), so counting from the answer would add the request's own time to every wait, and
-        counting from the send would start the next window early."""
+    def _read_rate(self, response: Response) -> None:
+        """Remaining and Reset of an answer. A Reset in seconds from now (whole seconds) counts
+        from the answer: never early (counting from the send, or from halfway, started the next
+        window before the API did and drew 429s when it read a large body before counting it),
+        at the price of up to a second and the request's own time per window."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             self._remaining = int(float(remaining)) if remaining is not None else None
@@ -226,9 +225,7 @@ class Transport:
                 value = float(reset)
                 if not 0 <= value < 1e11:  # an answer is untrusted: ignore absurd resets
                     raise ValueError(reset)
-                now = self.clock()
-                base = (sent_at + now) / 2 if sent_at is not None else now
-                self._reset_at = base + value if self.rate.reset_is_delta else value
+                self._reset_at = self.clock() + value if self.rate.reset_is_delta else value
         except ValueError:
             self._remaining, self._reset_at = None, None
 
