@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -86,7 +87,8 @@ def _warehouse(args) -> tuple[str, dict]:
 
 def _start_fake(args, folder: Path) -> tuple[subprocess.Popen, str]:
     folder.mkdir(parents=True, exist_ok=True)
-    ready, key_file = folder / f"fake-{args.destination}.ready.json", folder / "fake.key"
+    # one ready file per run: two runs at once must not read each other's fake
+    ready, key_file = folder / f"fake-{args.destination}-{os.getpid()}.ready.json", folder / "fake.key"
     ready.unlink(missing_ok=True)
     key_file.write_text(KEY)
     argv = [sys.executable, "-m", "recurly_elt.cli", "fakes", "serve", args.destination, "--port", "0",
