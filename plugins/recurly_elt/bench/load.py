@@ -10,11 +10,17 @@ events, without backfill). Prints one JSON line:
   objects, events         records delivered (users/profiles; events of every kind)
   requests, min_requests  delivery requests sent, and the minimum the batch limits allow for them
   polls                   asynchronous-job follow-ups (Klaviyo import jobs)
-  seconds, objects_per_s  wall time of the delivery, and (objects + events) per second
-  client_cpu_s, client_objects_per_s   the client process's CPU time, and records per CPU second
+  seconds, objects_per_s  wall time of the delivery, and (objects + events) per wall second
+  client_cpu_s, client_objects_per_s   "client-side": the CPU time of the client process (every
+                          thread: reading and mapping the warehouse, SQLite itself, which runs in
+                          the process, the ledger, HTTP), and records per CPU second; the fake's
+                          own time (request validation) is in its subprocess, not in it
   rejected, resent        records refused; records the fake received more than once
-  status_429, allowed_requests_used    with --rate-limit N/S: 429 answers, and requests sent over
-                          what the fixed windows of the delivery's time allowed (N x windows)
+  status_429, share_429   with --rate-limit N/S: 429 answers, and their share of all requests
+  allowed_requests_used   requests the fake accepted over what its fixed windows allowed while
+                          the client was sending (N x the windows from the first request to the
+                          last answer); allowed_requests_used_whole_run: over the windows of the
+                          whole delivery, reading the warehouse before the first request included
   matches_expected        the fake holds exactly the warehouse's objects and events (minus rejected; an
                           event of an uncertain batch, whose answer was lost, at most once)
   uncertain               events marked uncertain (at most once: a lost answer, not resent)
@@ -26,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -47,6 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reject", type=float, default=0.0, help="share of records the fake refuses")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--warehouse", default=None, help="warehouse URL (default: the transform benchmark's file)")
+    parser.add_argument("--in-flight", type=int, default=None, help="requests in flight (default: the engine's)")
 
 
 def _warehouse(args) -> tuple[str, dict]:
@@ -81,7 +89,8 @@ def _warehouse(args) -> tuple[str, dict]:
 
 def _start_fake(args, folder: Path) -> tuple[subprocess.Popen, str]:
     folder.mkdir(parents=True, exist_ok=True)
-    ready, key_file = folder / f"fake-{args.destination}.ready.json", folder / "fake.key"
+    # one ready file per run: two runs at once must not read each other's fake
+    ready, key_file = folder / f"fake-{args.destination}-{os.getpid()}.ready.json", folder / "fake.key"
     ready.unlink(missing_ok=True)
     key_file.write_text(KEY)
     argv = [sys.executable, "-m", "recurly_elt.cli", "fakes", "serve", args.destination, "--port", "0",
@@ -160,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
                               retry=RetryPolicy(base_seconds=0.05, max_backoff_seconds=2.0))
         now = datetime.combine(UNTIL, datetime.min.time())
         cpu0, t0 = time.process_time(), time.perf_counter()
+        extra = {"in_flight": args.in_flight} if args.in_flight else {}
         result = deliver(engine, mapping, adapter, transport, run_id=f"bench-{int(time.time())}", now=now,
-                         progress_seconds=30)
+                         progress_seconds=30, **extra)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         fake = requests.get(fake_url + "/_fake/state", timeout=600).json()
         with engine.connect() as c:
@@ -202,10 +212,15 @@ def run(args: argparse.Namespace) -> int:
         "status": result.status, "setup_not_timed": setup,
     }
     if args.rate_limit:
-        limiter = parse_rate_limit(args.rate_limit)  # fixed windows: the windows the run touched
-        allowed = limiter.capacity * math.ceil(seconds / limiter.window)
+        limiter = parse_rate_limit(args.rate_limit)  # fixed windows, aligned on the clock
         sent = fake["server"]["requests"]
-        out["allowed_requests_used"] = round(sent / allowed, 3)
-        out["share_429"] = round(fake["server"]["statuses"].get("429", 0) / max(sent, 1), 4)
+        refused = fake["server"]["statuses"].get("429", 0)
+        first, last = transport.counters.first_sent_at, transport.counters.last_answer_at
+        windows = math.floor(last / limiter.window) - math.floor(first / limiter.window) + 1 if first else 1
+        out["allowed_requests_used"] = round((sent - refused) / (limiter.capacity * windows), 3)
+        out["allowed_requests_used_whole_run"] = round(
+            (sent - refused) / (limiter.capacity * math.ceil(seconds / limiter.window)), 3)
+        out["sending_seconds"] = round(last - first, 2) if first else 0.0
+        out["share_429"] = round(refused / max(sent, 1), 4)
     print(json.dumps(out))
     return 0 if out["matches_expected"] else 1

@@ -125,7 +125,8 @@ class ActiveCampaign(Adapter):
             return Request("POST", "/api/3/import/bulk_import",
                            encode({"contacts": wires, "exclude_automations": True}), headers)
         if kind.options.get("api") == "graphql":
-            items = [{"legacyConnectionId": self.connection_id or 0, **w} for w in wires]
+            # the connection id is known only once prepare() ran: the items are made again here
+            items = [{"legacyConnectionId": self.connection_id or 0, **w} for w in self.wire(kind, records)]
             body = {"query": MUTATION, "variables": {"recurringPayments": items}}
             return Request("POST", "/api/3/ecom/graphql", encode(body), headers)
         if len(wires) != 1:

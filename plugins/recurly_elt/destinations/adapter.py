@@ -128,7 +128,10 @@ class Adapter:
         APIs; Klaviyo's bulk events nest a profile's events in one entry)."""
         raise NotImplementedError
 
-    def build_request(self, kind: Kind, wires: list[dict], records: list[Record], options: dict) -> Request:
+    def build_request(self, kind: Kind, wires: list, records: list[Record], options: dict) -> Request:
+        """One request for a batch. `wires` are the batch's wire objects already encoded (the
+        engine encodes each once, for the byte limit, as records.piece): put them in the body and
+        encode it with records.encode, which copies them verbatim; do not look inside them."""
         raise NotImplementedError
 
     def read_answer(self, kind: Kind, records: list[Record], response: Response) -> Answer:

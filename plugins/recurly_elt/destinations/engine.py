@@ -13,9 +13,12 @@ deliver() runs one destination, kind by kind:
                rejected permanently is not sent again until it changes; `resync_after_days`
                sends an object again, whole, once its last delivery is older than that
   4. batch     groups (records that must travel together) packed within the count and byte limits
-  5. send      each batch marked pending (committed) before it is sent; the answer read by the
-               adapter into per-record outcomes, recorded in one transaction; a whole-batch
-               refusal caused by some rows is split in halves until they are isolated
+  5. send      each batch marked pending (committed) before it is sent; up to `in_flight`
+               requests at once on worker threads (one for kinds sent at most once); the answers
+               read by the adapter into per-record outcomes and recorded in order on the engine's
+               thread, with the pending rows of the next requests, one transaction per round; a
+               whole-batch refusal caused by some rows is split in halves until they are isolated
+Steps 2-4 of the next kind run on a helper thread while a kind is sent.
 The dry run does steps 2-4 only and stores counts and a sample of the request bodies in
 load_run_log. Progress goes to the log every `progress_seconds`; each kind ends with one line.
 """
@@ -27,6 +30,8 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -35,12 +40,16 @@ from typing import Callable
 import sqlalchemy as sa
 
 from recurly_elt.destinations import account_keys, ledger
-from recurly_elt.destinations.adapter import Adapter, Answer, Rejected
+from recurly_elt.destinations.adapter import Adapter, Answer, Rejected, Request
 from recurly_elt.destinations.mapping import Kind, Mapping
-from recurly_elt.destinations.records import Record, encode, select
-from recurly_elt.destinations.transport import GaveUp, Transport, Unreadable
+from recurly_elt.destinations.records import Record, encode, piece, select
+from recurly_elt.destinations.transport import GaveUp, Sent, Transport, Unreadable
 
 log = logging.getLogger(__name__)
+
+# Requests of one kind in flight at once: enough to keep the destination busy while this thread
+# writes the ledger and builds the next request, few enough that a crash resends little.
+IN_FLIGHT = 4
 
 
 @dataclass
@@ -122,9 +131,10 @@ class DeliveryIncomplete(RuntimeError):
 def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Transport | None, *,
             run_id: str, dry_run: bool = False, backfill: bool = False, mode: str | None = None,
             kinds: list[str] | None = None, now: datetime | None = None, progress_seconds: float = 10.0,
-            before_settle: Callable[[str], None] | None = None) -> DeliveryResult:
+            before_settle: Callable[[str], None] | None = None, in_flight: int = IN_FLIGHT) -> DeliveryResult:
     """Deliver one destination. `transport` may be None for a dry run. `before_settle(batch_id)`
-    is called between an answer and its ledger write (tests kill the process there)."""
+    is called between an answer and its ledger write (tests kill the process there). `in_flight`:
+    requests of one kind sent at once (kinds sent at most once: always 1)."""
     mode = mode or mapping.mode
     ledger.ensure_ledger(engine)
     result = DeliveryResult(run_id=run_id, destination=mapping.destination, mode=mode, dry_run=dry_run)
@@ -136,13 +146,11 @@ def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Tr
     log.info("%s: Recurly accounts keyed by %s", mapping.destination, keys.label)
     run = _Run(engine, mapping, adapter, transport, result, run_id=run_id, dry_run=dry_run, backfill=backfill,
                mode=mode, now=now or ledger.utcnow(), progress_seconds=progress_seconds, before_settle=before_settle,
-               keys=keys)
+               keys=keys, in_flight=max(1, int(in_flight)))
     try:
         if not dry_run:
             run.recover()
-        for kind in mapping.kinds:
-            if kinds is None or kind.name in kinds:
-                run.kind(kind)
+        run.run_kinds([kind for kind in mapping.kinds if kinds is None or kind.name in kinds])
         result.status = "incomplete" if result.total("failed") else "success"
     except BaseException as exc:
         result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
@@ -194,11 +202,12 @@ def changed_fields(previous: dict, payload: dict) -> dict:
 class _Run:
     def __init__(self, engine, mapping: Mapping, adapter: Adapter, transport: Transport | None,
                  result: DeliveryResult, *, run_id, dry_run, backfill, mode, now, progress_seconds, before_settle,
-                 keys: account_keys.AccountKeys | None = None):
+                 in_flight, keys: account_keys.AccountKeys | None = None):
         self.engine, self.mapping, self.adapter, self.transport = engine, mapping, adapter, transport
         self.result, self.run_id, self.dry_run, self.backfill, self.mode = result, run_id, dry_run, backfill, mode
         self.now, self.progress_seconds, self.before_settle = now, progress_seconds, before_settle
-        self.keys = keys
+        self.in_flight, self.keys = in_flight, keys
+        self.pool: ThreadPoolExecutor | None = None
         self.token = uuid.uuid4().hex[:8]
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
@@ -236,7 +245,25 @@ class _Run:
                             "not resent", self.dest, batch["batch_id"], kind.name, batch["records"])
 
     # -- 2.-4. select, diff, batch ----------------------------------------------------------------
-    def kind(self, kind: Kind) -> None:
+    def run_kinds(self, kinds: list[Kind]) -> None:
+        """Kind by kind, in the mapping's order. The next kind is selected, diffed and packed on a
+        helper thread while this one is sent, so a rate limit's window is not left idle while it is
+        read (reading is the engine's; it writes only the rows it sets aside)."""
+        reader = ThreadPoolExecutor(1, thread_name_prefix=f"load-{self.dest}-read")
+        self.pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix=f"load-{self.dest}-send")
+        try:
+            ahead = reader.submit(self.prepare_kind, kinds[0]) if kinds else None
+            for i, kind in enumerate(kinds):
+                batches, counts = ahead.result()
+                ahead = reader.submit(self.prepare_kind, kinds[i + 1]) if i + 1 < len(kinds) else None
+                if not self.dry_run:
+                    self.send_all(kind, batches, counts)
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def prepare_kind(self, kind: Kind) -> tuple[list, "KindCounts"]:
+        """Select, diff and pack one kind: its batches (a dry run also keeps a sample body)."""
         counts = self.result.kinds.setdefault(kind.name, KindCounts())
         with self.engine.connect() as conn:
             selection = select(conn, kind, now=self.now, max_age_days=self.mapping.event_max_age_days,
@@ -293,8 +320,7 @@ class _Run:
                 request = self.adapter.build_request(kind, [w for _, ws, _ in first for w in ws],
                                                      [r for g, _, _ in first for r in g], self._options())
                 self.result.sample[kind.name] = json.loads(request.body) if request.body else None
-            return
-        self.send_all(kind, batches, counts)
+        return batches, counts
 
     def stale(self, conn, kind: Kind) -> set[str]:
         """Objects to send again though unchanged: last delivered more than `resync_after_days` ago
@@ -307,8 +333,8 @@ class _Run:
     def _options(self) -> dict:
         return {"backfill": self.backfill, "mode": self.mode}
 
-    def pack(self, kind: Kind, records: list[Record]) -> list[list[tuple[list[Record], list[dict], int]]]:
-        """Batches of groups [(records, wire objects, bytes)], each within the kind's limits.
+    def pack(self, kind: Kind, records: list[Record]) -> list[list[tuple[list[Record], list, int]]]:
+        """Batches of groups [(records, encoded wire objects, bytes)], each within the kind's limits.
         A group that does not fit waits for the next batch while later, smaller groups fill this one."""
         groups: dict[tuple, list[Record]] = {}
         if kind.group_by:
@@ -321,10 +347,7 @@ class _Run:
         units = []
         for group in group_list:
             for i in range(0, len(group), limit_n):  # a group over the count limit is cut
-                part = group[i:i + limit_n]
-                wires = self.adapter.wire(kind, part)
-                size = sum(len(encode(w)) + 1 for w in wires)
-                units.append((part, wires, size))
+                units.append(self._unit(kind, group[i:i + limit_n]))
         batches, current, n, b = [], [], 0, 0
         waiting: list = []
         for unit in units:
@@ -362,14 +385,52 @@ class _Run:
 
     # -- 5. send ----------------------------------------------------------------------------------
     def send_all(self, kind: Kind, batches, counts: KindCounts) -> None:
+        """Send the kind's batches with up to `in_flight` requests at once (worker threads), the
+        ledger written on this thread, in order, in one transaction per round: the outcomes of the
+        requests answered since the last write and the `pending` rows of the requests about to go
+        (committed before they are sent). Kinds sent at most once keep one request in flight, so a
+        crash leaves at most one batch whose fate is uncertain, as with a single request."""
         total = sum(len(g) for batch in batches for g, _, _ in batch)
+        once = not self.adapter.idempotent(kind) and self.mapping.non_idempotent_policy == "at_most_once"
+        depth = 1 if once else self.in_flight
+        waiting: deque = deque(([r for g, _, _ in b for r in g], [w for _, ws, _ in b for w in ws],
+                                sum(s for _, _, s in b)) for b in batches)
+        flying: deque[_Batch] = deque()
         started = last = time.perf_counter()
         done = 0
-        for batch in batches:
-            records = [r for g, _, _ in batch for r in g]
-            wires = [w for _, ws, _ in batch for w in ws]
-            self.send(kind, records, wires, sum(s for _, _, s in batch), counts)
-            done += len(records)
+        while waiting or flying:
+            finished: list[_Batch] = []
+            if flying:
+                flying[0].future.result()  # in order: wait for the oldest, take whatever else is answered
+                while flying and flying[0].future.done():
+                    finished.append(flying.popleft())
+            writes: list[Callable[[sa.Connection], None]] = []
+            for batch in finished:
+                writes.extend(self._outcome(kind, batch, batch.future.result(), counts, waiting, once))
+                done += len(batch.records)
+            starting: list[_Batch] = []
+            # refill when half the window is free (or it is empty): each transaction then settles
+            # and marks several requests, while at least half of them stay in flight
+            if not flying or depth - len(flying) >= max(1, depth // 2):
+                while waiting and len(flying) + len(starting) < depth:
+                    starting.append(self._new_batch(kind, *waiting.popleft(), counts))
+            if self.before_settle is not None:
+                for batch in finished:
+                    self.before_settle(batch.batch_id)
+            if writes or starting:
+                with _write(self.engine) as conn:
+                    for write in writes:
+                        write(conn)
+                    if starting:
+                        ledger.mark_pending_many(conn, self.dest, self.run_id, kind.name,
+                                                 [(b.batch_id, [r.key for r in b.records], b.size) for b in starting])
+            for batch in starting:
+                if depth == 1:  # one at a time: sent on this thread, no hand-over to a worker
+                    batch.future = Future()
+                    batch.future.set_result(self._exchange(kind, batch, once))
+                else:
+                    batch.future = self.pool.submit(self._exchange, kind, batch, once)
+                flying.append(batch)
             now = time.perf_counter()
             if now - last >= self.progress_seconds:
                 last = now
@@ -377,7 +438,7 @@ class _Run:
                          self.dest, kind.name, done, total, counts.requests, done / max(now - started, 1e-9),
                          counts.rejected)
 
-    def send(self, kind: Kind, records: list[Record], wires: list[dict], size: int, counts: KindCounts) -> None:
+    def _new_batch(self, kind: Kind, records: list[Record], wires: list, size: int, counts: KindCounts) -> "_Batch":
         if not self.prepared:
             self.adapter.prepare(self.transport)
             self.prepared = True
@@ -385,86 +446,99 @@ class _Run:
                 with _write(self.engine) as conn:
                     account_keys.record(conn, self.mapping, self.keys, self.run_id)
         self.seq += 1
-        batch_id = f"{kind.name}-{self.token}-{self.seq:05d}"
-        with _write(self.engine) as conn:
-            ledger.mark_pending(conn, self.dest, self.run_id, batch_id, kind.name, [r.key for r in records], size)
-        request = self.adapter.build_request(kind, wires, records, self._options())
         counts.requests += 1
         counts.batches += 1
-        once = not self.adapter.idempotent(kind) and self.mapping.non_idempotent_policy == "at_most_once"
+        return _Batch(f"{kind.name}-{self.token}-{self.seq:05d}", records, size,
+                      self.adapter.build_request(kind, wires, records, self._options()))
+
+    def _exchange(self, kind: Kind, batch: "_Batch", once: bool) -> "_Exchange":
+        """On a worker thread: send one batch (and follow its job), read the answer. Only the
+        transport and the adapter's readers run here; the ledger is the engine thread's."""
+        out = _Exchange()
         try:
             answer, sent = self.transport.retry_read(
-                request, lambda response: self.adapter.read_answer(kind, records, response),
+                batch.request, lambda response: self.adapter.read_answer(kind, batch.records, response),
                 resend_uncertain=not once)
             while answer.job is not None:
                 job = answer.job
                 time.sleep(job.wait)
-                counts.polls += 1
+                out.polls += 1
                 answer, sent = self.transport.retry_read(
-                    job.request, lambda response, job=job: self.adapter.read_job(kind, records, job, response))
-        except Unreadable as exc:
-            self._uncertain(kind, batch_id, records, exc)
-            return
-        except GaveUp as exc:
-            self._settle(kind, batch_id, records, "failed", exc.status, exc.attempts, 0,
-                         [Rejected(f"not delivered: {exc}", exc.status, retryable=True, index=i)
-                          for i in range(len(records))], None, counts, error=str(exc), failed=True)
+                    job.request, lambda response, job=job: self.adapter.read_job(kind, batch.records, job, response))
+        except GaveUp as exc:  # Unreadable included
+            out.error = exc
+            return out
+        out.answer, out.sent = answer, sent
+        return out
+
+    def _outcome(self, kind: Kind, batch: "_Batch", out: "_Exchange", counts: KindCounts, waiting: deque,
+                 once: bool) -> list[Callable[[sa.Connection], None]]:
+        """The ledger writes an answered batch needs; a batch refused because of some of its rows
+        puts the rest (or its halves) at the front of `waiting`."""
+        records, batch_id = batch.records, batch.batch_id
+        counts.polls += out.polls
+        if isinstance(out.error, Unreadable) and once:
+            return [self._uncertain(kind, batch_id, records, out.error)]
+        if out.error is not None:
+            exc = out.error
             log.error("%s %s: batch %s of %d records not delivered (%s); they are retried on the next run",
                       self.dest, kind.name, batch_id, len(records), exc)
-            return
+            return [self._settle(kind, batch_id, records, "failed", exc.status, exc.attempts, 0,
+                                 [Rejected(f"not delivered: {exc}", exc.status, retryable=True, index=i)
+                                  for i in range(len(records))], None, counts, error=str(exc), failed=True)]
+        answer, sent = out.answer, out.sent
         status = sent.response.status
         if answer.whole is not None and answer.split and self.adapter.split_on_refusal(kind):
             named = {r.index for r in answer.rejected if r.index is not None and 0 <= r.index < len(records)}
             if named and len(named) < len(records):  # the answer names the bad rows: reject them, resend the rest
-                self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, answer.rejected,
-                             answer.job_id, counts, deliver_rest=False,
-                             error=f"refused as a whole for {len(named)} row(s); the other {len(records) - len(named)} "
-                                   "sent again")
-                rest = [r for i, r in enumerate(records) if i not in named]
-                self._resend(kind, rest, counts)
-                return
+                write = self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, answer.rejected,
+                                     answer.job_id, counts, deliver_rest=False,
+                                     error=f"refused as a whole for {len(named)} row(s); the other "
+                                           f"{len(records) - len(named)} sent again")
+                waiting.appendleft(self._unit(kind, [r for i, r in enumerate(records) if i not in named]))
+                return [write]
             if not named and len(records) > 1:  # no row named: halve until the bad rows are isolated
-                self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, [], answer.job_id,
-                             counts, deliver_rest=False,
-                             error=f"refused as a whole ({answer.whole.reason}); split in two and sent again")
+                write = self._settle(kind, batch_id, records, "failed", status, sent.attempts, sent.ms, [],
+                                     answer.job_id, counts, deliver_rest=False,
+                                     error=f"refused as a whole ({answer.whole.reason}); split in two and sent again")
                 half = len(records) // 2
-                self._resend(kind, records[:half], counts)
-                self._resend(kind, records[half:], counts)
-                return
+                waiting.appendleft(self._unit(kind, records[half:]))
+                waiting.appendleft(self._unit(kind, records[:half]))
+                return [write]
         if answer.whole is not None:
             named = {r.index: r for r in answer.rejected if r.index is not None}
             rejected = [named.get(i) or Rejected(answer.whole.reason, answer.whole.http_status or status,
                                                  answer.whole.retryable, i) for i in range(len(records))]
         else:
             rejected = [r if r.http_status else Rejected(r.reason, status, r.retryable, r.index) for r in answer.rejected]
-        self._settle(kind, batch_id, records, "delivered" if answer.whole is None else "failed", status,
-                     sent.attempts, sent.ms, rejected, answer.job_id, counts)
+        return [self._settle(kind, batch_id, records, "delivered" if answer.whole is None else "failed", status,
+                             sent.attempts, sent.ms, rejected, answer.job_id, counts)]
 
-    def _resend(self, kind: Kind, records: list[Record], counts: KindCounts) -> None:
-        wires = self.adapter.wire(kind, records)
-        self.send(kind, records, wires, sum(len(encode(w)) + 1 for w in wires), counts)
+    def _unit(self, kind: Kind, records: list[Record]) -> tuple[list[Record], list, int]:
+        """Records to send again as one batch: (records, encoded wire objects, bytes)."""
+        pieces = [piece(w) for w in self.adapter.wire(kind, records)]
+        return records, pieces, sum(len(w) + 1 for w in pieces)
 
-    def _uncertain(self, kind: Kind, batch_id: str, records: list[Record], exc: Unreadable) -> None:
+    def _uncertain(self, kind: Kind, batch_id: str, records: list[Record],
+                   exc: Unreadable) -> Callable[[sa.Connection], None]:
         """A request written whose answer was lost (connection closed or reset, read timeout) or
         cannot be read, for a kind sent at most once: the destination may hold the records; they
         are marked delivered-uncertain and the batch reported, not resent."""
-        if self.before_settle is not None:
-            self.before_settle(batch_id)
-        with _write(self.engine) as conn:
+        self.result.uncertain_batches.append(batch_id)
+        log.warning("%s %s: batch %s of %d records was sent but its answer was lost or unreadable (%s); "
+                    "policy at_most_once: marked uncertain, not resent", self.dest, kind.name, batch_id, len(records), exc)
+
+        def write(conn: sa.Connection) -> None:
             ledger.record_delivered(conn, self.dest, kind.name, self.run_id,
                                     [{"object_key": r.key, "payload_hash": r.hash} for r in records],
                                     batch_id=batch_id, uncertain=True)
             ledger.close_pending(conn, self.dest, self.run_id, batch_id, "uncertain",
                                  f"{exc}; policy at_most_once: not resent")
-        self.result.uncertain_batches.append(batch_id)
-        log.warning("%s %s: batch %s of %d records was sent but its answer was lost or unreadable (%s); policy at_most_once: marked "
-                    "uncertain, not resent", self.dest, kind.name, batch_id, len(records), exc)
+        return write
 
     def _settle(self, kind: Kind, batch_id: str, records: list[Record], status: str, http_status, attempts: int,
                 ms: int, rejected: list[Rejected], job_id, counts: KindCounts, *, error: str | None = None,
-                failed: bool = False, deliver_rest: bool = True) -> None:
-        if self.before_settle is not None:
-            self.before_settle(batch_id)
+                failed: bool = False, deliver_rest: bool = True) -> Callable[[sa.Connection], None]:
         refused = {r.index: r for r in rejected if r.index is not None and 0 <= r.index < len(records)}
         delivered_rows, rejected_rows = [], []
         for i, record in enumerate(records):
@@ -475,11 +549,7 @@ class _Run:
             elif deliver_rest:
                 delivered_rows.append({"object_key": record.key, "payload_hash": record.hash,
                                        "payload": None if kind.is_event else encode(record.payload).decode()})
-        with _write(self.engine) as conn:
-            ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
-                          attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
-                          rejected_rows=rejected_rows, job_id=job_id, error=error,
-                          may_be_rejected=kind.name in self.rejected_kinds)
+        may_be_rejected = kind.name in self.rejected_kinds
         if rejected_rows:
             self.rejected_kinds.add(kind.name)
         counts.sent += len(delivered_rows)
@@ -487,3 +557,31 @@ class _Run:
             counts.failed += len(rejected_rows)
         else:
             counts.rejected += len(rejected_rows)
+
+        def write(conn: sa.Connection) -> None:
+            ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
+                          attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
+                          rejected_rows=rejected_rows, job_id=job_id, error=error, may_be_rejected=may_be_rejected)
+        return write
+
+
+@dataclass
+class _Batch:
+    """One request of a kind: what it carries, the request built, its worker's future."""
+
+    batch_id: str
+    records: list[Record]
+    size: int
+    request: Request
+    future: Future | None = None
+
+
+@dataclass
+class _Exchange:
+    """What a worker thread brings back: the final answer (and the exchange that gave it), or why
+    there is none."""
+
+    answer: Answer | None = None
+    sent: Sent | None = None
+    polls: int = 0
+    error: GaveUp | None = None

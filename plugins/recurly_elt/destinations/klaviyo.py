@@ -91,13 +91,11 @@ class Klaviyo(Adapter):
         return [self._profile(kind, r) for r in records]
 
     def build_request(self, kind: Kind, wires: list[dict], records: list[Record], options: dict) -> Request:
-        headers = {"Content-Type": JSONAPI}
+        headers = {"Content-Type": JSONAPI}  # wires: the entries / profiles wire() made, encoded once
         if kind.is_event:
-            body = {"data": {"type": "event-bulk-create-job", "attributes": {
-                "events-bulk-create": {"data": [e for e, _ in self._entries(kind, records)]}}}}
+            body = {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": wires}}}}
             return Request("POST", "/api/event-bulk-create-jobs/", encode(body), headers)
-        body = {"data": {"type": "profile-bulk-import-job", "attributes": {
-            "profiles": {"data": [self._profile(kind, r) for r in records]}}}}
+        body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": wires}}}}
         return Request("POST", "/api/profile-bulk-import-jobs/", encode(body), headers)
 
     def read_answer(self, kind: Kind, records: list[Record], response: Response) -> Answer:

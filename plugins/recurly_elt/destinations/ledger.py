@@ -13,7 +13,11 @@ and one row per run and destination. Columns are documented in docs/destinations
                    must keep (the account key form: account_keys.py)
 
 A batch's outcome is written in one transaction: the request row, the delivered keys and the
-rejections, so the ledger never says more or less than the destination answered.
+rejections, so the ledger never says more or less than the destination answered. The engine puts
+the outcomes of the requests answered since its last write and the `pending` rows of the requests
+it is about to send into one transaction (one per batch or fewer); the per-row writes
+(load_delivered, pending rows) go to the driver's executemany with SQL built once, not through
+SQLAlchemy's per-row parameter processing.
 """
 
 from __future__ import annotations
@@ -191,11 +195,49 @@ def finish_run(conn: sa.Connection, run_id: str, destination: str, *, status: st
         finished_at=utcnow(), error=error, **{c: int(counts.get(c, 0)) for c in RUN_COUNTERS}))
 
 
+def _driver_value(conn: sa.Connection, value: Any) -> Any:
+    """A parameter as the driver takes it, stored as SQLAlchemy stores it (SQLite: DateTime as
+    'YYYY-MM-DD HH:MM:SS.ffffff' text, booleans as 0/1)."""
+    if conn.dialect.name == "sqlite":
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(value, bool):
+            return int(value)
+    return value
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple],
+                 update: tuple[str, ...] | None = None) -> None:
+    """INSERT (or upsert on the primary key, setting `update`) many rows through the driver's
+    executemany: the statement text is built once per call, values are passed as they are."""
+    if not rows:
+        return
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    if update:
+        keys = ", ".join(c.name for c in table.primary_key.columns)
+        sql += f" ON CONFLICT ({keys}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)
+    if any(isinstance(v, (datetime, bool)) for v in rows[0]):
+        rows = [tuple(_driver_value(conn, v) for v in row) for row in rows]
+    conn.exec_driver_sql(sql, rows)
+
+
+PENDING_COLUMNS = ("destination", "run_id", "batch_id", "kind", "records", "bytes", "status", "attempts", "sent_at",
+                   "object_keys")
+
+
 def mark_pending(conn: sa.Connection, destination: str, run_id: str, batch_id: str, kind: str,
                  keys: list[str], size: int) -> None:
-    conn.execute(REQUESTS.insert().values(
-        destination=destination, run_id=run_id, batch_id=batch_id, kind=kind, records=len(keys), bytes=size,
-        status="pending", attempts=0, sent_at=utcnow(), object_keys=json.dumps(keys)))
+    mark_pending_many(conn, destination, run_id, kind, [(batch_id, keys, size)])
+
+
+def mark_pending_many(conn: sa.Connection, destination: str, run_id: str, kind: str,
+                      batches: list[tuple[str, list[str], int]]) -> None:
+    """Requests about to be sent, `pending`: [(batch_id, object keys, bytes)]."""
+    now = utcnow()
+    _insert_many(conn, REQUESTS, PENDING_COLUMNS, [
+        (destination, run_id, batch_id, kind, len(keys), size, "pending", 0, now, json.dumps(keys))
+        for batch_id, keys, size in batches])
 
 
 def settle(conn: sa.Connection, destination: str, run_id: str, batch_id: str, *, status: str,
@@ -206,14 +248,20 @@ def settle(conn: sa.Connection, destination: str, run_id: str, batch_id: str, *,
     the caller's). `may_be_rejected=False` (the kind has no rejected row at all) skips clearing
     delivered keys from load_rejections."""
     now = utcnow()
-    t = REQUESTS
-    conn.execute(t.update().where(t.c.destination == destination, t.c.run_id == run_id,
-                                  t.c.batch_id == batch_id).values(
-        status=status, http_status=http_status, attempts=attempts, ms=ms, finished_at=now,
-        delivered=len(delivered_rows), rejected=len(rejected_rows), job_id=job_id, error=error))
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(  # one row by its key: the statement text, no expression built per call
+        f"UPDATE {REQUESTS.name} SET status = {mark}, http_status = {mark}, attempts = {mark}, ms = {mark}, "
+        f"finished_at = {mark}, delivered = {mark}, rejected = {mark}, job_id = {mark}, error = {mark} "
+        f"WHERE destination = {mark} AND run_id = {mark} AND batch_id = {mark}",
+        (status, http_status, attempts, ms, _driver_value(conn, now), len(delivered_rows), len(rejected_rows),
+         job_id, error, destination, run_id, batch_id))
     record_delivered(conn, destination, kind, run_id, delivered_rows, batch_id=batch_id, now=now,
                      clear_rejections=may_be_rejected)
     record_rejections(conn, destination, kind, run_id, rejected_rows, now=now)
+
+
+DELIVERED_COLUMNS = ("destination", "kind", "object_key", "payload_hash", "payload", "delivered_at", "run_id",
+                     "uncertain", "batch_id")
 
 
 def record_delivered(conn: sa.Connection, destination: str, kind: str, run_id: str, rows: list[dict], *,
@@ -222,12 +270,11 @@ def record_delivered(conn: sa.Connection, destination: str, kind: str, run_id: s
     """rows: {object_key, payload_hash, payload}. Delivered keys leave load_rejections."""
     if not rows:
         return
-    now = now or utcnow()
-    _upsert(conn, DELIVERED, [{"destination": destination, "kind": kind, "object_key": r["object_key"],
-                               "payload_hash": r["payload_hash"], "payload": r.get("payload"),
-                               "delivered_at": now, "run_id": run_id, "uncertain": uncertain,
-                               "batch_id": batch_id} for r in rows],
-            ["payload_hash", "payload", "delivered_at", "run_id", "uncertain", "batch_id"])
+    now = _driver_value(conn, now or utcnow())
+    flag = _driver_value(conn, bool(uncertain))
+    _insert_many(conn, DELIVERED, DELIVERED_COLUMNS, [
+        (destination, kind, r["object_key"], r["payload_hash"], r.get("payload"), now, run_id, flag, batch_id)
+        for r in rows], DELIVERED_COLUMNS[3:])
     if not clear_rejections:
         return
     t = REJECTIONS

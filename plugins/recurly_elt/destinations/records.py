@@ -34,6 +34,14 @@ def encode(value: Any) -> bytes:
     return ENCODER.encode(value)
 
 
+def piece(value: Any):
+    """`value` encoded once, as a piece that encode() of an enclosing body copies verbatim
+    (msgspec.Raw): a wire object is encoded for the byte limit and the same bytes are sent."""
+    import msgspec
+
+    return msgspec.Raw(encode(value))
+
+
 def payload_hash(payload: Any) -> str:
     return hashlib.blake2b(encode(payload), digest_size=16).hexdigest()
 
@@ -140,9 +148,39 @@ def converter(f: Field) -> Callable[[Any], Any]:
     return apply
 
 
+def _fast(f: Field) -> Callable[[Any], Any] | None:
+    """The conversion of a non-null value without the error wrapping (None: the value as read,
+    for text that is already a str)."""
+    if f.type == "money":
+        return _money(f.places)
+    return CONVERTERS[f.type]
+
+
 def _mapper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:
+    """row -> payload. The fast path converts each value directly; any failure (or a NaN) maps
+    the row again through converter(), whose errors name the column and value."""
     plan = [(f.name, f.column, converter(f)) for f in fields]
-    return lambda row: {name: conv(row[col]) for name, col, conv in plan}
+    fast = [(f.name, f.column, _fast(f), f.type == "text") for f in fields]
+
+    def slow(row: dict) -> dict:
+        return {name: conv(row[col]) for name, col, conv in plan}
+
+    def mapped(row: dict) -> dict:
+        out = {}
+        try:
+            for name, col, conv, text in fast:
+                value = row[col]
+                if value is None or (text and type(value) is str):
+                    out[name] = value
+                elif type(value) is float and value != value:  # NaN: null
+                    return slow(row)
+                else:
+                    out[name] = conv(value)
+        except (ValueError, TypeError, ArithmeticError):
+            return slow(row)
+        return out
+
+    return mapped
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -152,17 +190,30 @@ def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dic
     if params:
         statement = statement.bindparams(*(sa.bindparam(k, type_=sa.DateTime()) for k, v in params.items()
                                            if isinstance(v, datetime)))
-    return [dict(r) for r in conn.execute(statement, params or {}).mappings()]
+    result = conn.execute(statement, params or {})
+    keys = list(result.keys())
+    return [dict(zip(keys, r)) for r in result]
 
 
-def _children(conn: sa.Connection, child: Children) -> dict[tuple, list]:
-    """The child rows of `child`, mapped, grouped by their join columns (in the source's order)."""
+def _children(conn: sa.Connection, child: Children, parents: list[dict]) -> dict[tuple, list]:
+    """The child rows of `child` that belong to one of `parents`, mapped, grouped by their join
+    columns (in the source's order). Rows of other parents are skipped as read, before they are
+    mapped: an event kind's parents are the few events to send, its children's source every line
+    item of the warehouse."""
     one = converter(child.value) if child.value else None
     mapped = _mapper(child.fields)
+    wanted = {tuple(str(p[pc]) for pc, _ in child.join) for p in parents}
     out: dict[tuple, list] = {}
-    for row in _rows(conn, child.source):
-        join_key = tuple(str(row[c]) for _, c in child.join)
-        out.setdefault(join_key, []).append(one(row[child.value.column]) if one else mapped(row))
+    if not wanted:
+        return out
+    result = conn.execute(sa.text(child.source))
+    columns = list(result.keys())
+    at = [columns.index(c) for _, c in child.join]
+    for values in result:
+        join_key = tuple(str(values[i]) for i in at)
+        if join_key in wanted:
+            row = dict(zip(columns, values))
+            out.setdefault(join_key, []).append(one(row[child.value.column]) if one else mapped(row))
     return out
 
 
@@ -218,7 +269,7 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
             params["cutoff"] = cutoff
         sql = base
     rows = _rows(conn, sql, params)
-    lists = [(c, _children(conn, c)) for c in kind.children]
+    lists = [(c, _children(conn, c, rows)) for c in kind.children]
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
     records: list[Record] = []
     set_aside: list[SetAside] = []

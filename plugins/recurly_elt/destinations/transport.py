@@ -1,9 +1,13 @@
 """Sending one request: pacing by the API's own rate headers, retries by the project's one retry
 policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client's).
 
-- Pacing: after every answer the API's Remaining and Reset headers are read (names per adapter);
-  when Remaining reaches 0 the next request waits until Reset, so a client that keeps to the
-  headers is never refused.
+- Pacing: after every answer the API's Remaining and Reset headers are read (names per adapter)
+  and the requests still allowed are spread evenly over the time left until Reset (interval =
+  time to Reset / (Remaining - requests in flight + 1)), so the window's budget is used while the
+  requests stay apart; when nothing remains the next request waits until Reset, so a client that
+  keeps to the headers is never refused; after that wait one request finds out the new window's
+  budget while the others wait for its answer. The engine sends from several threads: pacing, the
+  header state and the counters are shared under one lock, and requests take turns.
 - 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of
   one request are bounded by `max_rate_limited_seconds`, each by `max_wait_seconds` (logged), and
   they do not count as attempts.
@@ -24,6 +28,7 @@ appears in an exception, a log line or the ledger.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -78,6 +83,8 @@ class Counters:
     status_429: int = 0
     retries: int = 0
     waited_s: float = 0.0      # pacing and 429 waits
+    first_sent_at: float | None = None   # epoch seconds of the first request and of the last answer
+    last_answer_at: float | None = None
 
 
 @dataclass
@@ -94,6 +101,21 @@ class Transport:
     _remaining: int | None = None
     _reset_at: float | None = None
     _last_sent: float | None = None
+    _in_flight: int = 0
+    _headers_seen: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._answer = threading.Condition(self._lock)  # notified at every answer
+        # requests reads the whole environment (proxies, CA bundle, .netrc) again for every request
+        # when trust_env is on; the host never changes, so it is read once here and kept.
+        if getattr(self.session, "trust_env", False) and hasattr(self.session, "merge_environment_settings"):
+            settings = self.session.merge_environment_settings(self.base_url, {}, None, None, None)
+            self.session.proxies.update(settings.get("proxies") or {})
+            if settings.get("verify") not in (None, True):
+                self.session.verify = settings["verify"]
+            self.session.trust_env = False
 
     def retry_read(self, request: Request, read: Callable[[Response], Any], *,
                    resend_uncertain: bool = True) -> tuple[Any, Sent]:
@@ -112,7 +134,6 @@ class Transport:
             nonlocal attempts, last_status
             self._pace()
             attempts += 1
-            self.counters.requests += 1
             last_status = None
             try:
                 raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
@@ -120,6 +141,7 @@ class Transport:
                                            timeout=(self.retry.connect_timeout, self.retry.read_timeout))
                 body = raw.content  # read fully here: a connection dropped mid-body raises now
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._answered(None)
                 if never_sent(exc):
                     raise Transient(f"not sent: the connection could not be opened ({type(exc).__name__})") from None
                 if not resend_uncertain:
@@ -127,15 +149,18 @@ class Transport:
                                      "have been applied", None, attempts) from None
                 raise Transient(f"no answer: {type(exc).__name__}") from None
             except requests.exceptions.ChunkedEncodingError:
+                self._answered(None)
                 if not resend_uncertain:
                     raise Unreadable("the connection closed mid-answer: the request may have been applied",
                                      None, attempts) from None
                 raise Transient("the connection closed mid-answer") from None
+            except BaseException:
+                self._answered(None)
+                raise
             response = Response(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, body)
             last_status = response.status
-            self._read_rate(response)
+            self._answered(response)
             if response.status == 429:
-                self.counters.status_429 += 1
                 raise RateLimited(self._retry_after(response), f"HTTP {response.status}: rate limited")
             if response.status >= 500:
                 raise Transient(f"HTTP {response.status}")
@@ -148,7 +173,8 @@ class Transport:
 
         def on_wait(exc: BaseException, seconds: float, failures: int) -> None:
             if isinstance(exc, Transient):
-                self.counters.retries += 1
+                with self._lock:
+                    self.counters.retries += 1
             level = logging.INFO if seconds >= 1 else logging.DEBUG
             log.log(level, "%s %s: %s; next try in %.1f s", request.method, request.path, exc, seconds)
 
@@ -161,28 +187,69 @@ class Transport:
     # -- pacing -----------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
-            self.counters.waited_s += seconds
+            with self._lock:
+                self.counters.waited_s += seconds
             self.sleep(seconds)
 
     def _pace(self) -> None:
-        if self.rate.requests_per_second:
-            # 2 % over the interval: a sliding window of exactly N per second also counts the
-            # request that opened the window, which exact spacing would land on.
-            interval = 1.02 / self.rate.requests_per_second
-            now = time.perf_counter()
-            if self._last_sent is not None and now - self._last_sent < interval:
-                self._sleep(interval - (now - self._last_sent))
-            self._last_sent = time.perf_counter()
-        if self._remaining is not None and self._remaining <= 0 and self._reset_at is not None:
-            wait = self._reset_at - self.clock()
+        """Wait for this request's turn: threads go one at a time through here, each waiting what
+        the headers (or the documented rate) ask since the request before it."""
+        with self._turn:
+            if self.rate.requests_per_second:
+                # 2 % over the interval: a sliding window of exactly N per second also counts the
+                # request that opened the window, which exact spacing would land on.
+                interval = 1.02 / self.rate.requests_per_second
+                now = time.perf_counter()
+                if self._last_sent is not None and now - self._last_sent < interval:
+                    self._sleep(interval - (now - self._last_sent))
+            with self._answer:
+                # The budget is unknown after a wait for Reset: one request finds it out while the
+                # others wait for its answer (they would all go at once into the new window).
+                while self._headers_seen and self._remaining is None and self._in_flight > 0:
+                    self._answer.wait(1.0)
+                wait = self._header_wait()
             if wait > 0:
                 self._sleep(self.retry.capped(wait))
-            self._remaining = None
+            with self._lock:
+                if wait > 0 and self._remaining is not None and self._remaining - self._in_flight <= 0:
+                    self._remaining = None  # waited for the reset: unknown until the next answer
+                self._last_sent = time.perf_counter()
+                self._in_flight += 1
+                self.counters.requests += 1
+                if self.counters.first_sent_at is None:
+                    self.counters.first_sent_at = self.clock()
+
+    def _header_wait(self) -> float:
+        """Seconds until the next request may go, by the last Remaining and Reset (lock held)."""
+        if self._remaining is None or self._reset_at is None:
+            return 0.0
+        to_reset = max(0.0, self._reset_at - self.clock())
+        spare = self._remaining - self._in_flight  # requests sent since that answer are not in it
+        if spare <= 0:
+            return to_reset
+        since = time.perf_counter() - self._last_sent if self._last_sent is not None else to_reset
+        return max(0.0, to_reset / (spare + 1) - since)
+
+    def _answered(self, response: Response | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self.counters.last_answer_at = self.clock()
+            self._answer.notify_all()
+            if response is None:
+                return
+            self._read_rate(response)
+            if response.status == 429:
+                self.counters.status_429 += 1
 
     def _read_rate(self, response: Response) -> None:
+        """Remaining and Reset of an answer. A Reset in seconds from now (whole seconds) counts
+        from the answer: never early (counting from the send, or from halfway, started the next
+        window before the API did and drew 429s when it read a large body before counting it),
+        at the price of up to a second and the request's own time per window."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             self._remaining = int(float(remaining)) if remaining is not None else None
+            self._headers_seen = self._headers_seen or remaining is not None
             if reset is not None:
                 value = float(reset)
                 if not 0 <= value < 1e11:  # an answer is untrusted: ignore absurd resets
