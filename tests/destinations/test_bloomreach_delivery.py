@@ -161,7 +161,7 @@ def test_a_connection_without_key_id_or_project_token_is_not_configured(monkeypa
     from recurly_elt.destinations.connection import NotConfigured, transport_for
 
     mapping, adapter = destination(DEST)
-    base = {"conn_type": "http", "host": "https://api.exponea.com", "password": "secret-1"}
+    base = {"conn_type": "http", "host": "https://api.exponea.com", "password": KEY}
     for conn, missing in (({**base, "extra": {"project_token": "p"}}, "key id"),
                           ({**base, "login": "key-1"}, "project token")):
         monkeypatch.setenv("AIRFLOW_CONN_RECURLY_BLOOMREACH", json.dumps(conn))
@@ -170,5 +170,20 @@ def test_a_connection_without_key_id_or_project_token_is_not_configured(monkeypa
     monkeypatch.setenv("AIRFLOW_CONN_RECURLY_BLOOMREACH", json.dumps({**base, "login": "key-1",
                                                                       "extra": {"project_token": "p"}}))
     sent = transport_for(mapping, adapter)
-    assert sent.session.headers["Authorization"] == "Basic " + base64.b64encode(b"key-1:secret-1").decode()
+    assert sent.session.headers["Authorization"] == "Basic " + base64.b64encode(f"key-1:{KEY}".encode()).decode()
     assert adapter.build_request(mapping.kind("events"), [], [], {}).path == "/track/v2/projects/p/batch"
+
+
+def test_a_missing_connection_or_one_without_key_is_not_configured(monkeypatch):
+    """What the load task turns into a skip with the reason (tests/airflow/test_daily_sync_dag.py)."""
+    import dataclasses
+
+    from recurly_elt.destinations.connection import NotConfigured, transport_for
+
+    mapping, adapter = destination(DEST)
+    nowhere = dataclasses.replace(mapping, connection="recurly_not_defined_anywhere")
+    with pytest.raises(NotConfigured, match="'recurly_not_defined_anywhere' is not defined"):
+        transport_for(nowhere, adapter)
+    monkeypatch.setenv("AIRFLOW_CONN_RECURLY_BLOOMREACH", json.dumps({"conn_type": "http", "host": "https://x.test"}))
+    with pytest.raises(NotConfigured, match="has no API key in its password"):
+        transport_for(mapping, adapter)
