@@ -17,19 +17,12 @@ import yaml
 from recurly_elt.destinations.engine import deliver
 
 from .fakes_running import destination, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
+from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 DEST = "activecampaign"
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared" / "seeds" / "003_c202336104a7a0ed.txt"
 STATUS = {"expired": "EXPIRED", "canceled": "CANCELLED", "paused": "PAUSED", "future": "PENDING"}
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
 
 
 def money(value) -> float:

@@ -19,7 +19,7 @@ from recurly_elt.destinations.engine import deliver
 
 from . import expected
 from .fakes_running import KEY, destination, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
+from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 DEST = "bloomreach"
 NAMES = {"Recurly New Subscription": ("subscription", "created"),
@@ -28,13 +28,6 @@ NAMES = {"Recurly New Subscription": ("subscription", "created"),
          "Recurly Subscription Expired": ("subscription", "deleted"),
          "Recurly Invoice Created": ("subscription_charge", "created"),
          "Recurly Successful Payment": ("subscription_charge", "paid")}
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
 
 
 def bloomreach():

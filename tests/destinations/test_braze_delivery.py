@@ -23,16 +23,9 @@ from recurly_elt.fakes.rejects import chosen
 
 from . import expected
 from .fakes_running import destination, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
+from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
 
 
 def assert_braze_equals_warehouse(engine, fake_state, *, exclude_users=(), exclude_events=(), uncertain_events=None):

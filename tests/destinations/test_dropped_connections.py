@@ -11,7 +11,6 @@ import json
 import socket
 from collections import Counter
 
-import pytest
 import requests
 import sqlalchemy as sa
 
@@ -21,14 +20,7 @@ from recurly_elt.fakes.http import FakeServer
 
 from . import expected
 from .fakes_running import FAST_RETRY, KEY, destination, make_app, running, state, transport
-from .warehouse_data import IMPORT_DAY, end_of, staged_engine
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
+from .warehouse_data import IMPORT_DAY, end_of
 
 
 def received_events(fake) -> Counter:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from recurly_elt.destinations.engine import IN_FLIGHT, deliver
 
 from .fakes_running import destination, running, state, transport
-from .warehouse_data import IMPORT_DAY, end_of, staged_engine
+from .warehouse_data import IMPORT_DAY, end_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECT = {"bloomreach": ("test-key-id", {"project_token": "test-project"})}
@@ -44,13 +44,6 @@ def before_settle(batch_id):
 deliver(create_engine_from_url({db!r}), mapping, adapter, transport(Server, adapter), run_id="killed", backfill=True,
         now=datetime.fromisoformat({now!r}), before_settle=before_settle)
 """
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.mark.parametrize("name,kind,resent", [

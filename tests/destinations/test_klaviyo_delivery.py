@@ -20,17 +20,10 @@ from recurly_elt.fakes.rejects import chosen
 from . import expected
 from .fakes_running import destination, running, state, transport
 from .test_braze_delivery import KILLER, ROOT
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
+from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 METRICS = {"Recurly Failed Recurring Payment": "Failed Payment", "Recurly Refund Issued": "Refunded Payment",
            "Recurly Successful Payment": "Successful Payment", "Recurly Invoice Created": "Issued Invoice"}
-
-
-@pytest.fixture
-def warehouse(warehouse_url):
-    engine = staged_engine(warehouse_url)
-    yield engine
-    engine.dispose()
 
 
 def expected_events(engine, since: datetime | None = None) -> Counter:
