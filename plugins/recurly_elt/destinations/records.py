@@ -235,6 +235,20 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _count_held(conn: sa.Connection, source: str, where: list[str], time: str, params: dict) -> int:
+    """How many of the source's rows that `where` keeps are older than :cutoff (held back).
+
+    The inner query selects only a constant and has its own ORDER BY: SQLite then folds the source
+    into it, reading no more of each row than the filters and joins need (a LEFT JOIN whose
+    columns are unused is dropped, an inner join becomes a lookup in its index) and sorting
+    nothing but that constant. Counted straight over the source (no ORDER BY of its own), SQLite
+    runs the source whole instead and sorts every column of every old row just to count them:
+    4 - 5 times the work at equal results."""
+    statement = sa.text(f"SELECT COUNT(*) FROM (SELECT 1 AS old FROM ({source}) s WHERE "
+                        + " AND ".join([*where, f"s.{time} < :cutoff"]) + " ORDER BY old) h")
+    return int(conn.execute(statement.bindparams(sa.bindparam("cutoff", type_=sa.DateTime())), params).scalar() or 0)
+
+
 def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int, backfill: bool,
            exclude_delivered: tuple[str, str] | None = None, account_keys=None) -> Selection:
     """Read the kind's source rows and map them into records.
@@ -259,15 +273,11 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     cutoff = now - timedelta(days=max_age_days)
     held = 0
     if where:
-        base = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
         if kind.is_event and not backfill:
-            held_row = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({base}) h WHERE h.{kind.time} < :cutoff")
-                                    .bindparams(sa.bindparam("cutoff", type_=sa.DateTime())),
-                                    {**params, "cutoff": cutoff}).scalar()
-            held = int(held_row or 0)
-            base = f"SELECT * FROM ({base}) r WHERE r.{kind.time} >= :cutoff"
+            held = _count_held(conn, sql, where, kind.time, {**params, "cutoff": cutoff})
+            where.append(f"s.{kind.time} >= :cutoff")
             params["cutoff"] = cutoff
-        sql = base
+        sql = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
     rows = _rows(conn, sql, params)
     lists = [(c, _children(conn, c, rows)) for c in kind.children]
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
