@@ -185,28 +185,41 @@ def _mapper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:
 
 # -- reading ------------------------------------------------------------------------------------
 
-def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dict]:
+def _execute(conn: sa.Connection, sql: str, params: dict | None = None) -> sa.CursorResult:
     statement = sa.text(sql)
     if params:
         statement = statement.bindparams(*(sa.bindparam(k, type_=sa.DateTime()) for k, v in params.items()
                                            if isinstance(v, datetime)))
-    result = conn.execute(statement, params or {})
+    return conn.execute(statement, params or {})
+
+
+def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dict]:
+    result = _execute(conn, sql, params)
     keys = list(result.keys())
     return [dict(zip(keys, r)) for r in result]
 
 
-def _children(conn: sa.Connection, child: Children, parents: list[dict]) -> dict[tuple, list]:
+def _children(conn: sa.Connection, child: Children, parents: list[dict],
+              parent_query: tuple[str, dict] | None = None) -> dict[tuple, list]:
     """The child rows of `child` that belong to one of `parents`, mapped, grouped by their join
     columns (in the source's order). Rows of other parents are skipped as read, before they are
-    mapped: an event kind's parents are the few events to send, its children's source every line
-    item of the warehouse."""
+    mapped. `parent_query` (the parents' SQL and parameters), given when the parents are a few
+    rows of their source (an event kind's events to send, while its children's source is every
+    line item of the warehouse), also filters the children in SQL, so the database sorts and
+    hands over only theirs."""
     one = converter(child.value) if child.value else None
     mapped = _mapper(child.fields)
     wanted = {tuple(str(p[pc]) for pc, _ in child.join) for p in parents}
     out: dict[tuple, list] = {}
     if not wanted:
         return out
-    result = conn.execute(sa.text(child.source))
+    sql, params = child.source, {}
+    if parent_query is not None:
+        mine = ", ".join(f"c.{cc}" for _, cc in child.join)
+        theirs = ", ".join(f"p.{pc}" for pc, _ in child.join)
+        sql = f"SELECT c.* FROM ({child.source}) c WHERE ({mine}) IN (SELECT {theirs} FROM ({parent_query[0]}) p)"
+        params = parent_query[1]
+    result = _execute(conn, sql, params)
     columns = list(result.keys())
     at = [columns.index(c) for _, c in child.join]
     for values in result:
@@ -279,7 +292,7 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
             params["cutoff"] = cutoff
         sql = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
     rows = _rows(conn, sql, params)
-    lists = [(c, _children(conn, c, rows)) for c in kind.children]
+    lists = [(c, _children(conn, c, rows, (sql, params) if kind.is_event else None)) for c in kind.children]
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
     records: list[Record] = []
     set_aside: list[SetAside] = []
