@@ -185,28 +185,41 @@ def _mapper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:
 
 # -- reading ------------------------------------------------------------------------------------
 
-def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dict]:
+def _execute(conn: sa.Connection, sql: str, params: dict | None = None) -> sa.CursorResult:
     statement = sa.text(sql)
     if params:
         statement = statement.bindparams(*(sa.bindparam(k, type_=sa.DateTime()) for k, v in params.items()
                                            if isinstance(v, datetime)))
-    result = conn.execute(statement, params or {})
+    return conn.execute(statement, params or {})
+
+
+def _rows(conn: sa.Connection, sql: str, params: dict | None = None) -> list[dict]:
+    result = _execute(conn, sql, params)
     keys = list(result.keys())
     return [dict(zip(keys, r)) for r in result]
 
 
-def _children(conn: sa.Connection, child: Children, parents: list[dict]) -> dict[tuple, list]:
+def _children(conn: sa.Connection, child: Children, parents: list[dict],
+              parent_query: tuple[str, dict] | None = None) -> dict[tuple, list]:
     """The child rows of `child` that belong to one of `parents`, mapped, grouped by their join
     columns (in the source's order). Rows of other parents are skipped as read, before they are
-    mapped: an event kind's parents are the few events to send, its children's source every line
-    item of the warehouse."""
+    mapped. `parent_query` (the parents' SQL and parameters), given when the parents are a few
+    rows of their source (an event kind's events to send, while its children's source is every
+    line item of the warehouse), also filters the children in SQL, so the database sorts and
+    hands over only theirs."""
     one = converter(child.value) if child.value else None
     mapped = _mapper(child.fields)
     wanted = {tuple(str(p[pc]) for pc, _ in child.join) for p in parents}
     out: dict[tuple, list] = {}
     if not wanted:
         return out
-    result = conn.execute(sa.text(child.source))
+    sql, params = child.source, {}
+    if parent_query is not None:
+        mine = ", ".join(f"c.{cc}" for _, cc in child.join)
+        theirs = ", ".join(f"p.{pc}" for pc, _ in child.join)
+        sql = f"SELECT c.* FROM ({child.source}) c WHERE ({mine}) IN (SELECT {theirs} FROM ({parent_query[0]}) p)"
+        params = parent_query[1]
+    result = _execute(conn, sql, params)
     columns = list(result.keys())
     at = [columns.index(c) for _, c in child.join]
     for values in result:
@@ -235,6 +248,20 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _count_held(conn: sa.Connection, source: str, where: list[str], time: str, params: dict) -> int:
+    """How many of the source's rows that `where` keeps are older than :cutoff (held back).
+
+    The inner query selects only a constant and has its own ORDER BY: SQLite then folds the source
+    into it, reading no more of each row than the filters and joins need (a LEFT JOIN whose
+    columns are unused is dropped, an inner join becomes a lookup in its index) and sorting
+    nothing but that constant. Counted straight over the source (no ORDER BY of its own), SQLite
+    runs the source whole instead and sorts every column of every old row just to count them:
+    2 - 5 times the work at equal results."""
+    statement = sa.text(f"SELECT COUNT(*) FROM (SELECT 1 AS old FROM ({source}) s WHERE "
+                        + " AND ".join([*where, f"s.{time} < :cutoff"]) + " ORDER BY old) h")
+    return int(conn.execute(statement.bindparams(sa.bindparam("cutoff", type_=sa.DateTime())), params).scalar() or 0)
+
+
 def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int, backfill: bool,
            exclude_delivered: tuple[str, str] | None = None, account_keys=None) -> Selection:
     """Read the kind's source rows and map them into records.
@@ -259,17 +286,13 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     cutoff = now - timedelta(days=max_age_days)
     held = 0
     if where:
-        base = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
         if kind.is_event and not backfill:
-            held_row = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({base}) h WHERE h.{kind.time} < :cutoff")
-                                    .bindparams(sa.bindparam("cutoff", type_=sa.DateTime())),
-                                    {**params, "cutoff": cutoff}).scalar()
-            held = int(held_row or 0)
-            base = f"SELECT * FROM ({base}) r WHERE r.{kind.time} >= :cutoff"
+            held = _count_held(conn, sql, where, kind.time, {**params, "cutoff": cutoff})
+            where.append(f"s.{kind.time} >= :cutoff")
             params["cutoff"] = cutoff
-        sql = base
+        sql = f"SELECT * FROM ({sql}) s WHERE " + " AND ".join(where)
     rows = _rows(conn, sql, params)
-    lists = [(c, _children(conn, c, rows)) for c in kind.children]
+    lists = [(c, _children(conn, c, rows, (sql, params) if kind.is_event else None)) for c in kind.children]
     mapped, identity = _mapper(kind.fields), _mapper(kind.identity)
     records: list[Record] = []
     set_aside: list[SetAside] = []
