@@ -260,9 +260,11 @@ def _expected_run_log_keys(runs) -> set:
 
 def test_the_destinations_got_the_import_and_a_rerun_sends_them_nothing(two_passes):
     """Every offline destination received the first delivery of the history through the scheduler;
-    the last day run once more, with nothing changed since, sends no request to any destination."""
+    the same 7-day backfill run again, and then the last day once more, with nothing changed since,
+    send no request to any destination (the fakes' request counts do not move)."""
     sent = two_passes.deliveries
     assert all(n > 0 for n in sent["import"].values()), sent
+    assert sent["second"] == sent["first"], sent
     assert sent["last day again"] == sent["second"], sent
 
 
