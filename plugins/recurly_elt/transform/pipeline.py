@@ -106,6 +106,7 @@ def transform_site(db: columnar.Columnar, site: str, start: pd.Timestamp, end: p
         evts = events_mod.lifecycle_events(f, segs, start, end)
         clock.lap("events")
         out["lifecycle_events"] = store.write_events(db, site, evts, start, end)
+        store.fill_event_account_codes(db, site)
         del evts  # gone before the next stages build their own frames
         clock.lap("write")
 

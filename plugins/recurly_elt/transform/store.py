@@ -111,6 +111,27 @@ def write_events(db: Columnar, site: str, events: pd.DataFrame, start: pd.Timest
     return replace(db, t.LIFECYCLE_EVENTS, where, events.assign(site=site))
 
 
+def fill_event_account_codes(db: Columnar, site: str) -> None:
+    """Give stored events the code of their account once it is staged.
+
+    An event is written with the code of its account as staging holds it then; a one-time import
+    up to date X does not stage an account updated after X (Recurly's `end_time` filters on
+    `updated_at`), though it stages that account's older subscriptions and invoices, so their
+    events are written without a code. The daily run that stages the account rewrites only its own
+    window's events: this fills the code of the older ones (an account code never changes in
+    Recurly), so a destination keyed by it receives them instead of refusing them as without
+    identity. One UPDATE, the same on SQLite and PostgreSQL."""
+    e = t.LIFECYCLE_EVENTS
+    a = sa.table("stg_accounts", sa.column("site"), sa.column("id"), sa.column("code"))
+    known = sa.and_(a.c.site == e.c.site, a.c.id == e.c.account_id, a.c.code.is_not(None), a.c.code != "")
+    db.execute(
+        e.update()
+        .where(e.c.site == site, sa.or_(e.c.account_code.is_(None), e.c.account_code == ""),
+               sa.exists(sa.select(a.c.code).where(known)))
+        .values(account_code=sa.select(a.c.code).where(known).scalar_subquery())
+    )
+
+
 def write_health(db: Columnar, site: str, health: pd.DataFrame, days: pd.DatetimeIndex) -> int:
     c = t.ACCOUNT_HEALTH.c
     if len(days) == 0:
