@@ -51,3 +51,14 @@ def transport(server: FakeServer, adapter, retry: RetryPolicy = FAST_RETRY) -> T
 
 def state(server: FakeServer) -> dict:
     return requests.get(server.url + "/_fake/state", timeout=30).json()
+
+
+def dry_then_real(run, warehouse, server: FakeServer, counted: tuple[str, ...], **kw) -> tuple:
+    """A dry run, which must send the fake nothing, then the same run for real (`run` is the test
+    file's own runner, `kw` its arguments): (dry, real), with equal totals of every `counted` name."""
+    dry = run(warehouse, server, run_id="dry", dry_run=True, **kw)
+    assert state(server)["server"]["requests"] == 0
+    real = run(warehouse, server, run_id="real", **kw)
+    for name in counted:
+        assert dry.total(name) == real.total(name), name
+    return dry, real

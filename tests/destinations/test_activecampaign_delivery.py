@@ -16,7 +16,7 @@ import yaml
 
 from recurly_elt.destinations.engine import deliver
 
-from .fakes_running import destination, running, state, transport
+from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 DEST = "activecampaign"
@@ -116,11 +116,7 @@ def test_faults_under_the_five_requests_a_second_limit_lose_nothing_and_are_pace
 
 def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     with running(DEST) as server:
-        dry = run(warehouse, server, run_id="dry", day=IMPORT_DAY, dry_run=True)
-        assert state(server)["server"]["requests"] == 0
-        real = run(warehouse, server, run_id="real", day=IMPORT_DAY)
-    for name in ("creates", "updates", "unchanged", "skipped", "considered"):
-        assert dry.total(name) == real.total(name), name
+        dry, real = dry_then_real(run, warehouse, server, ("creates", "updates", "unchanged", "skipped", "considered"), day=IMPORT_DAY)
     items = dry.sample["recurring_payments"]["variables"]["recurringPayments"]
     assert len(items) == 5 and items[0]["legacyConnectionId"] == 0 and items[0]["storeRecurringPaymentId"]
 

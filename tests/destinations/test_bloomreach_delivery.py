@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from recurly_elt.destinations.engine import deliver
 
 from . import expected
-from .fakes_running import KEY, destination, running, state, transport
+from .fakes_running import KEY, destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 DEST = "bloomreach"
@@ -138,11 +138,7 @@ def test_faults_and_refused_commands_lose_and_duplicate_nothing(warehouse):
 
 def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     with running(DEST) as server:
-        dry = run(warehouse, server, run_id="dry", day=IMPORT_DAY, backfill=True, dry_run=True)
-        assert state(server)["server"]["requests"] == 0
-        real = run(warehouse, server, run_id="real", day=IMPORT_DAY, backfill=True)
-    for name in ("creates", "updates", "events", "unchanged", "skipped", "considered"):
-        assert dry.total(name) == real.total(name), name
+        dry, real = dry_then_real(run, warehouse, server, ("creates", "updates", "events", "unchanged", "skipped", "considered"), day=IMPORT_DAY, backfill=True)
     assert dry.total("creates") + dry.total("events") == real.total("sent")
     command = dry.sample["events"]["commands"][0]
     assert command["name"] == "customers/events" and command["data"]["properties"]["event_id"] == command["command_id"]

@@ -22,7 +22,7 @@ from recurly_elt.destinations.engine import deliver
 from recurly_elt.fakes.rejects import chosen
 
 from . import expected
-from .fakes_running import destination, running, state, transport
+from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,11 +149,7 @@ def test_rate_limit_is_paced_by_the_headers(warehouse):
 
 def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     with running("braze") as server:
-        dry = run(warehouse, server, run_id="dry", day=IMPORT_DAY, backfill=True, dry_run=True)
-        assert state(server)["server"]["requests"] == 0
-        real = run(warehouse, server, run_id="real", day=IMPORT_DAY, backfill=True)
-    for name in ("creates", "updates", "events", "unchanged", "skipped", "considered"):
-        assert dry.total(name) == real.total(name), name
+        dry, real = dry_then_real(run, warehouse, server, ("creates", "updates", "events", "unchanged", "skipped", "considered"), day=IMPORT_DAY, backfill=True)
     assert dry.total("creates") + dry.total("events") == real.total("sent")
     with warehouse.connect() as c:
         row = c.execute(sa.text("SELECT dry_run, creates, events, sample FROM load_run_log WHERE run_id = 'dry'")).one()

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
 
-from .fakes_running import destination, running, state, transport
+from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
 from tests.transform.staging_data import load_objects, simulation
 from recurly_elt.transform import pipeline
@@ -237,11 +237,7 @@ def test_several_sites_into_one_customersuccessbox(warehouse):
 
 def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     with running(DEST) as server:
-        dry = run(warehouse, server, run_id="dry", day=IMPORT_DAY, dry_run=True)
-        assert state(server)["server"]["requests"] == 0
-        real = run(warehouse, server, run_id="real", day=IMPORT_DAY)
-    for name in ("creates", "updates", "unchanged", "skipped", "considered"):
-        assert dry.total(name) == real.total(name), name
+        dry, real = dry_then_real(run, warehouse, server, ("creates", "updates", "unchanged", "skipped", "considered"), day=IMPORT_DAY)
     assert dry.total("creates") == real.total("sent")
     assert dry.sample["accounts"]["account_id"] and "test-key" not in json.dumps(dry.sample)
 

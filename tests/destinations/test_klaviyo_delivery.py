@@ -18,7 +18,7 @@ from recurly_elt.destinations.engine import deliver
 from recurly_elt.fakes.rejects import chosen
 
 from . import expected
-from .fakes_running import destination, running, state, transport
+from .fakes_running import destination, dry_then_real, running, state, transport
 from .test_braze_delivery import KILLER, ROOT
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
@@ -125,11 +125,7 @@ def test_one_bad_email_refuses_a_job_and_only_its_rows_are_rejected(warehouse, p
 
 def test_dry_run_sends_nothing_and_counts_what_the_real_run_sends(warehouse):
     with running("klaviyo") as server:
-        dry = run(warehouse, server, run_id="dry", day=IMPORT_DAY, backfill=True, dry_run=True)
-        assert state(server)["server"]["requests"] == 0
-        real = run(warehouse, server, run_id="real", day=IMPORT_DAY, backfill=True)
-    for name in ("creates", "updates", "events", "unchanged", "skipped", "considered"):
-        assert dry.total(name) == real.total(name), name
+        dry, real = dry_then_real(run, warehouse, server, ("creates", "updates", "events", "unchanged", "skipped", "considered"), day=IMPORT_DAY, backfill=True)
     assert dry.total("creates") + dry.total("events") == real.total("sent")
     assert dry.sample["profiles"]["data"]["type"] == "profile-bulk-import-job"
 
