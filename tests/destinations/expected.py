@@ -65,3 +65,11 @@ def assert_once_or_uncertain(received: Counter, wanted: Counter, uncertain_ids: 
     assert set(received) <= set(wanted), f"not expected: {list(set(received) - set(wanted))[:5]}"
     missing = {event_id(k) for k in wanted if k not in received}
     assert missing <= uncertain_ids, f"lost without being reported uncertain: {sorted(missing - uncertain_ids)[:5]}"
+
+
+def rejections(engine, destination: str) -> list[tuple]:
+    """(kind, object_key, reason, http_status, retryable) of every row load_rejections holds for
+    the destination."""
+    with engine.connect() as c:
+        return c.execute(sa.text("SELECT kind, object_key, reason, http_status, retryable FROM load_rejections "
+                                 "WHERE destination = :d"), {"d": destination}).all()

@@ -124,9 +124,7 @@ def test_faults_and_refused_commands_lose_and_duplicate_nothing(warehouse):
             run(warehouse, server, run_id=f"daily-{day}", day=day)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["statuses"].get("429")
-        with warehouse.connect() as c:
-            rejected = c.execute(sa.text("SELECT kind, object_key, reason, http_status, retryable FROM load_rejections "
-                                         "WHERE destination = :d"), {"d": DEST}).all()
+        rejected = expected.rejections(warehouse, DEST)
     assert {k for k, *_ in rejected} == {"customers", "events"}
     assert {(r, s, retry) for _, _, r, s, retry in rejected} == {("Invalid value of property", 200, False)}
     assert_bloomreach_equals_warehouse(

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
 
+from .expected import rejections
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
 from tests.transform.staging_data import load_objects, simulation
@@ -206,9 +207,7 @@ def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
             run(warehouse, server, run_id=f"daily-{day}", day=day)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["faults"].get("drop")
-        with warehouse.connect() as c:
-            rejected = c.execute(sa.text("SELECT kind, object_key, reason, http_status, retryable FROM load_rejections "
-                                         "WHERE destination = :d"), {"d": DEST}).all()
+        rejected = rejections(warehouse, DEST)
     assert rejected
     for kind, key, reason, status, retryable in rejected:
         assert status in (404, 422), (kind, key)
