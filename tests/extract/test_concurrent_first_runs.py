@@ -8,6 +8,7 @@ succeed at its first try (no "database is locked", no duplicate pg_type row).
 from __future__ import annotations
 
 import threading
+import traceback
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ TRIALS = 5
 def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, empty_warehouse_url, trial):
     url = empty_warehouse_url
     start = threading.Barrier(len(KEYS) * len(RESOURCES))
-    errors: list[BaseException] = []
+    errors: list[str] = []  # whole tracebacks: the failing statement matters, not only the message
 
     def read(subdomain: str, resource: str) -> None:
         engine = create_engine_from_url(url)  # one engine per reader, as separate task processes have
@@ -36,7 +37,7 @@ def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, empty_
             start.wait()
             extract_resource(client, engine, resource, Window(), run_id="first", progress_every=3600)
         except BaseException as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(exc)
+            errors.append(f"{subdomain}/{resource}: {''.join(traceback.format_exception(exc))}")
         finally:
             engine.dispose()
 
@@ -45,7 +46,7 @@ def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, empty_
         reader.start()
     for reader in readers:
         reader.join()
-    assert not errors, errors
+    assert not errors, "\n".join(errors)
     engine = create_engine_from_url(url)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(RUN_LOG.c.status, RUN_LOG.c.attempts)).all()

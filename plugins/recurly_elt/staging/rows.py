@@ -86,15 +86,21 @@ INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 NUMBER_LIMIT = 1e14                 # NUMERIC(20,6): 14 digits before the point
 MONEY_DIGITS = 14, 6                # money: at most 14 digits before the point, 6 after
 MAX_SHOWN_CHARS = 500               # of a refused value, in the quarantine and in messages
-# Escapes a record's JSON must hold for one of its strings to hold a NUL or a lone surrogate.
-_BAD_TEXT_ESCAPES = ("\\u0000", "\\ud", "\\uD")
-_SURROGATE_ESCAPE, _SURROGATE_ESCAPE_UPPER = b"\\ud", b"\\uD"
+# The escapes a record's JSON must hold for one of its strings to hold a NUL or a lone surrogate,
+# as bytes (the API's answer) and as text (a record encoded here): (backslash, NUL, surrogates).
+_BAD_TEXT_ESCAPES = {
+    bytes: (b"\\", NUL_ESCAPE, (b"\\ud", b"\\uD")),
+    str: ("\\", NUL_ESCAPE.decode(), ("\\ud", "\\uD")),
+}
 
 
-def _may_hold_bad_text(raw_json: str) -> bool:
-    """Whether the JSON text may hold a NUL or a lone surrogate (a backslash first: a quick scan
-    that most records pass)."""
-    return "\\" in raw_json and any(e in raw_json for e in _BAD_TEXT_ESCAPES)
+def may_hold_bad_text(raw_json: bytes | str, *, nul: bool = True) -> bool:
+    """Whether a record's JSON may hold a NUL (unless `nul=False`: the caller checked) or a lone
+    surrogate. A scan for a backslash first, which most records pass; then the escapes."""
+    backslash, nul_escape, surrogates = _BAD_TEXT_ESCAPES[type(raw_json)]
+    if backslash not in raw_json:
+        return False
+    return (nul and nul_escape in raw_json) or any(escape in raw_json for escape in surrogates)
 
 
 class BadValue(ValueError):
@@ -396,9 +402,7 @@ class RowConverter:
         cheaper than each record); otherwise this record is checked here."""
         data = bytes(raw)
         # Records holding a NUL or a surrogate escape take the plain path, which checks every string.
-        # Surrogates: a memchr for a backslash first (most records hold none), then the escapes.
-        suspect = ((may_hold_nul and NUL_ESCAPE in data)
-                   or (data.find(b"\\") >= 0 and (_SURROGATE_ESCAPE in data or _SURROGATE_ESCAPE_UPPER in data)))
+        suspect = may_hold_bad_text(data, nul=may_hold_nul)
         if not suspect:
             try:
                 decoded = self._decoder.decode(data)
@@ -418,12 +422,13 @@ class RowConverter:
             except (ValueError, RecursionError):
                 raise RecordRejected(self.resource.name, site, None,
                                      [Problem("", shown(raw_json), "not valid JSON")], raw_json) from None
-        return self.from_object(obj, site, loaded_at, run_id, raw_json=raw_json)
+        return self.from_object(obj, site, loaded_at, run_id, raw_json=raw_json, suspect=suspect)
 
     def from_object(self, obj: Any, site: str, loaded_at: str, run_id: str | None, *,
-                    raw_json: str | None = None) -> tuple:
+                    raw_json: str | None = None, suspect: bool | None = None) -> tuple:
         """The row of a decoded object (raw_json: its compact JSON unless given), by the rules one by
-        one; RecordRejected naming every field they refuse."""
+        one; RecordRejected naming every field they refuse. `suspect`: whether `raw_json` may hold a
+        NUL or a lone surrogate, when the caller has already looked (`may_hold_bad_text`)."""
         name = self.resource.name
         if raw_json is None:
             raw_json = _raw_text(obj)
@@ -451,7 +456,9 @@ class RowConverter:
             except BadValue as bad:
                 problems.setdefault(column.path, Problem(column.path, shown(value), bad.reason))
                 values.append(None)
-        if _may_hold_bad_text(raw_json):  # strings no declaration reads, too
+        if suspect is None:
+            suspect = may_hold_bad_text(raw_json)
+        if suspect:  # strings no declaration reads, too
             for path, value, reason in bad_text_anywhere(obj):
                 within = [seen for seen in problems if path.startswith((f"{seen}.", f"{seen}["))]
                 if path in problems or any(problems[seen].reason != reason for seen in within):
