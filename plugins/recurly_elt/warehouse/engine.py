@@ -3,7 +3,12 @@
 SQLite is the embedded default. Mapped extraction tasks run in separate processes and write to the
 same file at once, so every SQLite engine gets:
 
-- `journal_mode=WAL`: readers never block the writer and the writer never blocks readers;
+- `journal_mode=WAL`: readers never block the writer and the writer never blocks readers. The
+  switch to WAL happens once, on the first connections to a new file. It is the one statement the
+  busy timeout does not cover: SQLite reads the header, then upgrades to write it, and an upgrade
+  that meets another connection's write lock fails at once with "database is locked" (two first
+  connections switching together, as mapped tasks starting on a fresh warehouse do). So it is retried
+  here until the busy timeout; once the file is WAL the statement only reads the header;
 - `busy_timeout`: a writer waits for the lock instead of failing with "database is locked";
 - `synchronous=NORMAL`: durable at each checkpoint, safe with WAL, much faster than FULL;
 - `wal_autocheckpoint=10000` pages (40 MB with 4 KiB pages, instead of 4 MB): a page of 200
@@ -29,7 +34,10 @@ the retry then re-reads exactly the pages lost.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +48,8 @@ except ImportError:  # pragma: no cover - Windows: SQLite's busy handler alone
     fcntl = None  # type: ignore[assignment]
 
 import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
 
 WAREHOUSE_CONN_ID = "recurly_warehouse"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -54,11 +64,30 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
     cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit = {SQLITE_JOURNAL_SIZE_LIMIT}")
     cur.close()
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """`PRAGMA journal_mode = WAL`, retried while another connection holds the write lock (see the
+    module doc: the busy timeout does not apply to this statement)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+    if mode not in ("wal", "memory"):  # an in-memory database has no WAL
+        log.warning("the SQLite warehouse stays in journal_mode %r (WAL refused): concurrent tasks "
+                    "will wait on each other's reads", mode)
 
 
 def _sqlite_on_begin(conn: sa.Connection) -> None:
