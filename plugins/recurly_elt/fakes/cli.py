@@ -14,11 +14,7 @@ reproducible 2 % of records (Braze: in `errors`; Klaviyo: invalid emails that re
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -67,6 +63,8 @@ def build_server(api: str, *, host: str = "127.0.0.1", port: int = 0, api_key: s
 
 
 def serve(args: argparse.Namespace) -> int:
+    from recurly_elt.loopback import serve_until_signalled
+
     key = args.api_key_file.read_text(encoding="utf-8").strip() if args.api_key_file else args.api_key
     try:
         server = build_server(args.api, host=args.host, port=args.port, api_key=key, seed=args.seed,
@@ -74,25 +72,8 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fakes: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server.start()
-    print(f"fake {args.api} listening on {server.url}", flush=True)
-    if args.ready_file:
-        ready = {"api": args.api, "host": args.host, "port": server.server_address[1], "url": server.url,
-                 "pid": os.getpid()}
-        tmp = args.ready_file.with_suffix(args.ready_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(ready))
-        tmp.replace(args.ready_file)
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        if args.ready_file:
-            args.ready_file.unlink(missing_ok=True)
-    print(f"fake {args.api} stopped", flush=True)
-    return 0
+    return serve_until_signalled(server, f"fake {args.api}", server.url, args.ready_file,
+                                 {"api": args.api, "host": args.host, "port": server.port, "url": server.url})
 
 
 def show_state(args: argparse.Namespace) -> int:

@@ -25,9 +25,9 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from recurly_elt.loopback import LoopbackHandler, LoopbackServer
 from recurly_elt.sandbox.faults import NO_FAULT, FaultInjector, FaultSpec
 from recurly_elt.sandbox.ratelimit import Decision, SlidingWindowLimiter
 
@@ -112,47 +112,23 @@ class App:
         raise NotImplementedError
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class FakeServer(LoopbackServer):
     def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0, limiter: SlidingWindowLimiter | None = None,
                  faults: str = "", seed: int = 42):
         self.app = app
+        self.thread_name = f"fake-{app.name}"
         self.limiter = limiter or SlidingWindowLimiter(0)
         self.seed = seed
         self.set_faults(faults)
         self.statuses: Counter[int] = Counter()
         self.fault_counts: Counter[str] = Counter()
-        self._thread: threading.Thread | None = None
         super().__init__((host, port), Handler)
 
     def set_faults(self, spec: str) -> None:
         self.faults = FaultInjector(FaultSpec.parse(spec), seed=self.seed)
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.server_address[0]}:{self.server_address[1]}"
-
-    def start(self) -> "FakeServer":
+    def before_serving(self) -> None:
         self.set_faults(str(self.faults.spec))  # storm periods count from when serving starts
-        self._thread = threading.Thread(target=self.serve_forever, name=f"fake-{self.app.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join()
-            self._thread = None
-        self.server_close()
-
-    def __enter__(self) -> "FakeServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def stats(self) -> dict:
         return {"requests": sum(self.statuses.values()), "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
@@ -161,42 +137,19 @@ class FakeServer(ThreadingHTTPServer):
                 if self.limiter.enabled else None}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(LoopbackHandler):
     server_version = "fake-destination"
-    sys_version = ""
-    timeout = 300
     server: FakeServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         split = urlsplit(self.path)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            self._write(400, {"Content-Type": "text/plain"}, b"bad Content-Length")
+        body = self.read_body()
+        if body is None:
+            self.write(400, {"Content-Type": "text/plain"}, b"bad Content-Length")
             return
-        body = self.rfile.read(length) if length else b""
         if split.path.startswith(CONTROL):
-            self._write(*self._control(method, split.path[len(CONTROL):].strip("/"), body))
+            status, headers, data = self._control(method, split.path[len(CONTROL):].strip("/"), body)
+            self.write(status, headers, data, head_only=method == "HEAD")
             return
         app, server = self.server.app, self.server
         headers: dict[str, str] = {}
@@ -242,7 +195,7 @@ class Handler(BaseHTTPRequestHandler):
         data = reply.body
         if fault.kind == "malformed" and data:
             data = data[: max(1, len(data) // 2)]
-        self._write(reply.status, headers, data)
+        self.write(reply.status, headers, data, head_only=method == "HEAD")
 
     def _hang_up(self) -> None:
         """Close the connection without an answer (counted as status 0)."""
@@ -280,14 +233,3 @@ class Handler(BaseHTTPRequestHandler):
             return 400, ctype, json.dumps({"error": str(exc)}).encode()
         return 404, ctype, json.dumps({"error": f"no control endpoint {method} /_fake/{route}"}).encode()
 
-    def _write(self, status: int, headers: dict, body: bytes) -> None:
-        reason = self.responses.get(status, ("",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}", f"Server: {self.server_version}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        try:
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        except OSError:
-            self.close_connection = True

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import signal
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -91,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from recurly_elt.loopback import serve_until_signalled
     from recurly_elt.sandbox.requestlog import RequestLog
     from recurly_elt.sandbox.server import SandboxServer
     from recurly_elt.sandbox.sites import build_sites
@@ -114,25 +112,10 @@ def serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     server = SandboxServer(sites, args.host, args.port, RequestLog(args.request_log))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server.start()
     names = ", ".join(f"{s.name} ({sum(s.index.counts().values())} objects)" for s in sites)
-    print(f"sandbox listening on {server.url} (host {args.host}, port {server.port}); sites: {names}", flush=True)
-    if args.ready_file:
-        ready = {"host": args.host, "port": server.port, "url": server.url, "sites": list(keys), "pid": os.getpid()}
-        tmp = args.ready_file.with_suffix(args.ready_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(ready))
-        tmp.replace(args.ready_file)  # atomic: a reader never sees half a file
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        if args.ready_file:
-            args.ready_file.unlink(missing_ok=True)
-    print("sandbox stopped", flush=True)
-    return 0
+    return serve_until_signalled(server, "sandbox", f"{server.url} (host {args.host}, port {server.port}); sites: {names}",
+                                 args.ready_file, {"host": args.host, "port": server.port, "url": server.url,
+                                                   "sites": list(keys)})
 
 
 def advance(args: argparse.Namespace) -> int:

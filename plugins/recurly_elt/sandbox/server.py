@@ -12,8 +12,8 @@ One request goes through, in order:
 Every API response carries Recurly-Version and, once the site is known, X-RateLimit-*.
 /__sandbox/... endpoints (control.py) skip all of it.
 
-HTTP/1.1 keep-alive on a ThreadingHTTPServer; each response is written with a single send
-(headers and body together, TCP_NODELAY) so keep-alive clients never wait on Nagle's algorithm.
+The HTTP plumbing (keep-alive, one send per answer, a clean stop) is `recurly_elt.loopback`, shared
+with the fake destinations.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ import binascii
 import json
 import math
 import socket
-import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from recurly_elt.loopback import LoopbackHandler, LoopbackServer
 from recurly_elt.sandbox import control, hostile, routes
 from recurly_elt.sandbox.errors import ApiError
 from recurly_elt.sandbox.faults import NO_FAULT, Fault
@@ -41,12 +40,10 @@ ACCEPTED = {f"application/vnd.recurly.{v}{s}" for v in (API_VERSION, "latest") f
 STATUS_ERROR_TYPES = {500: "internal_server_error", 502: "service_not_available", 503: "service_not_available"}
 
 
-class SandboxServer(ThreadingHTTPServer):
+class SandboxServer(LoopbackServer):
     """Serves the given sites; start() runs it in a background thread, stop() ends it cleanly."""
 
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+    thread_name = "recurly-sandbox"
 
     def __init__(self, sites: list[Site], host: str = "127.0.0.1", port: int = 0,
                  request_log: RequestLog | None = None):
@@ -56,46 +53,16 @@ class SandboxServer(ThreadingHTTPServer):
             raise ValueError("site names and API keys must be unique")
         self.request_log = request_log or RequestLog()
         self.hostile: dict[str, hostile.Active] = {}  # site name -> its hostile scenario
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         super().__init__((host, port), RequestHandler)
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.server_address[0]}:{self.port}"
-
-    def start(self) -> "SandboxServer":
+    def before_serving(self) -> None:
         for site in self.sites_by_name.values():  # storm periods count from when serving starts
             site.set_faults(site.faults.spec)
-        self._thread = threading.Thread(target=self.serve_forever, name="recurly-sandbox", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        """Stop accepting, close idle keep-alive connections, close the request log file."""
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join()
-            self._thread = None
-        self.server_close()
-        with self._connections_lock:
-            for conn in list(self._connections):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        """Stop serving (see LoopbackServer.stop), then close the request log file."""
+        super().stop()
         self.request_log.close()
-
-    def __enter__(self) -> "SandboxServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def set_hostile(self, site: str, name: str | None) -> hostile.Active | None:
         """Set (or, with no name, clear) the hostile scenario of a site; returns it."""
@@ -107,9 +74,6 @@ class SandboxServer(ThreadingHTTPServer):
         active = self.hostile[site] = hostile.Active(hostile.get(name))
         return active
 
-    def track(self, conn: socket.socket, open_: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if open_ else self._connections.discard)(conn)
 
 
 def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -> hostile.Answer:
@@ -121,46 +85,16 @@ def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -
     return hostile.Answer(200, answer.body, {}, answer.total)
 
 
-class RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class RequestHandler(LoopbackHandler):
     server_version = "recurly-sandbox"
-    sys_version = ""
-    timeout = 300  # an idle keep-alive connection is closed after this many seconds
     server: SandboxServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        self.server.track(self.connection, False)
-        super().finish()
-
-    def log_message(self, format: str, *args) -> None:  # the request log replaces stderr lines
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         started = time.perf_counter()
         split = urlsplit(self.path)
-        body = self._read_body()
+        body = self.read_body() or b""  # a bad Content-Length: no body, and the connection closes
         if split.path.startswith(control.PREFIX):
             self._control(method, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), body)
             return
@@ -209,15 +143,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.server.request_log.add(method, self.path, site.name if site else None, status, fault.label, seconds)
         self._respond(method, status, payload, headers, fault)
 
-    def _read_body(self) -> bytes:
-        """Read (and so drain, keeping the connection usable) any request body."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length > 0 else b""
-
     def _authenticate(self) -> Site:
         header = self.headers.get("Authorization") or ""
         scheme, _, encoded = header.partition(" ")
@@ -261,7 +186,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             data = json.dumps(payload).encode()
         except ApiError as err:
             status, data = err.status, err.body()
-        self._write(status, {"Content-Type": "application/json"}, data, method == "HEAD")
+        self.write(status, {"Content-Type": "application/json"}, data, head_only=method == "HEAD")
 
     def _respond(self, method: str, status: int, body: bytes, headers: dict[str, str], fault: Fault) -> None:
         headers = {"Recurly-Version": f"recurly.{API_VERSION}", "Content-Type": CONTENT_TYPE, **headers}
@@ -270,26 +195,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True     # the socket closed; lost: closed with no answer at all
             try:
                 if not head_only and fault.kind == "drop":
-                    self.wfile.write(self._head_bytes(status, headers, len(body)) + body[: len(body) // 2])
+                    self.wfile.write(self.head_bytes(status, headers, len(body)) + body[: len(body) // 2])
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:  # the client left first
                 pass
             return
         if fault.kind == "malformed" and not head_only and body:
             body = body[: max(1, len(body) // 2)]  # a complete response with broken JSON
-        self._write(status, headers, body, head_only)
-
-    def _write(self, status: int, headers: dict[str, str], body: bytes, head_only: bool) -> None:
-        data = self._head_bytes(status, headers, None if head_only else len(body))
-        self.wfile.write(data if head_only else data + body)
-
-    def _head_bytes(self, status: int, headers: dict[str, str], length: int | None) -> bytes:
-        reason = self.responses.get(status, ("",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}",
-                 f"Server: {self.server_version}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        if length is not None:
-            lines.append(f"Content-Length: {length}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.write(status, headers, body, head_only=head_only)
