@@ -7,9 +7,6 @@ succeed at its first try (no "database is locked", no duplicate pg_type row).
 
 from __future__ import annotations
 
-import threading
-import traceback
-
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +16,7 @@ from recurly_elt.recurly.resources import RESOURCES
 from recurly_elt.staging.runlog import RUN_LOG
 from recurly_elt.warehouse.engine import create_engine_from_url
 
+from at_once import failures_at_once
 from extract_helpers import KEYS, client_for
 
 TRIALS = 5
@@ -27,26 +25,13 @@ TRIALS = 5
 @pytest.mark.parametrize("trial", range(1, TRIALS + 1))
 def test_all_resources_of_two_sites_at_once_on_a_fresh_warehouse(sandbox, empty_warehouse_url, trial):
     url = empty_warehouse_url
-    start = threading.Barrier(len(KEYS) * len(RESOURCES))
-    errors: list[str] = []  # whole tracebacks: the failing statement matters, not only the message
 
-    def read(subdomain: str, resource: str) -> None:
-        engine = create_engine_from_url(url)  # one engine per reader, as separate task processes have
-        try:
-            client = client_for(sandbox, subdomain)
-            start.wait()
-            extract_resource(client, engine, resource, Window(), run_id="first", progress_every=3600)
-        except BaseException as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(f"{subdomain}/{resource}: {''.join(traceback.format_exception(exc))}")
-        finally:
-            engine.dispose()
+    def reader(subdomain: str, resource: str):  # a client per reader, as each task has its own
+        client = client_for(sandbox, subdomain)
+        return lambda engine: extract_resource(client, engine, resource, Window(), run_id="first", progress_every=3600)
 
-    readers = [threading.Thread(target=read, args=(s, r)) for s in KEYS for r in RESOURCES]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join()
-    assert not errors, "\n".join(errors)
+    failures = failures_at_once(url, {f"{s}/{r}": reader(s, r) for s in KEYS for r in RESOURCES})
+    assert not failures, "\n".join(failures)
     engine = create_engine_from_url(url)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(RUN_LOG.c.status, RUN_LOG.c.attempts)).all()
