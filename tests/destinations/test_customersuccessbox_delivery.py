@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
 
+from .daily_syncs import import_then_daily_syncs
 from .expected import rejections
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
@@ -100,24 +101,12 @@ def run(engine, server, *, run_id, day, dest=None, **kw):
 
 def test_import_then_seven_daily_syncs_leave_csb_equal_to_the_warehouse(warehouse):
     with running(DEST) as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
-        assert first.status == "success" and first.kinds["invoices"].sent > 100
-        assert first.total("requests") == first.total("min_requests") == first.total("sent")
-        fake = state(server)
-        assert fake["contract"] and fake["accounts"]["tenant-0003"]["recurly_account_code"] == "acct-000003"
-        assert "acct-000003" not in fake["accounts"]
-        assert_csb_equals_warehouse(warehouse, fake)
-        updates = 0
-        for day in DAYS:
-            transform_day(warehouse, day)
-            daily = run(warehouse, server, run_id=f"daily-{day}", day=day)
-            updates += daily.total("updates")
-            assert daily.total("requests") == daily.total("min_requests"), day
-            assert_csb_equals_warehouse(warehouse, state(server))
-            before = state(server)["server"]["requests"]
-            again = run(warehouse, server, run_id=f"again-{day}", day=day)
-            assert again.total("requests") == 0 and state(server)["server"]["requests"] == before
-        assert updates > 0
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_csb_equals_warehouse)
+    first, fake = syncs.first, syncs.imported
+    assert first.kinds["invoices"].sent > 100 and first.total("requests") == first.total("sent")
+    assert fake["contract"] and fake["accounts"]["tenant-0003"]["recurly_account_code"] == "acct-000003"
+    assert "acct-000003" not in fake["accounts"]
+    assert sum(daily.total("updates") for daily in syncs.dailies) > 0
 
 
 def _changing_account(engine, server) -> str:
