@@ -209,6 +209,36 @@ def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
         if v["account_id"] in refused})
 
 
+def test_subscriptions_and_invoices_of_an_account_staged_later_wait_for_it(warehouse):
+    """An extraction up to X meets subscriptions and invoices of an account updated after X: they
+    go with the account code staged with them, are answered 404 (no such account), retryable, and
+    are delivered by the run after the account is staged."""
+    with warehouse.begin() as c:
+        account = dict(c.execute(sa.text("SELECT * FROM stg_accounts WHERE code = 'acct-000007'")).mappings().one())
+        c.execute(sa.text("DELETE FROM stg_accounts WHERE code = 'acct-000007'"))
+        subs = {k for k, in c.execute(sa.text("SELECT id FROM stg_subscriptions WHERE account_code = 'acct-000007'"))}
+        invoices = {k for k, in c.execute(sa.text("SELECT id FROM stg_invoices WHERE account_code = 'acct-000007'"))}
+    assert subs and invoices
+    start = IMPORT_DAY.replace(year=IMPORT_DAY.year - 1)
+    pipeline.run(warehouse, start, IMPORT_DAY, health_days=1)
+    with running(DEST) as server:
+        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
+        refused = rejections(warehouse, DEST)
+        assert {(kind, key) for kind, key, *_ in refused} == {("subscriptions", k) for k in subs} | {
+            ("invoices", k) for k in invoices}
+        assert {(reason, status, retryable) for _, _, reason, status, retryable in refused} == {
+            ("account_id acct-000007 does not exist", 404, True)}
+        assert first.total("rejected") == len(subs) + len(invoices)
+        with warehouse.begin() as c:
+            c.execute(sa.table("stg_accounts", *map(sa.column, account)).insert().values(**account))
+        pipeline.run(warehouse, start, IMPORT_DAY, health_days=1)
+        later = run(warehouse, server, run_id="later", day=IMPORT_DAY)
+        fake = state(server)
+    assert later.kinds["subscriptions"].sent == len(subs) and later.kinds["invoices"].sent == len(invoices)
+    assert later.kinds["accounts"].sent == 1 and not rejections(warehouse, DEST)
+    assert_csb_equals_warehouse(warehouse, fake)
+
+
 def test_several_sites_into_one_customersuccessbox(warehouse):
     load_objects(warehouse, "second", simulation(accounts=12, seed=99, until=DAYS[0], site="second").objects)
     pipeline.run(warehouse, IMPORT_DAY.replace(year=IMPORT_DAY.year - 1), IMPORT_DAY, health_days=1)
