@@ -1,6 +1,7 @@
 """The end-to-end loop every destination test runs: a one-time import, then for each of the 7 days
 after it the day transformed, a daily sync, the fake compared with the warehouse, and the same day
-run again, which must send nothing."""
+run again, which must send nothing. And the same runs without the checks, for the fault tests,
+which check what is left at the end."""
 
 from __future__ import annotations
 
@@ -49,3 +50,12 @@ def import_then_daily_syncs(run, warehouse, server, compare, *, backfill: bool =
         assert state(server)["server"]["requests"] == fake["server"]["requests"], day
     syncs.fake = state(server)
     return syncs
+
+
+def import_then_days(run, warehouse, server, days: int, *, backfill: bool = False) -> None:
+    """The one-time import (a backfill if `backfill`), then the daily syncs of the first `days`
+    days, each after its day is transformed; nothing checked (under faults, runs may fail)."""
+    run(warehouse, server, run_id="import", day=IMPORT_DAY, **({"backfill": True} if backfill else {}))
+    for day in DAYS[:days]:
+        transform_day(warehouse, day)
+        run(warehouse, server, run_id=f"daily-{day}", day=day)

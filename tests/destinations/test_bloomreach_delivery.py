@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from recurly_elt.destinations.engine import deliver
 
 from . import expected
-from .daily_syncs import import_then_daily_syncs
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .fakes_running import KEY, destination, dry_then_real, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
+from .warehouse_data import IMPORT_DAY, end_of
 
 DEST = "bloomreach"
 NAMES = {"Recurly New Subscription": ("subscription", "created"),
@@ -107,10 +107,7 @@ def test_an_older_customer_value_never_overwrites_a_newer_one(warehouse):
 
 def test_faults_and_refused_commands_lose_and_duplicate_nothing(warehouse):
     with running(DEST, faults="5xx=0.15,drop=0.05,lost=0.05,storm=2:1.2", reject=0.03) as server:
-        run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        for day in DAYS[:2]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 2, backfill=True)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["statuses"].get("429")
         rejected = expected.rejections(warehouse, DEST)

@@ -22,7 +22,7 @@ from recurly_elt.destinations.engine import deliver
 from recurly_elt.fakes.rejects import chosen
 
 from . import expected
-from .daily_syncs import import_then_daily_syncs
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
@@ -88,10 +88,7 @@ def test_faults_and_rejected_records_lose_and_duplicate_nothing(warehouse):
     faults = "5xx=0.1,drop=0.05,lost=0.05,storm=3:1"
     with running("braze", faults=faults, reject=0.05) as server:
         server.faults.started = time.time() - 2.0  # the storm period starts in its storm: the first requests meet it
-        run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        for day in DAYS[:3]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 3, backfill=True)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["faults"].get("drop")
         assert fake["server"]["faults"].get("lost")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
 
-from .daily_syncs import import_then_daily_syncs
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .expected import rejections
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
@@ -190,10 +190,7 @@ def test_daily_sync_re_syncs_unchanged_accounts_after_the_period_and_import_only
 
 def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
     with running(DEST, faults="5xx=0.1,drop=0.05,storm=6:0.5", reject=0.03) as server:
-        run(warehouse, server, run_id="import", day=IMPORT_DAY)
-        for day in DAYS[:2]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 2)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["faults"].get("drop")
         rejected = rejections(warehouse, DEST)
