@@ -16,8 +16,9 @@ import yaml
 
 from recurly_elt.destinations.engine import deliver
 
+from .daily_syncs import import_then_daily_syncs
 from .fakes_running import destination, dry_then_real, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
+from .warehouse_data import IMPORT_DAY, end_of
 
 DEST = "activecampaign"
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,31 +62,23 @@ def run(engine, server, *, run_id, day, **kw):
 
 
 def test_import_then_seven_daily_syncs_deliver_every_status_change_as_an_update(warehouse):
+    seen = {sid: [v["normalizedStatus"]] for sid, v in expected_payments(warehouse).items()}
+
+    def record_statuses(day, daily, fake):
+        for sid, v in expected_payments(warehouse).items():
+            if seen.setdefault(sid, [])[-1:] != [v["normalizedStatus"]]:
+                seen[sid].append(v["normalizedStatus"])
+
     with running(DEST) as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
-        assert first.status == "success"
         # the connection lookup and creation come on top of the delivery requests
-        assert first.total("requests") == first.total("min_requests")
-        fake = state(server)
-        assert fake["contract"]
-        assert_activecampaign_equals_warehouse(warehouse, fake)
-        seen = {sid: [v["normalizedStatus"]] for sid, v in expected_payments(warehouse).items()}
-        for day in DAYS:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
-            fake = state(server)
-            assert_activecampaign_equals_warehouse(warehouse, fake)
-            for sid, v in expected_payments(warehouse).items():
-                if seen.setdefault(sid, [])[-1:] != [v["normalizedStatus"]]:
-                    seen[sid].append(v["normalizedStatus"])
-            before = fake["server"]["requests"]
-            again = run(warehouse, server, run_id=f"again-{day}", day=day)
-            assert again.total("requests") == 0 and state(server)["server"]["requests"] == before
-    history = {key.split(":", 1)[1]: h for key, h in fake["status_history"].items()}
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_activecampaign_equals_warehouse,
+                                        each_day=record_statuses)
+    assert syncs.imported["contract"]
+    history = {key.split(":", 1)[1]: h for key, h in syncs.fake["status_history"].items()}
     assert history == seen
-    created = Counter(t.split(": ", 1)[0] for t in fake["triggers"] if t.endswith("created"))
+    created = Counter(t.split(": ", 1)[0] for t in syncs.fake["triggers"] if t.endswith("created"))
     assert set(created) == set(seen) and max(created.values()) == 1  # one recurring payment each
-    updates = [t for t in fake["triggers"] if "updated (from" in t]
+    updates = [t for t in syncs.fake["triggers"] if "updated (from" in t]
     assert len(updates) == sum(len(h) - 1 for h in seen.values())
 
 

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from recurly_elt.destinations.engine import deliver
 
 from . import expected
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .fakes_running import KEY, destination, dry_then_real, running, state, transport
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
+from .warehouse_data import IMPORT_DAY, end_of
 
 DEST = "bloomreach"
 NAMES = {"Recurly New Subscription": ("subscription", "created"),
@@ -86,20 +87,8 @@ def run(engine, server, *, run_id, day, **kw):
 
 def test_import_then_seven_daily_syncs_leave_bloomreach_equal_to_the_warehouse(warehouse):
     with running(DEST) as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        assert first.status == "success" and first.kinds["events"].sent > 500
-        assert first.total("requests") == first.total("min_requests")
-        fake = state(server)
-        assert fake["contract"]
-        assert_bloomreach_equals_warehouse(warehouse, fake)
-        for day in DAYS:
-            transform_day(warehouse, day)
-            daily = run(warehouse, server, run_id=f"daily-{day}", day=day)
-            assert daily.total("requests") == daily.total("min_requests"), day
-            assert_bloomreach_equals_warehouse(warehouse, state(server))
-            before = state(server)["server"]["requests"]
-            again = run(warehouse, server, run_id=f"again-{day}", day=day, backfill=True)
-            assert again.total("requests") == 0 and state(server)["server"]["requests"] == before
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_bloomreach_equals_warehouse, backfill=True)
+    assert syncs.first.kinds["events"].sent > 500 and syncs.imported["contract"]
 
 
 def test_an_older_customer_value_never_overwrites_a_newer_one(warehouse):
@@ -118,10 +107,7 @@ def test_an_older_customer_value_never_overwrites_a_newer_one(warehouse):
 
 def test_faults_and_refused_commands_lose_and_duplicate_nothing(warehouse):
     with running(DEST, faults="5xx=0.15,drop=0.05,lost=0.05,storm=2:1.2", reject=0.03) as server:
-        run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        for day in DAYS[:2]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 2, backfill=True)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["statuses"].get("429")
         rejected = expected.rejections(warehouse, DEST)

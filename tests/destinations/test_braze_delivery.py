@@ -22,6 +22,7 @@ from recurly_elt.destinations.engine import deliver
 from recurly_elt.fakes.rejects import chosen
 
 from . import expected
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
 
@@ -60,21 +61,9 @@ def run(engine, server, *, run_id, day, **kw):
 
 def test_import_then_seven_daily_syncs_leave_braze_equal_to_the_warehouse(warehouse):
     with running("braze") as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        assert first.status == "success" and first.total("sent") > 500
-        assert first.total("requests") == first.total("min_requests")
-        assert_braze_equals_warehouse(warehouse, state(server))
-        for day in DAYS:
-            transform_day(warehouse, day)
-            daily = run(warehouse, server, run_id=f"daily-{day}", day=day)
-            assert daily.total("requests") == daily.total("min_requests"), day
-            assert_braze_equals_warehouse(warehouse, state(server))
-            # The same day again: nothing changed, nothing sent.
-            before = state(server)["server"]["requests"]
-            again = run(warehouse, server, run_id=f"again-{day}", day=day)
-            assert again.total("requests") == 0 and again.total("sent") == 0
-            assert state(server)["server"]["requests"] == before
-        assert daily.kinds["users"].updates > 0  # the daily runs did update attributes
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_braze_equals_warehouse, backfill=True)
+    assert syncs.first.total("sent") > 500
+    assert syncs.dailies[-1].kinds["users"].updates > 0  # the daily runs did update attributes
     with warehouse.connect() as c:
         runs = c.execute(sa.text("SELECT COUNT(*), SUM(requests) FROM load_run_log WHERE destination = 'braze'")).one()
         pending = c.execute(sa.text("SELECT COUNT(*) FROM load_requests WHERE status <> 'delivered'")).scalar()
@@ -99,10 +88,7 @@ def test_faults_and_rejected_records_lose_and_duplicate_nothing(warehouse):
     faults = "5xx=0.1,drop=0.05,lost=0.05,storm=3:1"
     with running("braze", faults=faults, reject=0.05) as server:
         server.faults.started = time.time() - 2.0  # the storm period starts in its storm: the first requests meet it
-        run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        for day in DAYS[:3]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 3, backfill=True)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["faults"].get("drop")
         assert fake["server"]["faults"].get("lost")

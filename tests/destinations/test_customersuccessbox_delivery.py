@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from recurly_elt.destinations.engine import deliver
 
+from .daily_syncs import import_then_daily_syncs, import_then_days
 from .expected import rejections
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
@@ -100,24 +101,12 @@ def run(engine, server, *, run_id, day, dest=None, **kw):
 
 def test_import_then_seven_daily_syncs_leave_csb_equal_to_the_warehouse(warehouse):
     with running(DEST) as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
-        assert first.status == "success" and first.kinds["invoices"].sent > 100
-        assert first.total("requests") == first.total("min_requests") == first.total("sent")
-        fake = state(server)
-        assert fake["contract"] and fake["accounts"]["tenant-0003"]["recurly_account_code"] == "acct-000003"
-        assert "acct-000003" not in fake["accounts"]
-        assert_csb_equals_warehouse(warehouse, fake)
-        updates = 0
-        for day in DAYS:
-            transform_day(warehouse, day)
-            daily = run(warehouse, server, run_id=f"daily-{day}", day=day)
-            updates += daily.total("updates")
-            assert daily.total("requests") == daily.total("min_requests"), day
-            assert_csb_equals_warehouse(warehouse, state(server))
-            before = state(server)["server"]["requests"]
-            again = run(warehouse, server, run_id=f"again-{day}", day=day)
-            assert again.total("requests") == 0 and state(server)["server"]["requests"] == before
-        assert updates > 0
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_csb_equals_warehouse)
+    first, fake = syncs.first, syncs.imported
+    assert first.kinds["invoices"].sent > 100 and first.total("requests") == first.total("sent")
+    assert fake["contract"] and fake["accounts"]["tenant-0003"]["recurly_account_code"] == "acct-000003"
+    assert "acct-000003" not in fake["accounts"]
+    assert sum(daily.total("updates") for daily in syncs.dailies) > 0
 
 
 def _changing_account(engine, server) -> str:
@@ -201,10 +190,7 @@ def test_daily_sync_re_syncs_unchanged_accounts_after_the_period_and_import_only
 
 def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
     with running(DEST, faults="5xx=0.1,drop=0.05,storm=6:0.5", reject=0.03) as server:
-        run(warehouse, server, run_id="import", day=IMPORT_DAY)
-        for day in DAYS[:2]:
-            transform_day(warehouse, day)
-            run(warehouse, server, run_id=f"daily-{day}", day=day)
+        import_then_days(run, warehouse, server, 2)
         fake = state(server)
         assert fake["server"]["faults"].get("5xx") and fake["server"]["faults"].get("drop")
         rejected = rejections(warehouse, DEST)
@@ -218,6 +204,36 @@ def test_faults_and_refused_records_lose_and_duplicate_nothing(warehouse):
     assert_csb_equals_warehouse(warehouse, fake, exclude=refused | {
         key for plural in ("subscriptions", "invoices") for key, v in expected(warehouse)[plural].items()
         if v["account_id"] in refused})
+
+
+def test_subscriptions_and_invoices_of_an_account_staged_later_wait_for_it(warehouse):
+    """An extraction up to X meets subscriptions and invoices of an account updated after X: they
+    go with the account code staged with them, are answered 404 (no such account), retryable, and
+    are delivered by the run after the account is staged."""
+    with warehouse.begin() as c:
+        account = dict(c.execute(sa.text("SELECT * FROM stg_accounts WHERE code = 'acct-000007'")).mappings().one())
+        c.execute(sa.text("DELETE FROM stg_accounts WHERE code = 'acct-000007'"))
+        subs = {k for k, in c.execute(sa.text("SELECT id FROM stg_subscriptions WHERE account_code = 'acct-000007'"))}
+        invoices = {k for k, in c.execute(sa.text("SELECT id FROM stg_invoices WHERE account_code = 'acct-000007'"))}
+    assert subs and invoices
+    start = IMPORT_DAY.replace(year=IMPORT_DAY.year - 1)
+    pipeline.run(warehouse, start, IMPORT_DAY, health_days=1)
+    with running(DEST) as server:
+        first = run(warehouse, server, run_id="import", day=IMPORT_DAY)
+        refused = rejections(warehouse, DEST)
+        assert {(kind, key) for kind, key, *_ in refused} == {("subscriptions", k) for k in subs} | {
+            ("invoices", k) for k in invoices}
+        assert {(reason, status, retryable) for _, _, reason, status, retryable in refused} == {
+            ("account_id acct-000007 does not exist", 404, True)}
+        assert first.total("rejected") == len(subs) + len(invoices)
+        with warehouse.begin() as c:
+            c.execute(sa.table("stg_accounts", *map(sa.column, account)).insert().values(**account))
+        pipeline.run(warehouse, start, IMPORT_DAY, health_days=1)
+        later = run(warehouse, server, run_id="later", day=IMPORT_DAY)
+        fake = state(server)
+    assert later.kinds["subscriptions"].sent == len(subs) and later.kinds["invoices"].sent == len(invoices)
+    assert later.kinds["accounts"].sent == 1 and not rejections(warehouse, DEST)
+    assert_csb_equals_warehouse(warehouse, fake)
 
 
 def test_several_sites_into_one_customersuccessbox(warehouse):

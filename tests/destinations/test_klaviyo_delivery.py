@@ -18,9 +18,10 @@ from recurly_elt.destinations.engine import deliver
 from recurly_elt.fakes.rejects import chosen
 
 from . import expected
+from .daily_syncs import import_then_daily_syncs
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .test_braze_delivery import KILLER, ROOT
-from .warehouse_data import DAYS, IMPORT_DAY, end_of, transform_day
+from .warehouse_data import IMPORT_DAY, end_of
 
 METRICS = {"Recurly Failed Recurring Payment": "Failed Payment", "Recurly Refund Issued": "Refunded Payment",
            "Recurly Successful Payment": "Successful Payment", "Recurly Invoice Created": "Issued Invoice"}
@@ -61,28 +62,22 @@ def run(engine, server, *, run_id, day, **kw):
 
 
 def test_import_then_seven_daily_syncs_leave_klaviyo_equal_to_the_warehouse(warehouse):
+    live = []
+
+    def fresh_events_are_live(day, daily, fake):
+        fresh = [e for e in fake["events"] if e["time"] >= day.isoformat()]
+        assert not any(e["backfill"] for e in fresh)  # live events may trigger flows
+        live.extend(fresh)
+
     with running("klaviyo") as server:
-        first = run(warehouse, server, run_id="import", day=IMPORT_DAY, backfill=True)
-        assert first.status == "success" and first.total("polls") >= 2
-        assert first.total("requests") == first.total("min_requests")
-        assert_klaviyo_equals_warehouse(warehouse, state(server))
-        cutoff = (end_of(IMPORT_DAY) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        events = state(server)["events"]
-        assert all(e["backfill"] == (e["time"] < cutoff) for e in events)  # old history never fires flows
-        assert any(e["backfill"] for e in events) and not all(e["backfill"] for e in events)
-        live = 0
-        for day in DAYS:
-            transform_day(warehouse, day)
-            daily = run(warehouse, server, run_id=f"daily-{day}", day=day)
-            assert daily.total("requests") == daily.total("min_requests"), day
-            fake = state(server)
-            assert_klaviyo_equals_warehouse(warehouse, fake)
-            fresh = [e for e in fake["events"] if e["time"] >= day.isoformat()]
-            assert not any(e["backfill"] for e in fresh)  # live events may trigger flows
-            live += len(fresh)
-            again = run(warehouse, server, run_id=f"again-{day}", day=day)
-            assert again.total("requests") == 0
-        assert live > 0 and state(server)["ignored_duplicates"] == 0
+        syncs = import_then_daily_syncs(run, warehouse, server, assert_klaviyo_equals_warehouse, backfill=True,
+                                        each_day=fresh_events_are_live)
+    assert syncs.first.total("polls") >= 2
+    cutoff = (end_of(IMPORT_DAY) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = syncs.imported["events"]
+    assert all(e["backfill"] == (e["time"] < cutoff) for e in events)  # old history never fires flows
+    assert any(e["backfill"] for e in events) and not all(e["backfill"] for e in events)
+    assert live and syncs.fake["ignored_duplicates"] == 0
 
 
 def test_events_older_than_the_age_limit_wait_for_a_backfill(warehouse):

@@ -72,12 +72,9 @@ class BloomreachApp(App):
             return self.error(404, f"no endpoint {method} {path}")
         if token != self.project_token:
             return self.error(404, "Project not found")
-        if len(body) > MAX_BYTES:
-            return self.error(413, "Request Entity Too Large")
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return self.error(400, "Invalid JSON")
+        doc, refused = self.json_body(body, MAX_BYTES, "Invalid JSON")
+        if refused:
+            return refused
         route = route.rstrip("/")
         if route != "batch":
             name = "customers" if route == "customers" else "customers/events"

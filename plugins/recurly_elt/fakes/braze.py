@@ -60,12 +60,9 @@ class BrazeApp(App):
     def handle(self, method, path, query, headers, body) -> Reply:
         if (method, path.rstrip("/")) != ("POST", "/users/track"):
             return json_reply(404, {"message": f"no endpoint {method} {path}"})
-        if len(body) > MAX_BYTES:
-            return json_reply(413, {"message": "Request Entity Too Large"})
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return json_reply(400, {"message": "Invalid JSON in request body"})
+        doc, refused = self.json_body(body, MAX_BYTES, "Invalid JSON in request body")
+        if refused:
+            return refused
         if self.validator is not None:
             problems = sorted(self.validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
             if problems:

@@ -17,7 +17,6 @@ object how many writes it received. `edit()` changes a value as a person would i
 from __future__ import annotations
 
 import base64
-import json
 from collections import Counter
 
 from recurly_elt.fakes.contracts import CUSTOMERSUCCESSBOX, contract_path, defs_validator, problems
@@ -67,12 +66,9 @@ class CustomerSuccessBoxApp(App):
         endpoint = path[len(PREFIX):].strip("/") if path.startswith(PREFIX) else None
         if method != "POST" or endpoint not in ENDPOINTS:
             return self.error(404, f"no endpoint {method} {path}")
-        if len(body) > MAX_BYTES:
-            return self.error(413, "Request Entity Too Large")
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return self.error(400, "the body is not JSON")
+        doc, refused = self.json_body(body, MAX_BYTES, "the body is not JSON")
+        if refused:
+            return refused
         found = problems(self.validators[endpoint], doc)
         if found:
             return json_reply(400, {"errors": found})

@@ -102,6 +102,16 @@ class App:
     def error(self, status: int, message: str) -> Reply:
         raise NotImplementedError
 
+    def json_body(self, body: bytes, max_bytes: int, not_json: str) -> tuple[object, Reply | None]:
+        """(the request's JSON document, None), or (None, the vendor's error) for a body over
+        `max_bytes` (413) or not JSON (400, `not_json`): what every JSON API checks first."""
+        if len(body) > max_bytes:
+            return None, self.error(413, "Request Entity Too Large")
+        try:
+            return json.loads(body), None
+        except ValueError:
+            return None, self.error(400, not_json)
+
     def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> Reply:
         raise NotImplementedError
 
