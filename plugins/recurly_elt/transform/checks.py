@@ -59,9 +59,10 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("no_negative_mrr",
           "no subscription, account or month has negative MRR",
           """SELECT 'subscription' AS level, site, subscription_id AS id, day_from, mrr FROM mrr_subscription_runs
-             WHERE mrr < 0
+             WHERE CAST(mrr AS NUMERIC) < 0
              UNION ALL
-             SELECT 'account', site, account_id, day_from, mrr FROM mrr_account_runs WHERE mrr < 0""",
+             SELECT 'account', site, account_id, day_from, mrr FROM mrr_account_runs
+             WHERE CAST(mrr AS NUMERIC) < 0""",  # CAST: SQLite stores the amount as its decimal text
           ("mrr_subscription_runs", "mrr_account_runs")),
     Check("active_subscription_has_plan",
           "every live subscription names a plan that is staged",
