@@ -150,6 +150,7 @@ def test_a_sqlite_mart_of_an_older_version_is_rebuilt_with_exact_text(sqlite_url
         c.exec_driver_sql("INSERT INTO mrr_account_runs VALUES ('s1', 'a1', '2025-01-01', '2025-02-01', 103.43, 'USD'),"
                           " ('s1', 'a2', '2025-01-01', '2025-02-01', 0.3, 'USD'),"
                           " ('s1', 'a3', '2025-01-01', '2025-02-01', 18, 'USD')")
+        c.exec_driver_sql("CREATE VIEW v_mrr_account_daily AS SELECT * FROM mrr_account_runs")  # an older view
     pipeline.prepare(engine)
     pipeline.prepare(engine)  # once rebuilt, left as it is
     with engine.connect() as c:
