@@ -159,3 +159,25 @@ def test_a_sqlite_mart_of_an_older_version_is_rebuilt_with_exact_text(sqlite_url
     assert stored == [("a1", "text", "103.430000"), ("a2", "text", "0.300000"), ("a3", "text", "18.000000")]
     assert view == 0  # the views read the rebuilt table (no calendar days yet)
     engine.dispose()
+
+
+def test_an_amount_written_through_sqlalchemy_has_the_six_decimals_the_views_read(warehouse_url):
+    from datetime import date
+
+    engine = create_engine_from_url(warehouse_url)
+    pipeline.prepare(engine)
+    runs = tables.MRR_ACCOUNT_RUNS
+    with engine.begin() as c:
+        c.execute(runs.insert().values(site="s1", account_id="a1", day_from=date(2025, 1, 1), day_to=date(2025, 1, 3),
+                                       mrr=Decimal("-12.5"), currency="USD"))
+        c.execute(tables.CALENDAR.insert().values([{"day": date(2025, 1, d)} for d in (1, 2)]))
+    with engine.connect() as c:
+        stored = c.execute(sa.text("SELECT mrr FROM mrr_account_runs")).scalar()
+        viewed = c.execute(sa.text("SELECT mrr FROM v_mrr_account_daily")).scalars().all()
+    assert Decimal(str(stored)) == Decimal("-12.5") and [exact(v) for v in viewed] == [Decimal("-12.50")] * 2
+    if engine.dialect.name == "sqlite":
+        assert stored == "-12.500000"
+    with pytest.raises(sa.exc.StatementError, match="more than 6 decimals"), engine.begin() as c:
+        c.execute(runs.insert().values(site="s1", account_id="a2", day_from=date(2025, 1, 1), day_to=date(2025, 1, 3),
+                                       mrr=Decimal("0.0000001"), currency="USD"))
+    engine.dispose()

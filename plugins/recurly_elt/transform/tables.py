@@ -2,8 +2,9 @@
 
 Keys make every write idempotent: a run replaces exactly the rows of its site and date range
 (store.py). Money is in the reporting currency unless the column says native, and is stored exactly
-as staging stores it (warehouse/types.py `Money`: NUMERIC(20, 6) on PostgreSQL, the decimal text
-on SQLite, which has no exact decimal type); docs/transform.md, "Money in the marts".
+as staging stores it (warehouse/types.py `Money`, `MartMoney`: NUMERIC(20, 6) on PostgreSQL, the
+decimal text with six decimals on SQLite, which has no exact decimal type); docs/transform.md,
+"Money in the marts".
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 import sqlalchemy as sa
 
-from recurly_elt.warehouse.types import Money
+from recurly_elt.warehouse.types import MartMoney
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ _number = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
 
 def _money(name: str, **kw) -> sa.Column:
     """A money column: frames carry it as int64 micro-units (transform/money.py); the store writes
-    it as an exact decimal (`Money`) and reads it back as the same micro-units."""
-    return sa.Column(name, Money(), info={"money": True}, **kw)
+    it as an exact decimal (`MartMoney`) and reads it back as the same micro-units."""
+    return sa.Column(name, MartMoney(), info={"money": True}, **kw)
 
 
 def _t(name: str, *cols: sa.Column, **kw) -> sa.Table:

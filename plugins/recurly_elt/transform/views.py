@@ -33,9 +33,9 @@ ACCOUNT_TEXT = ("code", "state", "email", "first_name", "last_name", "company", 
 
 
 class Amounts:
-    """SQL of exact money for one dialect. `exact(col)` is a stored amount as a value SQL adds and
-    compares exactly (PostgreSQL: the NUMERIC itself; SQLite: integer micro-units from its decimal
-    text); `cents(expr)` rounds such a value (or a SUM of them) half up to the cent, once."""
+    """SQL of exact money for one dialect. `exact(col)` is a stored amount of a mart as a value SQL
+    adds and compares exactly (PostgreSQL: the NUMERIC itself; SQLite: integer micro-units from its
+    six-decimal text); `cents(expr)` rounds such a value (or a SUM of them) half up to the cent, once."""
 
     def __init__(self, dialect: str):
         self.sqlite = dialect == "sqlite"
@@ -43,13 +43,9 @@ class Amounts:
     def exact(self, col: str) -> str:
         if not self.sqlite:
             return col
-        # '-12.5' -> -12500000: sign, whole part and six decimal digits, each an integer (a stored
-        # amount has at most six decimals: warehouse/types.py).
-        digits = f"ltrim({col}, '-+')"
-        point = f"instr({digits} || '.', '.')"
-        return (f"((CASE WHEN substr({col}, 1, 1) = '-' THEN -1 ELSE 1 END) * ("
-                f"CAST(substr({digits}, 1, {point} - 1) AS INTEGER) * 1000000 + "
-                f"CAST(substr(substr({digits}, {point} + 1) || '000000', 1, 6) AS INTEGER)))")
+        # '-12.500000' -> -12500000: a mart's amount is stored with exactly six decimals
+        # (warehouse/types.py `MartMoney`), so without its point it is its micro-units.
+        return f"CAST(REPLACE({col}, '.', '') AS INTEGER)"
 
     def cents(self, expr: str) -> str:
         if not self.sqlite:
