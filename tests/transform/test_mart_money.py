@@ -181,3 +181,22 @@ def test_an_amount_written_through_sqlalchemy_has_the_six_decimals_the_views_rea
         c.execute(runs.insert().values(site="s1", account_id="a2", day_from=date(2025, 1, 1), day_to=date(2025, 1, 3),
                                        mrr=Decimal("0.0000001"), currency="USD"))
     engine.dispose()
+
+
+def test_a_month_off_by_a_micro_unit_does_not_reconcile(warehouse_url):
+    from datetime import date
+
+    from recurly_elt.transform import checks
+
+    engine = create_engine_from_url(warehouse_url)
+    pipeline.prepare(engine)
+    row = dict(site="s1", account_id="a1", movement_type="expansion", currency="USD", as_of=date(2025, 1, 31))
+    with engine.begin() as c:
+        c.execute(tables.MRR_MOVEMENTS.insert().values([
+            {**row, "month": date(2025, 1, 1), "opening_mrr": Decimal("0.10"), "movement": Decimal("0.20"),
+             "closing_mrr": Decimal("0.30")},  # exact: 0.1 + 0.2 is 0.3 here
+            {**row, "month": date(2025, 2, 1), "opening_mrr": Decimal("0.30"), "movement": Decimal("1.00"),
+             "closing_mrr": Decimal("1.300001")}]))
+    with pytest.raises(checks.DataQualityError, match=r"(?s)1 offending row.*month=2025-02-01"):
+        checks.run_check(engine, "mrr_reconciles")
+    engine.dispose()
