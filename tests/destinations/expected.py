@@ -17,9 +17,12 @@ def _iso(value) -> str:
 
 
 def cents(value) -> float | None:
+    """A stored amount (the table's exact decimal: Decimal or its text, never a float) rounded half up
+    to the cent, as the number a destination's JSON carries."""
     if value is None:
         return None
-    return float(Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    assert not isinstance(value, float), f"amount {value!r} read from the warehouse as a binary float"
+    return float(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def accounts(engine) -> dict[str, dict]:

@@ -10,6 +10,7 @@ import base64
 import json
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 import requests
@@ -46,7 +47,8 @@ def expected_customers(engine) -> dict[str, dict]:
     with engine.connect() as c:
         accounts = c.execute(sa.text("SELECT site, id, code FROM stg_accounts")).all()
         subs = c.execute(sa.text("SELECT site, account_id, mrr, status FROM subscription_overview")).all()
-    active = {(s, a) for s, a, mrr, status in subs if (mrr or 0) > 0 or status == "in_trial"}
+    # the stored amount as its exact decimal (SQLite: its text)
+    active = {(s, a) for s, a, mrr, status in subs if Decimal(str(mrr or 0)) > 0 or status == "in_trial"}
     return {f"registered:{code}": {"recurly_subscription_active": (site, aid) in active} for site, aid, code in accounts}
 
 

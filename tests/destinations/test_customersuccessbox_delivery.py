@@ -44,7 +44,8 @@ def warehouse(warehouse_url):
 def money(value) -> float | None:
     if value is None:
         return None
-    return float(Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    assert not isinstance(value, float), f"amount {value!r} read from the warehouse as a binary float"
+    return float(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def account_ids(engine, by_site: bool = False) -> dict[tuple[str, str], str]:

@@ -12,6 +12,15 @@ import sqlalchemy as sa
 from . import independent
 
 
+def _stored(value) -> Decimal | None:
+    """A stored amount as the decimal it is (PostgreSQL: a Decimal; SQLite: its decimal text),
+    compared exactly: never read through a float, never rounded here (the transform rounded it)."""
+    if value is None:
+        return None
+    assert not isinstance(value, float), f"amount {value!r} read back as a binary float"
+    return Decimal(str(value))
+
+
 def assert_agrees_to_the_cent(engine, site: str, first: date, last: date) -> int:
     """Every subscription-day (as runs) and every (month, account) movement of the transform equal
     the independent computation's, to the cent. Returns the number of movement rows compared."""
@@ -20,8 +29,9 @@ def assert_agrees_to_the_cent(engine, site: str, first: date, last: date) -> int
         stored = c.execute(sa.text("SELECT subscription_id, day_from, day_to, mrr, mrr_reporting "
                                    "FROM mrr_subscription_runs WHERE site = :s"), {"s": site}).all()
         got = pd.read_sql_query(sa.text("SELECT month, account_id, opening_mrr, closing_mrr, movement, movement_type "
-                                        "FROM mrr_movements_monthly WHERE site = :s"), c, params={"s": site})
-    cents = lambda v: None if v is None else Decimal(repr(float(v))).quantize(Decimal("0.01"))  # noqa: E731
+                                        "FROM mrr_movements_monthly WHERE site = :s"), c, params={"s": site},
+                                coerce_float=False)
+    cents = _stored
     actual_runs = defaultdict(list)
     for sid, day_from, day_to, mrr_value, reporting in stored:
         actual_runs[sid].append((pd.Timestamp(day_from).date(), pd.Timestamp(day_to).date(), cents(mrr_value),
@@ -41,5 +51,6 @@ def assert_agrees_to_the_cent(engine, site: str, first: date, last: date) -> int
     assert set(actual) == set(expected)
     for key, value in expected.items():
         assert actual[key] == value, (key, actual[key], value)
-    assert all(cents(m) == cents(c) - cents(o) for o, c, m in got[["opening_mrr", "closing_mrr", "movement"]].itertuples(index=False))
+    assert all(cents(m) == cents(c) - cents(o)  # exactly: no tolerance
+               for o, c, m in got[["opening_mrr", "closing_mrr", "movement"]].itertuples(index=False))
     return len(expected)

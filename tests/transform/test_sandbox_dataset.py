@@ -5,6 +5,7 @@ day by day gives identical tables."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -102,7 +103,7 @@ def test_a_failed_check_names_the_offending_rows(sqlite_url):
     with engine.begin() as c:
         c.execute(tables.MRR_SUBSCRIPTION_RUNS.insert().values(
             site="s1", subscription_id="sub-negative", day_from=date(2025, 1, 1), day_to=date(2025, 2, 1),
-            account_id="a1", currency="USD", mrr=-5.0, mrr_reporting=-5.0))
+            account_id="a1", currency="USD", mrr=Decimal("-5"), mrr_reporting=Decimal("-5")))
     with pytest.raises(checks.DataQualityError, match="(?s)no_negative_mrr.*sub-negative"):
         checks.run_check(engine, "no_negative_mrr")
     checks.run_check(engine, "no_duplicate_keys")

@@ -2,7 +2,9 @@
 
 A check passes when its query returns nothing; otherwise `run_check` raises DataQualityError with
 the check's name, the count and the first rows, so a failed DAG task says which rows are wrong.
-Written in SQL valid on SQLite and PostgreSQL.
+Written in SQL valid on SQLite and PostgreSQL; `{column}` is a mart amount as an exact value
+(transform/views.py `Amounts.exact`: NUMERIC, or integer micro-units on SQLite), so money is
+compared exactly, with no tolerance.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
                  SELECT site, month, account_id, opening_mrr, movement, closing_mrr,
                         LAG(closing_mrr) OVER (PARTITION BY site, account_id ORDER BY month) AS previous_closing
                  FROM mrr_movements_monthly) m
-             WHERE ABS(opening_mrr + movement - closing_mrr) > 0.005
-                OR ABS(COALESCE(previous_closing, opening_mrr) - opening_mrr) > 0.005""",
+             WHERE {opening_mrr} + {movement} <> {closing_mrr}
+                OR COALESCE({previous_closing}, {opening_mrr}) <> {opening_mrr}""",
           ("mrr_movements_monthly",)),
     Check("no_overlapping_mrr_runs",
           "no subscription or account has two MRR runs covering the same day (no duplicate daily keys)",
@@ -59,9 +61,9 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("no_negative_mrr",
           "no subscription, account or month has negative MRR",
           """SELECT 'subscription' AS level, site, subscription_id AS id, day_from, mrr FROM mrr_subscription_runs
-             WHERE mrr < 0
+             WHERE {mrr} < 0
              UNION ALL
-             SELECT 'account', site, account_id, day_from, mrr FROM mrr_account_runs WHERE mrr < 0""",
+             SELECT 'account', site, account_id, day_from, mrr FROM mrr_account_runs WHERE {mrr} < 0""",
           ("mrr_subscription_runs", "mrr_account_runs")),
     Check("active_subscription_has_plan",
           "every live subscription names a plan that is staged",
@@ -80,10 +82,23 @@ class DataQualityError(Exception):
         self.offending_rows = offending_rows
 
 
+class _Exact(dict):
+    """`{column}` of a check's SQL -> that amount as an exact value of the dialect."""
+
+    def __init__(self, dialect: str):
+        super().__init__()
+        from recurly_elt.transform.views import Amounts
+
+        self.amounts = Amounts(dialect)
+
+    def __missing__(self, column: str) -> str:
+        return self.amounts.exact(column)
+
+
 def offending_rows(engine: sa.Engine, name: str) -> tuple[list[str], list[tuple]]:
     check = CHECKS[name]
     with engine.connect() as conn:
-        result = conn.execute(sa.text(check.sql))
+        result = conn.execute(sa.text(check.sql.format_map(_Exact(engine.dialect.name))))
         return list(result.keys()), [tuple(r) for r in result.fetchall()]
 
 

@@ -7,9 +7,8 @@ never a binary float:
   decimal text: warehouse/types.py) and come back from the warehouse as int64 micro-units already
   (warehouse/columnar.py scales the decimal text in integers); `micros` takes them as they are
   and refuses a float, so no staged amount passes through binary floating point.
-- Amounts read back from the transform's own tables (`from_stored`: float64 from NUMERIC, SQLite
-  REAL) are rounded to the nearest micro-unit, which recovers them exactly below 2 * 10^9 (checked:
-  a bigger amount is an error naming it).
+- The transform's own tables store money the same way (transform/tables.py), so amounts read back
+  from them (stored runs around a window) are the same int64 micro-units again.
 - Decimal text (`unit_amount_decimal`, `quantity_decimal`: strings in the API) is parsed digit by
   digit (`parse_decimal`), never through a float.
 - Rounding is half up (half away from zero), in integer arithmetic (`round_half_up`), to the
@@ -29,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MICRO = 10**6
-LIMIT = 2 * 10**9  # largest stored amount `from_stored` recovers exactly from a double
 BOUND_RATE = 10**10  # amounts in minor units below this convert with an 8-decimal rate in int64
 
 # ISO 4217 minor units other than 2 (the default).
@@ -63,15 +61,6 @@ def micros(values: pd.Series, ids: pd.Series | None = None, what: str = "amount"
     if not pd.api.types.is_integer_dtype(values.dtype):
         raise MoneyError(f"{what}: staged amounts arrive as integer micro-units, not {values.dtype}")
     return values.to_numpy(dtype=np.int64, na_value=0)
-
-
-def from_stored(values: pd.Series, what: str = "stored amount") -> np.ndarray:
-    """Amounts read back from a transform table (float64, NaN for NULL) as int64 micro-units."""
-    v = values.to_numpy(dtype="float64", na_value=np.nan)
-    big = np.abs(np.nan_to_num(v)) >= LIMIT
-    if big.any():
-        raise MoneyError(f"{what} is {v[big][0]}: at or above {LIMIT:,}, it cannot be read exactly")
-    return np.rint(np.nan_to_num(v) * MICRO).astype(np.int64)
 
 
 def parse_decimal(text: pd.Series, scale: int = MICRO) -> tuple[np.ndarray, np.ndarray]:

@@ -93,7 +93,7 @@ def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
             fixed[sid] = amount
     ids = pd.Index(sorted(set(percent) | set(fixed)), dtype="str")
     return pd.DataFrame({"percent": pd.Series(percent, index=ids, dtype="float64"),
-                         "fixed": pd.Series(fixed, index=ids, dtype="float64").fillna(0).astype(np.int64)},
+                         "fixed": pd.Series([fixed.get(i, 0) for i in ids], index=ids, dtype=np.int64)},
                         index=ids)
 
 

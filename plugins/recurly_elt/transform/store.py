@@ -39,17 +39,6 @@ def exact_money(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_money(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows read back from a transform table with their money columns as int64 micro-units (Int64
-    where NULL)."""
-    for c in money_columns(table):
-        if c in frame.columns:
-            nulls = frame[c].isna().to_numpy()
-            micro = money.from_stored(frame[c])
-            frame[c] = pd.arrays.IntegerArray(micro, nulls) if nulls.any() else micro
-    return frame
-
-
 def replace(db: Columnar, table: sa.Table, where: sa.ColumnElement, frame: pd.DataFrame) -> int:
     db.execute(table.delete().where(where))
     return db.insert(table, exact_money(table, frame))
@@ -64,7 +53,8 @@ def write_runs(db: Columnar, table: sa.Table, key: str, site: str, start: pd.Tim
     """
     c = table.c
     touching = (c.site == site) & (c.day_to >= start.date()) & (c.day_from <= end.date())
-    old = read_money(table, db.read(sa.select(*table.columns).where(touching)).drop(columns="site"))
+    # Money columns come back as the int64 micro-units they were written from (Int64: NULL as NA).
+    old = db.read(sa.select(*table.columns).where(touching)).drop(columns="site")
     before = old[old["day_from"] < start].assign(day_to=lambda x: x["day_to"].clip(upper=start))
     after = old[old["day_to"] > end].assign(day_from=lambda x: x["day_from"].clip(lower=end))
     parts = [df for df in (before, after, run_ops.clip(new_runs, start, end)) if not df.empty]

@@ -8,13 +8,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import sqlalchemy as sa
 
 from recurly_elt.transform.config import TransformConfig
 
 
-def _money(value: float | None, sign: bool = False) -> str:
-    return f"{value or 0.0:{'+' if sign else ''},.2f}"
+def _money(value: Decimal | float | None, sign: bool = False) -> str:
+    """A view's amount (PostgreSQL: a Decimal; SQLite: the double nearest the cents, whose repr is
+    them) as text, through the decimal it stands for, never formatted from the binary value."""
+    exact = Decimal(0) if value is None else value if isinstance(value, Decimal) else Decimal(repr(value))
+    return f"{exact:{'+' if sign else ''},.2f}"
 
 
 def health_summary(engine: sa.Engine) -> str:

@@ -1,12 +1,21 @@
 """The transform's output tables (the marts), one declaration each.
 
 Keys make every write idempotent: a run replaces exactly the rows of its site and date range
-(store.py). Money is in the reporting currency unless the column says native.
+(store.py). Money is in the reporting currency unless the column says native, and is stored exactly
+as staging stores it (warehouse/types.py `Money`, `MartMoney`: NUMERIC(20, 6) on PostgreSQL, the
+decimal text with six decimals on SQLite, which has no exact decimal type); docs/transform.md,
+"Money in the marts".
 """
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
+
+from recurly_elt.warehouse.types import MartMoney
+
+log = logging.getLogger(__name__)
 
 METADATA = sa.MetaData()
 
@@ -18,8 +27,8 @@ _number = lambda: sa.Numeric(20, 6, asdecimal=False)  # noqa: E731
 
 def _money(name: str, **kw) -> sa.Column:
     """A money column: frames carry it as int64 micro-units (transform/money.py); the store writes
-    it as an exact decimal."""
-    return sa.Column(name, _number(), info={"money": True}, **kw)
+    it as an exact decimal (`MartMoney`) and reads it back as the same micro-units."""
+    return sa.Column(name, MartMoney(), info={"money": True}, **kw)
 
 
 def _t(name: str, *cols: sa.Column, **kw) -> sa.Table:
@@ -134,14 +143,47 @@ RUN_LOG = sa.Table(
 )
 
 
+def _money_as_text(conn: sa.Connection, table: sa.Table, have: dict[str, str]) -> bool:
+    """SQLite: rebuild a table an older version created with REAL (NUMERIC) money columns, its
+    amounts rewritten as the decimal text `Money` stores. The doubles were written from exact
+    decimals of at most 6 places and below 10^9 (one correctly rounded conversion), so printf's
+    6 decimals of each is that decimal again."""
+    stale = [c.name for c in table.columns if c.info.get("money") and c.name in have
+             and "CHAR" not in have[c.name] and "TEXT" not in have[c.name]]
+    if not stale:
+        return False
+    log.warning("%s: rebuilding it to store %s as exact decimal text (an older version stored REAL)",
+                table.name, ", ".join(stale))
+    old = f"{table.name}__real_money"
+    cols = [c.name for c in table.columns if c.name in have]
+    values = [f'CASE WHEN "{n}" IS NULL THEN NULL ELSE printf(\'%.6f\', "{n}") END' if n in stale else f'"{n}"'
+              for n in cols]
+    # Legacy rename: the views that read the table keep its name (they are recreated after this).
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+    try:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+        table.create(conn)
+        names = ", ".join(f'"{n}"' for n in cols)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)} FROM {old}")
+        conn.exec_driver_sql(f"DROP TABLE {old}")
+    finally:
+        conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+    return True  # the new table has every declared column
+
+
 def create_transform_tables(engine: sa.Engine) -> None:
     """Create missing tables, and add the columns a newer version declares to a table created by an
-    older one (nullable, so existing rows read as NULL until their days are transformed again)."""
+    older one (nullable, so existing rows read as NULL until their days are transformed again). On
+    SQLite, a table whose amounts an older version stored as REAL is rebuilt with them as text."""
     METADATA.create_all(engine)
     with engine.begin() as conn:
         inspector = sa.inspect(conn)
         for table in METADATA.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
+            columns = inspector.get_columns(table.name)
+            if conn.dialect.name == "sqlite" and _money_as_text(
+                    conn, table, {c["name"]: str(c["type"]).upper() for c in columns}):
+                continue
+            have = {c["name"] for c in columns}
             for col in table.columns:
                 if col.name not in have:
                     kind = col.type.compile(dialect=conn.dialect)

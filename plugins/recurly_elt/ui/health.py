@@ -99,7 +99,8 @@ def at_risk(r: Reader, site: str | None = None, limit: int = AT_RISK_LIMIT) -> d
         SELECT h.site, h.day, h.account_id, h.account_code, h.account_status, h.mrr, h.health_score,
                h.health_band, h.days_to_renewal, h.overdue_amount, h.alert_count{', ' + cols if cols else ''}
         FROM account_health_daily h WHERE {where}
-        ORDER BY COALESCE(h.mrr, 0) DESC, h.alert_count DESC, h.site, h.account_id LIMIT :limit""", **params)
+        ORDER BY COALESCE(CAST(h.mrr AS NUMERIC), 0) DESC, h.alert_count DESC, h.site, h.account_id
+        LIMIT :limit""", **params)  # CAST: SQLite stores the amount as its decimal text
     totals = r.rows(f"SELECT COUNT(*) AS n, SUM(h.mrr) AS mrr FROM account_health_daily h WHERE {where}",
                     **{k: v for k, v in params.items() if k != "limit"})[0]
     for row in rows:

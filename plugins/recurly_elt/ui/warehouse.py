@@ -12,6 +12,7 @@ import math
 import re
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
@@ -69,6 +70,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+@lru_cache(maxsize=1)
+def money_columns() -> frozenset[str]:
+    """The names of the marts' amount columns (transform/tables.py)."""
+    from recurly_elt.transform.tables import METADATA
+
+    return frozenset(c.name for t in METADATA.sorted_tables for c in t.columns if c.info.get("money"))
+
+
 class Reader:
     """One read-only connection for one request: rows as dicts of plain values, and answers kept
     until the next transform run (`kept`, see cache.py)."""
@@ -96,9 +105,13 @@ class Reader:
         return all(n in self._names for n in names)
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """Rows as dicts of plain values; an amount column of the marts (SQLite stores its decimal
+        text) is a number like the PostgreSQL NUMERIC of the same column."""
         result = self.conn.execute(sa.text(sql), params)
         keys = list(result.keys())
-        return [{k: plain(v) for k, v in zip(keys, r)} for r in result]
+        amounts = money_columns()
+        return [{k: plain(Decimal(v) if k in amounts and isinstance(v, str) else v) for k, v in zip(keys, r)}
+                for r in result]
 
     def scalar(self, sql: str, **params: Any) -> Any:
         return plain(self.conn.execute(sa.text(sql), params).scalar())

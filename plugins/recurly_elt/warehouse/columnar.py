@@ -13,7 +13,8 @@ a driver's parameter style.
 
 Values are stored exactly as SQLAlchemy stores them, so either can read what the other wrote: on
 SQLite datetimes are text 'YYYY-MM-DD HH:MM:SS.ffffff', dates 'YYYY-MM-DD', booleans 0/1 and
-money REAL; on PostgreSQL the native types (NUMERIC through decimal128).
+money (`Money` columns, staged and transformed) its decimal text; on PostgreSQL the native types
+(NUMERIC through decimal128).
 
 A read is typed by the SQLAlchemy columns it selects (their `kind`), never by what the driver
 guessed: the SQLite driver infers each column's type from its values (an all-NULL column comes
@@ -254,13 +255,6 @@ def _to_arrow(values: Any, type_: sa.types.TypeEngine, sqlite: bool) -> pa.Array
             raise TypeError(f"a money column takes Arrow decimals, not {s.dtype}: no float reaches a stored amount")
         decimals = pa.array(s.array)
         return pc.cast(decimals, pa.string()) if sqlite else pc.cast(decimals, pa.decimal128(type_.precision, type_.scale))
-    if kind == "number" and isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_decimal(s.dtype.pyarrow_dtype):
-        # Exact decimals (the transform's money): NUMERIC on PostgreSQL as they are; on SQLite, which
-        # stores REAL, the nearest double (one correctly rounded conversion, read back exactly).
-        decimals = pa.array(s.array)
-        if sqlite:
-            return pc.cast(decimals, pa.float64())
-        return pc.cast(decimals, pa.decimal128(type_.precision, type_.scale or 0))
     if kind in ("number", "integer"):
         floats = pa.array(pd.to_numeric(s).to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)
         if kind == "integer":

@@ -43,3 +43,21 @@ class Money(sa.types.TypeDecorator):
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
         # str(): a pre-existing SQLite NUMERIC column returns a double; its text is the decimal sent.
         return None if value is None else Decimal(str(value))
+
+
+class MartMoney(Money):
+    """A transform output amount: `Money` whose SQLite text always has exactly SCALE decimals
+    ('103.430000', what the columnar writer's Arrow cast gives too), so SQL can read it as integer
+    micro-units by dropping the point (transform/views.py). A value with more decimals is refused."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        exact = super().process_bind_param(value, dialect)
+        if exact is None:
+            return None
+        fixed = Decimal(exact).quantize(Decimal(1).scaleb(-SCALE))
+        if fixed != Decimal(exact):  # NUMERIC(20, 6) would round it: refused on both warehouses
+            raise ValueError(f"amount {exact} has more than {SCALE} decimals")
+        return format(fixed, "f") if dialect.name == "sqlite" else fixed
+
