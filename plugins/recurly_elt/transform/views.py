@@ -12,6 +12,7 @@ Exact readers (the destinations) read the tables, whose amounts are the exact de
   v_accounts                 the staged accounts' profile fields, blank text ("") as NULL
   v_mrr_subscription_daily   MRR per subscription and day (runs expanded over calendar_days)
   v_mrr_account_daily        MRR per account and day (reporting currency)
+  v_latest_health_day        each site's latest day in account_health_daily (a key lookup)
   v_account_health           each account's health on the latest day computed
   v_subscription_overview    each subscription's plan segment, status and MRR
   v_mrr_movements_by_month   opening, new, expansion, contraction, churn, reactivation, closing
@@ -93,6 +94,13 @@ def _movements(a: Amounts) -> str:
         GROUP BY site, month, currency"""
 
 
+# Each site's latest health day: one lookup of the table's key (site, day, account_id) per site.
+# The plain `MAX(day) ... GROUP BY site`, or a `MAX` per health row, reads every stored day, and a
+# daily sync stores one more day of every account each day. Inlined in v_account_health, not read
+# through v_latest_health_day: a view over a view could not be dropped and recreated on PostgreSQL.
+LATEST_HEALTH_DAY = """SELECT s.site, (SELECT MAX(d.day) FROM account_health_daily d WHERE d.site = s.site) AS day
+        FROM (SELECT DISTINCT site FROM stg_accounts) s"""
+
 VIEWS: dict[str, Callable[[Amounts], str]] = {
     "v_accounts": lambda a: f"""
         SELECT site, id AS account_id, {", ".join(f"NULLIF({c}, '') AS {c}" for c in ACCOUNT_TEXT)},
@@ -108,9 +116,10 @@ VIEWS: dict[str, Callable[[Amounts], str]] = {
         SELECT r.site, c.day, r.account_id, {a.amount('r.mrr')} AS mrr, r.currency
         FROM mrr_account_runs r
         JOIN calendar_days c ON c.day >= r.day_from AND c.day < r.day_to""",
+    "v_latest_health_day": lambda a: LATEST_HEALTH_DAY,
     "v_account_health": lambda a: f"""
         SELECT {a.columns(t.ACCOUNT_HEALTH, 'h')}, h.day AS as_of
-        FROM (SELECT site, MAX(day) AS day FROM account_health_daily GROUP BY site) l
+        FROM ({LATEST_HEALTH_DAY}) l
         JOIN account_health_daily h ON h.site = l.site AND h.day = l.day""",
     "v_subscription_overview": lambda a: f"""
         SELECT {a.columns(t.SUBSCRIPTION_OVERVIEW, 'o')},
