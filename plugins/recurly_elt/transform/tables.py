@@ -103,8 +103,11 @@ ACCOUNT_HEALTH = _t(
 
 # Keyed by time: event_id alone is unique (a hash that includes site and occurred_at, see
 # events.py; the no_duplicate_keys check watches it), and putting (site, occurred_at) first stores
-# the events in time order, the order windows are replaced and destinations read them, with no
-# second index to update at random positions on every insert.
+# the events in time order, the order windows are replaced in. Destinations read the events of
+# every site from a point in time on, ordered by (occurred_at, event_id): the key cannot serve
+# that (it starts with the site), the index on (occurred_at, event_id) does, so a delivery reads
+# only the window it sends, already in order, instead of every event of the history. Its entries
+# are appended in time order like the table's own.
 LIFECYCLE_EVENTS = _t(
     "lifecycle_events",
     _pk("site"), _pk("occurred_at", sa.DateTime), _pk("event_id"),
@@ -112,6 +115,7 @@ LIFECYCLE_EVENTS = _t(
     *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "subscription_id", "invoice_id",
                                          "transaction_id", "object_id", "plan_code")),
     _money("amount"), sa.Column("currency", sa.Text()), sa.Column("detail", sa.Text()),
+    sa.Index("ix_lifecycle_events_occurred_at_event_id", "occurred_at", "event_id"),
 )
 
 QUARANTINE = _t(
@@ -135,14 +139,9 @@ RUN_LOG = sa.Table(
 
 
 def create_transform_tables(engine: sa.Engine) -> None:
-    """Create missing tables, and add the columns a newer version declares to a table created by an
-    older one (nullable, so existing rows read as NULL until their days are transformed again)."""
-    METADATA.create_all(engine)
-    with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        for table in METADATA.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have:
-                    kind = col.type.compile(dialect=conn.dialect)
-                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+    """Create missing tables, and add the columns and indexes a newer version declares to a table
+    created by an older one (columns nullable, so existing rows read as NULL until their days are
+    transformed again): warehouse/schema.py, race-free and idempotent."""
+    from recurly_elt.warehouse.schema import ensure_tables
+
+    ensure_tables(engine, METADATA.sorted_tables)
