@@ -80,7 +80,11 @@ def _warehouse(args) -> tuple[str, dict]:
         if ready:
             with engine.connect() as c:
                 ready = bool(c.execute(sa.text("SELECT COUNT(*) FROM account_health_daily")).scalar())
-        if not ready:
+        if ready:  # reused: the tables gain what this version declares (e.g. indexes), as a transform would
+            from recurly_elt.transform.tables import create_transform_tables
+
+            create_transform_tables(engine)
+        else:
             from recurly_elt.transform import pipeline
 
             t0 = time.perf_counter()

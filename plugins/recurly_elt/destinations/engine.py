@@ -271,7 +271,6 @@ class _Run:
                                exclude_delivered=(self.dest, kind.name) if kind.is_event else None,
                                account_keys=self.keys)
             previous = {} if kind.is_event else ledger.delivered(conn, self.dest, kind.name)
-            stale = self.stale(conn, kind)
             refused = ledger.rejections(conn, self.dest, kind.name)
         if refused or selection.set_aside:
             self.rejected_kinds.add(kind.name)
@@ -284,12 +283,13 @@ class _Run:
                 ledger.record_rejections(conn, self.dest, kind.name, self.run_id, [
                     {"object_key": s.key, "payload_hash": None, "reason": s.reason, "retryable": False}
                     for s in selection.set_aside])
+        stale = self.stale(kind, previous)
         partial = bool(kind.options.get("partial_updates", True))
         to_send: list[Record] = []
         for record in selection.records:
             before = previous.get(record.key)
             resync = record.key in stale
-            if before is not None and before[0] == record.hash and not resync:
+            if before is not None and before.payload_hash == record.hash and not resync:
                 counts.unchanged += 1
                 continue
             if before is not None and self.mode == "import_only":
@@ -309,7 +309,7 @@ class _Run:
                 if resync:  # the whole object, to overwrite what was changed at the destination
                     counts.resynced += 1
                 elif partial:
-                    record.changed = changed_fields(_decoded(before[1]), record.payload)
+                    record.changed = changed_fields(_decoded(before.payload), record.payload)
             to_send.append(record)
         batches = self.pack(kind, to_send)
         counts.min_requests = self.min_requests(kind, batches)
@@ -322,13 +322,15 @@ class _Run:
                 self.result.sample[kind.name] = json.loads(request.body) if request.body else None
         return batches, counts
 
-    def stale(self, conn, kind: Kind) -> set[str]:
+    def stale(self, kind: Kind, previous: dict[str, ledger.Delivered]) -> set[str]:
         """Objects to send again though unchanged: last delivered more than `resync_after_days` ago
-        (by the wall clock, so reruns and backfills of the same day resend nothing). Daily sync only."""
+        (by the wall clock, so reruns and backfills of the same day resend nothing), from the
+        ledger rows already read (`previous`). Daily sync only."""
         days = kind.resync_after_days if kind.resync_after_days is not None else self.mapping.resync_after_days
         if not days or kind.is_event or self.mode == "import_only":
             return set()
-        return ledger.delivered_before(conn, self.dest, kind.name, ledger.utcnow() - timedelta(days=days))
+        cutoff = ledger.utcnow() - timedelta(days=days)
+        return {key for key, row in previous.items() if row.delivered_at < cutoff}
 
     def _options(self) -> dict:
         return {"backfill": self.backfill, "mode": self.mode}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import sqlalchemy as sa
 
@@ -138,20 +138,20 @@ def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], update: Iter
 
 # -- reads ---------------------------------------------------------------------------------------
 
-def delivered(conn: sa.Connection, destination: str, kind: str) -> dict[str, tuple[str, str | None]]:
-    """{object_key: (payload_hash, payload JSON or None)} of one destination and kind."""
+class Delivered(NamedTuple):
+    """What load_delivered holds of one key: the hash and payload last delivered, and when."""
+
+    payload_hash: str
+    payload: str | None       # objects: the JSON delivered; events: None
+    delivered_at: datetime    # naive UTC
+
+
+def delivered(conn: sa.Connection, destination: str, kind: str) -> dict[str, Delivered]:
+    """{object_key: Delivered} of one destination and kind, in one read."""
     t = DELIVERED
-    rows = conn.execute(sa.select(t.c.object_key, t.c.payload_hash, t.c.payload)
+    rows = conn.execute(sa.select(t.c.object_key, t.c.payload_hash, t.c.payload, t.c.delivered_at)
                         .where(t.c.destination == destination, t.c.kind == kind))
-    return {k: (h, p) for k, h, p in rows}
-
-
-def delivered_before(conn: sa.Connection, destination: str, kind: str, cutoff: datetime) -> set[str]:
-    """Keys of one destination and kind last delivered before `cutoff` (UTC)."""
-    t = DELIVERED
-    rows = conn.execute(sa.select(t.c.object_key).where(t.c.destination == destination, t.c.kind == kind,
-                                                        t.c.delivered_at < cutoff))
-    return {k for k, in rows}
+    return {k: Delivered(h, p, at) for k, h, p, at in rows}
 
 
 def rejections(conn: sa.Connection, destination: str, kind: str) -> dict[str, tuple[str | None, bool]]:

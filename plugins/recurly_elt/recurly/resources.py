@@ -41,6 +41,9 @@ class Resource:
     parent: str | None = None      # a child resource read once per parent record (plan add-ons)
     parent_key: str | None = None  # the child's field naming its parent, filled in when absent
     list_params: dict = field(default_factory=dict)  # extra fixed query parameters
+    # Staging indexes besides the key, each (columns...) after the site, for the warehouse's
+    # readers (e.g. a delivery looking up an invoice's line items).
+    indexes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def table(self) -> str:
@@ -208,6 +211,7 @@ LINE_ITEMS = Resource(
         _c("end_date", "timestamp"),
         *_TIMES,
     ),
+    indexes=(("invoice_id", "id"),),  # an invoice's line items, in order (destinations' Line Items)
 )
 
 TRANSACTIONS = Resource(

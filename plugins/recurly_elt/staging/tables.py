@@ -1,7 +1,8 @@
 """Staging tables, built from the resource declarations.
 
 For each resource: `stg_<name>` holds the latest version of every record, keyed by (site, id),
-with typed columns plus the whole raw JSON; `snap_<name>` is append-only and holds one row per
+with typed columns plus the whole raw JSON (and the indexes the resource declares, each after the
+site); `snap_<name>` is append-only and holds one row per
 observed change of the resource's snapshot columns (see recurly/resources.py). Rows are made
 by rows.py.
 
@@ -67,7 +68,8 @@ def staging_table(resource_name: str) -> sa.Table:
         sa.Column("_loaded_at", sa.DateTime(), nullable=False),
         sa.Column("_run_id", sa.Text()),
     ]
-    return sa.Table(res.table, METADATA, *cols)
+    indexes = [sa.Index(f"ix_{res.table}_{'_'.join(names)}", "site", *names) for names in res.indexes]
+    return sa.Table(res.table, METADATA, *cols, *indexes)
 
 
 @_once

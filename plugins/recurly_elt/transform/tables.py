@@ -112,8 +112,11 @@ ACCOUNT_HEALTH = _t(
 
 # Keyed by time: event_id alone is unique (a hash that includes site and occurred_at, see
 # events.py; the no_duplicate_keys check watches it), and putting (site, occurred_at) first stores
-# the events in time order, the order windows are replaced and destinations read them, with no
-# second index to update at random positions on every insert.
+# the events in time order, the order windows are replaced in. Destinations read the events of
+# every site from a point in time on, ordered by (occurred_at, event_id): the key cannot serve
+# that (it starts with the site), the index on (occurred_at, event_id) does, so a delivery reads
+# only the window it sends, already in order, instead of every event of the history. Its entries
+# are appended in time order like the table's own.
 LIFECYCLE_EVENTS = _t(
     "lifecycle_events",
     _pk("site"), _pk("occurred_at", sa.DateTime), _pk("event_id"),
@@ -121,6 +124,7 @@ LIFECYCLE_EVENTS = _t(
     *(sa.Column(n, sa.Text()) for n in ("account_id", "account_code", "subscription_id", "invoice_id",
                                          "transaction_id", "object_id", "plan_code")),
     _money("amount"), sa.Column("currency", sa.Text()), sa.Column("detail", sa.Text()),
+    sa.Index("ix_lifecycle_events_occurred_at_event_id", "occurred_at", "event_id"),
 )
 
 QUARANTINE = _t(
@@ -143,13 +147,18 @@ RUN_LOG = sa.Table(
 )
 
 
+def _stale_money(table: sa.Table, have: dict[str, str]) -> list[str]:
+    """The money columns of `table` that its stored version (`have`: column -> type) keeps as REAL."""
+    return [c.name for c in table.columns if c.info.get("money") and c.name in have
+            and "CHAR" not in have[c.name] and "TEXT" not in have[c.name]]
+
+
 def _money_as_text(conn: sa.Connection, table: sa.Table, have: dict[str, str]) -> bool:
     """SQLite: rebuild a table an older version created with REAL (NUMERIC) money columns, its
     amounts rewritten as the decimal text `Money` stores. The doubles were written from exact
     decimals of at most 6 places and below 10^9 (one correctly rounded conversion), so printf's
     6 decimals of each is that decimal again."""
-    stale = [c.name for c in table.columns if c.info.get("money") and c.name in have
-             and "CHAR" not in have[c.name] and "TEXT" not in have[c.name]]
+    stale = _stale_money(table, have)
     if not stale:
         return False
     log.warning("%s: rebuilding it to store %s as exact decimal text (an older version stored REAL)",
@@ -162,6 +171,8 @@ def _money_as_text(conn: sa.Connection, table: sa.Table, have: dict[str, str]) -
     conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     try:
         conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+        for index in table.indexes:  # renamed with the old table: the new one creates them again
+            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
         table.create(conn)
         names = ", ".join(f'"{n}"' for n in cols)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)} FROM {old}")
@@ -172,19 +183,34 @@ def _money_as_text(conn: sa.Connection, table: sa.Table, have: dict[str, str]) -
 
 
 def create_transform_tables(engine: sa.Engine) -> None:
-    """Create missing tables, and add the columns a newer version declares to a table created by an
-    older one (nullable, so existing rows read as NULL until their days are transformed again). On
-    SQLite, a table whose amounts an older version stored as REAL is rebuilt with them as text."""
-    METADATA.create_all(engine)
-    with engine.begin() as conn:
+    """Create missing tables, and add the columns and indexes a newer version declares to a table
+    created by an older one (columns nullable, so existing rows read as NULL until their days are
+    transformed again): warehouse/schema.py, race-free and idempotent. On SQLite, a table whose
+    amounts an older version stored as REAL is rebuilt first, with them as text."""
+    from recurly_elt.warehouse.schema import ensure_tables
+
+    if engine.dialect.name == "sqlite":
+        _rebuild_real_money(engine)
+    ensure_tables(engine, METADATA.sorted_tables)
+
+
+def _rebuild_real_money(engine: sa.Engine) -> None:
+    """The SQLite tables an older version created with REAL amounts, rebuilt by `_money_as_text`
+    under the write lock; when there is none, one catalogue read."""
+    from recurly_elt.warehouse.engine import write_transaction
+
+    def columns(conn: sa.Connection) -> dict[str, dict[str, str]]:
         inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        return {t.name: {c["name"]: str(c["type"]).upper() for c in inspector.get_columns(t.name)}
+                for t in METADATA.sorted_tables if t.name in existing}
+
+    with engine.connect() as conn:
+        found = columns(conn)
+    if not any(_stale_money(t, found[t.name]) for t in METADATA.sorted_tables if t.name in found):
+        return
+    with write_transaction(engine) as conn:
+        found = columns(conn)  # again, under the lock: another task may have rebuilt them meanwhile
         for table in METADATA.sorted_tables:
-            columns = inspector.get_columns(table.name)
-            if conn.dialect.name == "sqlite" and _money_as_text(
-                    conn, table, {c["name"]: str(c["type"]).upper() for c in columns}):
-                continue
-            have = {c["name"] for c in columns}
-            for col in table.columns:
-                if col.name not in have:
-                    kind = col.type.compile(dialect=conn.dialect)
-                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+            if table.name in found:
+                _money_as_text(conn, table, found[table.name])
