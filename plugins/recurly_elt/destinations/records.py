@@ -251,24 +251,6 @@ def _child_lookups(conn: sa.Connection, child: Children, parents: list[dict]):
             params = {f"k{i}": v[begin:begin + CHILD_LOOKUP_CHUNK] if i == widest else v for i, v in enumerate(values)}
             yield conn.execute(statement, params)
     return results()
-    sql, params = child.source, {}
-    if parent_query is not None:
-        # One IN per join column: SQLite then looks the children up through an index on the join
-        # columns (stg_line_items (site, invoice_id, id): in the source's order, no sort), where a
-        # row-value IN only uses the key's first column. It keeps a few more rows (any combination
-        # of the parents' values): the filter on `wanted` below drops them.
-        sql = f"SELECT c.* FROM ({child.source}) c WHERE " + " AND ".join(
-            f"c.{cc} IN (SELECT p.{pc} FROM ({parent_query[0]}) p)" for pc, cc in child.join)
-        params = parent_query[1]
-    result = _execute(conn, sql, params)
-    columns = list(result.keys())
-    at = [columns.index(c) for _, c in child.join]
-    for values in result:
-        join_key = tuple(str(values[i]) for i in at)
-        if join_key in wanted:
-            row = dict(zip(columns, values))
-            out.setdefault(join_key, []).append(one(row[child.value.column]) if one else mapped(row))
-    return out
 
 
 def _custom_field(row: dict, c) -> Any:
