@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 from recurly_elt.destinations.engine import deliver
 
 from .daily_syncs import import_then_daily_syncs
+from .expected import cents
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import IMPORT_DAY, end_of
 
@@ -26,15 +26,11 @@ SEED = ROOT.parent / "shared" / "seeds" / "003_c202336104a7a0ed.txt"
 STATUS = {"expired": "EXPIRED", "canceled": "CANCELLED", "paused": "PAUSED", "future": "PENDING"}
 
 
-def money(value) -> float:
-    return float(Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
 def expected_payments(engine) -> dict[str, dict]:
     with engine.connect() as c:
         rows = c.execute(sa.text("SELECT s.id, s.state, s.total, s.account_code, a.has_past_due_invoice FROM "
                                  "stg_subscriptions s JOIN stg_accounts a ON a.site = s.site AND a.id = s.account_id")).all()
-    return {sid: {"storeStatus": st, "storeCustomerId": code, "paymentAmount": money(total),
+    return {sid: {"storeStatus": st, "storeCustomerId": code, "paymentAmount": cents(total),
                   "normalizedStatus": STATUS.get(st, "PAYMENT_FAILED" if past_due else "ACTIVE")}
             for sid, st, total, code, past_due in rows}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from recurly_elt.destinations.engine import deliver
 
 from .daily_syncs import import_then_daily_syncs, import_then_days
-from .expected import rejections
+from .expected import cents, rejections
 from .fakes_running import destination, dry_then_real, running, state, transport
 from .warehouse_data import DAYS, IMPORT_DAY, end_of, staged_engine, transform_day
 from tests.transform.staging_data import load_objects, simulation
@@ -39,13 +38,6 @@ def warehouse(warehouse_url):
                       {"f": json.dumps(fields), "c": code})
     yield engine
     engine.dispose()
-
-
-def money(value) -> float | None:
-    if value is None:
-        return None
-    assert not isinstance(value, float), f"amount {value!r} read from the warehouse as a binary float"
-    return float(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def account_ids(engine, by_site: bool = False) -> dict[tuple[str, str], str]:
@@ -71,16 +63,16 @@ def expected(engine, by_site: bool = False) -> dict[str, dict]:
                                  "FROM subscription_overview")).all()
         invoices = c.execute(sa.text("SELECT site, id, account_id, state, total, balance FROM stg_invoices")).all()
     return {
-        "accounts": {ids[(s, a)]: {"recurly_site": s, "recurly_account_status": st, "mrr": money(mrr),
-                                   "total_amount_paid": money(paid), "total_amount_due": money(due),
-                                   "overdue_amount": money(over), "overdue_invoice_count": n,
+        "accounts": {ids[(s, a)]: {"recurly_site": s, "recurly_account_status": st, "mrr": cents(mrr),
+                                   "total_amount_paid": cents(paid), "total_amount_due": cents(due),
+                                   "overdue_amount": cents(over), "overdue_invoice_count": n,
                                    "recurly_health_score": None if score is None else float(score),
                                    "recurly_health_band": band, "recurly_alert_count": alerts, "plan_names": plans}
                      for s, a, st, mrr, paid, due, over, n, score, band, alerts, plans in accounts},
-        "subscriptions": {sub: {"account_id": ids[(s, a)], "recurly_site": s, "status": st, "mrr": money(mrr),
+        "subscriptions": {sub: {"account_id": ids[(s, a)], "recurly_site": s, "status": st, "mrr": cents(mrr),
                                 "plan_code": plan} for s, sub, a, st, mrr, plan in subs},
-        "invoices": {i: {"account_id": ids[(s, a)], "recurly_site": s, "status": st, "total": money(total),
-                         "amount_due": money(balance)} for s, i, a, st, total, balance in invoices},
+        "invoices": {i: {"account_id": ids[(s, a)], "recurly_site": s, "status": st, "total": cents(total),
+                         "amount_due": cents(balance)} for s, i, a, st, total, balance in invoices},
     }
 
 

@@ -161,6 +161,21 @@ def test_a_sqlite_mart_of_an_older_version_is_rebuilt_with_exact_text(sqlite_url
     engine.dispose()
 
 
+def test_an_older_sqlite_mart_too_large_to_recover_exactly_is_refused_by_name(sqlite_url):
+    engine = create_engine_from_url(sqlite_url)
+    with engine.begin() as c:  # a REAL amount of 10^9 or more: its six decimals cannot be told apart
+        c.exec_driver_sql("CREATE TABLE mrr_account_runs (site TEXT NOT NULL, account_id TEXT NOT NULL, "
+                          "day_from DATE NOT NULL, day_to DATE NOT NULL, mrr NUMERIC(20, 6) NOT NULL, currency TEXT, "
+                          "PRIMARY KEY (site, account_id, day_from)) WITHOUT ROWID")
+        c.exec_driver_sql("INSERT INTO mrr_account_runs VALUES ('s1', 'a1', '2025-01-01', '2025-02-01', "
+                          "1234567890.123456, 'JPY')")
+    with pytest.raises(ValueError, match=r"mrr_account_runs: .*mrr \(up to 1234567890\.12345"):
+        pipeline.prepare(engine)
+    with engine.connect() as c:  # left as it was, for the user to rebuild
+        assert c.exec_driver_sql("SELECT typeof(mrr) FROM mrr_account_runs").scalar() == "real"
+    engine.dispose()
+
+
 def test_an_amount_written_through_sqlalchemy_has_the_six_decimals_the_views_read(warehouse_url):
     from datetime import date
 

@@ -80,13 +80,11 @@ def _warehouse(args) -> tuple[str, dict]:
         if ready:
             with engine.connect() as c:
                 ready = bool(c.execute(sa.text("SELECT COUNT(*) FROM account_health_daily")).scalar())
-        if ready:  # reused: the tables gain what this version declares (e.g. indexes), as a transform would
-            from recurly_elt.transform.tables import create_transform_tables
+        from recurly_elt.transform import pipeline
 
-            create_transform_tables(engine)
+        if ready:  # reused: its tables and views become what this version declares, as a transform's would
+            pipeline.prepare(engine)
         else:
-            from recurly_elt.transform import pipeline
-
             t0 = time.perf_counter()
             pipeline.run(engine, pipeline.history_start(engine), UNTIL, health_days=1)
             setup["transform_s"] = round(time.perf_counter() - t0, 1)

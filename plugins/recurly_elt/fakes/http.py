@@ -159,7 +159,7 @@ class Handler(LoopbackHandler):
             return
         if split.path.startswith(CONTROL):
             status, headers, data = self._control(method, split.path[len(CONTROL):].strip("/"), body)
-            self.write(status, headers, data, head_only=method == "HEAD")
+            self.write(status, headers, data)
             return
         app, server = self.server.app, self.server
         headers: dict[str, str] = {}
@@ -205,7 +205,7 @@ class Handler(LoopbackHandler):
         data = reply.body
         if fault.kind == "malformed" and data:
             data = data[: max(1, len(data) // 2)]
-        self.write(reply.status, headers, data, head_only=method == "HEAD")
+        self.write(reply.status, headers, data)
 
     def _hang_up(self) -> None:
         """Close the connection without an answer (counted as status 0)."""

@@ -75,7 +75,6 @@ class SandboxServer(LoopbackServer):
         return active
 
 
-
 def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -> hostile.Answer:
     """What the routing answers, errors included (the hostile layer rewrites either)."""
     try:
@@ -88,6 +87,12 @@ def _routed(site: Site, method: str, path: str, params: list[tuple[str, str]]) -
 class RequestHandler(LoopbackHandler):
     server_version = "recurly-sandbox"
     server: SandboxServer
+
+    def do_HEAD(self) -> None:  # Recurly answers HEAD on its lists (the count without the page)
+        self.dispatch("HEAD")
+
+    def do_DELETE(self) -> None:
+        self.dispatch("DELETE")
 
     # -- dispatch ----------------------------------------------------------------------------
 

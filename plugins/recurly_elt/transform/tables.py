@@ -147,6 +147,10 @@ RUN_LOG = sa.Table(
 )
 
 
+# Below this, a double written from a decimal of at most six places prints back as that decimal.
+REAL_EXACT_BELOW = 1e9
+
+
 def _stale_money(table: sa.Table, have: dict[str, str]) -> list[str]:
     """The money columns of `table` that its stored version (`have`: column -> type) keeps as REAL."""
     return [c.name for c in table.columns if c.info.get("money") and c.name in have
@@ -161,6 +165,13 @@ def _money_as_text(conn: sa.Connection, table: sa.Table, have: dict[str, str]) -
     stale = _stale_money(table, have)
     if not stale:
         return False
+    largest = conn.exec_driver_sql("SELECT " + ", ".join(f'MAX(ABS("{n}"))' for n in stale)
+                                   + f" FROM {table.name}").one()
+    too_large = [f"{n} (up to {v})" for n, v in zip(stale, largest) if v is not None and v >= REAL_EXACT_BELOW]
+    if too_large:  # a double of that size no longer holds six exact decimals: never guess them
+        raise ValueError(f"{table.name}: an older version stored {', '.join(too_large)} as REAL, too large "
+                         f"to recover six exact decimals from (at least {REAL_EXACT_BELOW:.0e}); drop the "
+                         "transform's outputs (pipeline.drop_outputs) and run the transform again")
     log.warning("%s: rebuilding it to store %s as exact decimal text (an older version stored REAL)",
                 table.name, ", ".join(stale))
     old = f"{table.name}__real_money"

@@ -12,7 +12,7 @@ Exact readers (the destinations) read the tables, whose amounts are the exact de
   v_accounts                 the staged accounts' profile fields, blank text ("") as NULL
   v_mrr_subscription_daily   MRR per subscription and day (runs expanded over calendar_days)
   v_mrr_account_daily        MRR per account and day (reporting currency)
-  v_latest_health_day        each site's latest day in account_health_daily (a key lookup)
+  v_latest_health_day        each site's latest day in account_health_daily (a key lookup per site)
   v_account_health           each account's health on the latest day computed
   v_subscription_overview    each subscription's plan segment, status and MRR
   v_mrr_movements_by_month   opening, new, expansion, contraction, churn, reactivation, closing
@@ -94,9 +94,10 @@ def _movements(a: Amounts) -> str:
         GROUP BY site, month, currency"""
 
 
-# Each site's latest health day: one lookup of the table's key (site, day, account_id) per site.
-# The plain `MAX(day) ... GROUP BY site`, or a `MAX` per health row, reads every stored day, and a
-# daily sync stores one more day of every account each day. Inlined in v_account_health, not read
+# Each site's latest health day: the sites from the accounts' key (a scan of the accounts, which
+# does not grow with the days stored), then one lookup of the table's key (site, day, account_id)
+# per site. The plain `MAX(day) ... GROUP BY site`, or a `MAX` per health row, reads every stored
+# day, and a daily sync stores one more day of every account each day. Inlined in v_account_health, not read
 # through v_latest_health_day: a view over a view could not be dropped and recreated on PostgreSQL.
 LATEST_HEALTH_DAY = """SELECT s.site, (SELECT MAX(d.day) FROM account_health_daily d WHERE d.site = s.site) AS day
         FROM (SELECT DISTINCT site FROM stg_accounts) s"""

@@ -7,6 +7,7 @@ only; the warehouse's values are not changed.
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from typing import Any
 
@@ -15,10 +16,14 @@ from recurly_elt.ui.warehouse import Reader
 # The order of the waterfall's steps between the opening and closing bars.
 MOVEMENT_TYPES = ("new", "expansion", "reactivation", "contraction", "churn", "adjustment")
 RECONCILE_TOLERANCE = 0.005
+CENT = Decimal("0.01")
 
 
 def cents(value: Any) -> float:
-    return round(float(value or 0.0), 2)
+    """An amount for the page, rounded half up to the cent (the warehouse's one rule; Python's
+    round() of a double is half-even on its binary value: 0.125 would show 0.12)."""
+    exact = value if isinstance(value, Decimal) else Decimal(str(value or 0))
+    return float(exact.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 def sites(r: Reader) -> list[str]:
