@@ -51,8 +51,7 @@ class Amounts:
     def cents(self, expr: str) -> str:
         if not self.sqlite:
             return f"ROUND({expr}, 2)"
-        # Integer division truncates toward zero: +/- half a cent first is half away from zero.
-        return f"((({expr}) + CASE WHEN ({expr}) < 0 THEN -5000 ELSE 5000 END) / 10000 / 100.0)"
+        return self._half_up_cents(f"({expr})")
 
     def amount(self, col: str) -> str:
         return self.cents(self.exact(col))
@@ -64,10 +63,14 @@ class Amounts:
     def average(self, expr: str) -> str:
         if not self.sqlite:
             return f"ROUND(AVG({expr}), 2)"
-        # sum / count rounded half up to the cent (10,000 micro-units), in integers
-        total, unit = f"SUM({expr})", f"(COUNT({expr}) * 10000)"
-        return (f"((CASE WHEN {total} < 0 THEN -1 ELSE 1 END) * ((2 * ABS({total}) + {unit}) / (2 * {unit}))"
-                " / 100.0)")
+        return self._half_up_cents(f"SUM({expr})", f"COUNT({expr})")
+
+    @staticmethod
+    def _half_up_cents(micros: str, count: str = "1") -> str:
+        """SQLite: `micros` / `count` in cents (10,000 micro-units), half away from zero, in integers
+        (integer division truncates toward zero, so the halves are added to the magnitude)."""
+        unit = f"({count} * 10000)"
+        return f"((CASE WHEN {micros} < 0 THEN -1 ELSE 1 END) * ((2 * ABS({micros}) + {unit}) / (2 * {unit})) / 100.0)"
 
     def columns(self, table: sa.Table, alias: str) -> str:
         """Every column of a mart, its amounts rounded to the cent."""
