@@ -533,11 +533,11 @@ class SiteSimulation:
 
     def _applied(self, redemption: dict | None, invoice: dict, ts: int) -> None:
         """The invoice lists the redemption; a single-use one is used up by its first invoice."""
-        if redemption is None or not invoice["discount"]:
+        if redemption is None or not any(li["discount"] for li in invoice["line_items"]):
             return
         self._store.applied(invoice["id"], redemption["id"])
         if "subscription_id" not in redemption:
-            redemption["discounted"] = round(redemption["discounted"] + abs(invoice["discount"]), 2)
+            redemption["discounted"] = round(redemption["discounted"] + max(0.0, invoice["discount"]), 2)
             if self._coupons[redemption["coupon"]["code"]]["duration"] == "single_use":
                 redemption["state"] = "inactive"
             self._store.touch("coupon_redemptions", redemption, iso(ts))
