@@ -36,6 +36,13 @@ from recurly_elt.staging.tables import staging_table
 
 # Pages one invoice's line item list may take (40,000 line items): a list that goes on is refused.
 COMPLETION_MAX_PAGES = 200
+# The line item origins that bill a subscription's plan and add-ons (transform: mrr.yaml recurring_origins).
+RECURRING_ORIGINS = ("plan", "add_on")
+# What the coupon-redemptions rule reads of an invoice's raw bytes: its line items' four fields
+# (an envelope of them, should an API version embed one, is read whole).
+_LineFields = msgspec.defstruct("LineFields", [("origin", Any, None), ("subscription_id", Any, None),
+                                               ("proration_rate", Any, None), ("discount", Any, None)])
+COUPON_FIELDS = msgspec.defstruct("CouponFields", [("line_items", list[_LineFields] | dict | None, None)])
 
 
 def _path(invoice: dict, child: str) -> str:
@@ -61,8 +68,13 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict], con
     return requests
 
 
+def _get(record: Any, key: str) -> Any:
+    """A field of an object (a dict) or of the decoder's struct (COUPON_FIELDS)."""
+    return record.get(key) if isinstance(record, dict) else getattr(record, key, None)
+
+
 def _line_items(invoice: Any) -> list:
-    embedded = invoice.get("line_items") if isinstance(invoice, dict) else None
+    embedded = _get(invoice, "line_items")
     embedded = embedded.get("data") if isinstance(embedded, dict) else embedded
     return embedded if isinstance(embedded, list) else []
 
@@ -78,13 +90,15 @@ def _number(value: Any) -> float | None:
 
 
 def needs_coupon_redemptions(invoice: Any, with_coupons: frozenset[str]) -> bool:
-    """True when the invoice has a prorated recurring line item carrying a discount whose
-    subscription has no coupon redemption staged (`with_coupons`: the subscriptions that have one)."""
+    """True when the invoice (an object, or its COUPON_FIELDS) has a prorated recurring line item
+    carrying a discount whose subscription has no coupon redemption staged (`with_coupons`: the
+    subscriptions that have one)."""
     for item in _line_items(invoice):
-        if not isinstance(item, dict) or item.get("origin") not in RECURRING_ORIGINS:
+        if not isinstance(item, (dict, _LineFields)) or _get(item, "proration_rate") is None:
             continue
-        sub, rate, discount = item.get("subscription_id"), _number(item.get("proration_rate")), _number(item.get("discount"))
-        if isinstance(sub, str) and sub and sub not in with_coupons and rate is not None and 0 < rate < 1 and discount:
+        rate, sub = _number(_get(item, "proration_rate")), _get(item, "subscription_id")
+        if rate is not None and 0 < rate < 1 and _get(item, "origin") in RECURRING_ORIGINS \
+                and isinstance(sub, str) and sub and sub not in with_coupons and _number(_get(item, "discount")):
             return True
     return False
 
@@ -131,19 +145,15 @@ def complete_invoice_coupon_redemptions(client: RecurlyClient, invoices: list[di
     return requests
 
 
-# The line item origins that bill a subscription's plan and add-ons (transform: mrr.yaml recurring_origins).
-RECURRING_ORIGINS = ("plan", "add_on")
-
-
 @dataclass(frozen=True)
 class Completion:
     """Records whose boolean `flag` field is true are completed by `complete`; or, with `needs`, the
-    records `needs(decoded record, context)` names, where `prepare(engine, site)` makes the context
-    once per read and `fields` are what `needs` reads of a record."""
+    records `needs(record as a dict, context)` names, where `prepare(engine, site)` makes the context
+    once per read and `fields` (a msgspec struct) is what `needs` reads of a record's bytes."""
     complete: Callable[[RecurlyClient, list[dict], object], int]  # completes objects in place, returns requests
     flag: str | None = None
     needs: Callable[[Any, object], bool] | None = None
-    fields: tuple[str, ...] = ()
+    fields: type | None = None
     prepare: Callable[[sa.Engine, str], object] | None = None
 
     @cached_property
@@ -151,7 +161,7 @@ class Completion:
         if self.flag is not None:
             struct = msgspec.defstruct("CompletionFlag", [("flag", bool | None, None)], rename={"flag": self.flag})
         else:
-            struct = msgspec.defstruct("CompletionFields", [(f, Any, None) for f in self.fields])
+            struct = self.fields
         return msgspec.json.Decoder(struct, strict=False)
 
     def context(self, engine: sa.Engine, site: str) -> object:
@@ -159,9 +169,9 @@ class Completion:
 
     def _wanted(self, record: Any, context: object) -> bool:
         """`record`: an object (a dict) or the decoder's struct of the raw bytes."""
-        if isinstance(record, dict):
-            return record.get(self.flag) is True if self.flag is not None else self.needs(record, context)
-        return bool(record.flag) if self.flag is not None else self.needs(msgspec.structs.asdict(record), context)
+        if self.flag is None:
+            return self.needs(record, context)
+        return record.get(self.flag) is True if isinstance(record, dict) else bool(record.flag)
 
     def complete_page(self, client: RecurlyClient, records: Sequence[bytes], context: object = None,
                       completed: dict[int, dict] | None = None) -> dict[int, dict]:
@@ -188,7 +198,7 @@ class Completion:
 COMPLETIONS: dict[str, tuple[Completion, ...]] = {
     "invoices": (
         Completion(complete_invoice_line_items, flag="has_more_line_items"),
-        Completion(complete_invoice_coupon_redemptions, needs=needs_coupon_redemptions, fields=("line_items",),
+        Completion(complete_invoice_coupon_redemptions, needs=needs_coupon_redemptions, fields=COUPON_FIELDS,
                    prepare=subscriptions_with_coupons),
     ),
 }
