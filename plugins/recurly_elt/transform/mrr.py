@@ -83,9 +83,10 @@ def coupon_terms(subscriptions: pd.DataFrame, applied: bool = False) -> pd.DataF
     micro-units, 0 when none), from the coupon redemptions staged with it. Amounts are read from
     the JSON text as decimals. With `applied`, the same per invoice (`subscriptions` is then the
     invoices) from the account's redemptions applied to it (`_active_terms`)."""
-    subs = subscriptions.drop_duplicates("id").set_index("id")
+    staged = subscriptions["coupon_redemptions"]
+    # Only the rows with redemptions (a few percent of the subscriptions, far fewer of the invoices).
+    subs = subscriptions[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
     text = subs["coupon_redemptions"]
-    text = text[text.notna() & ~text.isin(("", "[]"))]
     percent, fixed = {}, {}
     for sid, raw in text.items():
         try:
