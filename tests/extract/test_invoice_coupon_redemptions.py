@@ -54,6 +54,11 @@ def test_invoice_redemptions_are_read_only_for_the_invoices_the_rule_names(sandb
     assert expected, "the sandbox should have a prorated invoice discounted by an account coupon"
     # not every discounted invoice: subscription coupons and full-period items need no request
     assert len(expected) < sum(1 for i in objects["invoices"].values() if i["discount"]) / 10
+    with_own_coupon = {i["id"] for i in objects["invoices"].values()
+                       if any(0 < (li.get("proration_rate") or 0) < 1 and li["discount"] != 0
+                              and objects["subscriptions"][li["subscription_id"]]["coupon_redemptions"]
+                              for li in i["line_items"] if li.get("subscription_id"))}
+    assert with_own_coupon and not with_own_coupon & expected  # prorated, discounted, yet not read
     engine = create_engine_from_url(warehouse_url)
     sandbox.request_log.clear()
     result = extract_all(sandbox, engine, run_id="import")
