@@ -114,6 +114,9 @@ def _ids(site) -> dict[str, object]:
         "transaction": next(iter(objects["transactions"].values())),
         "plan": plan,
         "add_on": add_on,
+        # a coupon redemption and an invoice a coupon discounted (the list answers of both)
+        "redemption": next(iter(objects["coupon_redemptions"].values())),
+        "discounted_invoice": next(iter(site.sim.invoice_redemptions)),
     }
 
 
@@ -133,13 +136,15 @@ def _endpoint_paths(site) -> list[str]:
         f"/accounts/{a['id']}/line_items", f"/accounts/{a['id']}/transactions",
         "/add_ons", f"/add_ons/{o['add_on']['id']}", "/sites", f"/sites/{site_object(site.name)['id']}",
         f"/sites/subdomain-{site.name}",
+        f"/accounts/{o['redemption']['account']['id']}/coupon_redemptions",
+        f"/invoices/{o['discounted_invoice']}/coupon_redemptions",
     ]
 
 
 def _list_paths(site) -> list[str]:
     return [p for p in _endpoint_paths(site)
             if p.rsplit("/", 1)[-1] in ("accounts", "subscriptions", "invoices", "line_items", "transactions",
-                                        "plans", "add_ons", "sites")]
+                                        "plans", "add_ons", "sites", "coupon_redemptions")]
 
 
 def _success_paths(site) -> list[str]:
@@ -158,6 +163,7 @@ def _success_paths(site) -> list[str]:
         "/transactions?success=true", "/plans?state=active", "/add_ons?state=active&limit=2&order=asc", f"/plans/{p['id']}/add_ons?state=inactive",
         f"/accounts?ids={a['id']},nonexistent", f"/accounts/{a['id']}/invoices?type=charge&state=paid",
         f"/invoices/{i['id']}/line_items?limit=1&sort=updated_at&order=asc",
+        f"/accounts/{o['redemption']['account']['id']}/coupon_redemptions?state=inactive",
     ]
 
 
@@ -186,6 +192,19 @@ BAD_PARAMETERS = [
     ("/accounts?past_due=false", "past_due"), ("/accounts?ids=a,b&limit=10", "ids"),
     ("/accounts?cursor=not-a-cursor", "cursor"), ("/plans?state=retired", "state"),
 ]
+
+
+def test_coupon_redemptions_are_listed_per_account_and_per_invoice(spec, sandbox):
+    server, client, site = sandbox
+    objects = site.sim.objects
+    redemptions = objects["coupon_redemptions"]
+    account = next(iter(redemptions.values()))["account"]["id"]
+    listed = client.read_all(f"/accounts/{account}/coupon_redemptions")
+    assert sorted(r["id"] for r in listed) == sorted(r["id"] for r in redemptions.values() if r["account"]["id"] == account)
+    for invoice_id, applied in list(site.sim.invoice_redemptions.items())[:20]:
+        assert sorted(r["id"] for r in client.read_all(f"/invoices/{invoice_id}/coupon_redemptions")) == sorted(applied)
+    plain = next(i for i in objects["invoices"] if i not in site.sim.invoice_redemptions)
+    assert client.read_all(f"/invoices/{plain}/coupon_redemptions") == []
 
 
 @pytest.mark.parametrize("path,param", BAD_PARAMETERS)

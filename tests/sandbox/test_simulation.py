@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 START = date(2025, 11, 22)
 UNTIL = date(2026, 11, 22)
 SCHEMAS = {"accounts": "Account", "subscriptions": "Subscription", "invoices": "Invoice",
-           "line_items": "LineItem", "transactions": "Transaction", "plans": "Plan", "add_ons": "AddOn"}
+           "line_items": "LineItem", "transactions": "Transaction", "plans": "Plan", "add_ons": "AddOn",
+           "coupon_redemptions": "CouponRedemption"}
 ID = re.compile(r"^[0-9a-z]{12}$")
 
 
@@ -314,3 +315,42 @@ def test_the_business_shows_recurlys_real_shapes_and_cases(sim):
     assert 0.03 <= len(failed_first) / len(renewals) <= 0.15
     recovered = sum(1 for i in failed_first if i["state"] == "paid")
     assert recovered > len(failed_first) / 2 and any(i["state"] == "failed" for i in failed_first)
+
+
+def test_fixed_amount_and_account_coupons_discount_the_invoices_as_recurly_does(sim):
+    o = sim.objects
+    redemptions = list(o["coupon_redemptions"].values())
+    on_accounts = [r for r in redemptions if "subscription_id" not in r]
+    fixed_subs = [r for r in redemptions if "subscription_id" in r and r["coupon"]["discount"]["type"] == "fixed"]
+    assert fixed_subs and on_accounts
+    assert {r["coupon"]["duration"] for r in on_accounts} == {"forever", "temporal", "single_use"}
+    assert {r["coupon"]["discount"]["type"] for r in on_accounts} == {"percent", "fixed"}
+    accounts = {r["account"]["id"] for r in on_accounts}
+    assert 0.01 <= len(accounts) / len(o["accounts"]) <= 0.08  # a few percent of accounts
+    # a single-use coupon discounted one invoice and is used up; a temporal one ends after its months
+    applied = defaultdict(list)
+    for invoice_id, ids in sim.invoice_redemptions.items():
+        for r in ids:
+            applied[r].append(o["invoices"][invoice_id])
+    for r in on_accounts:
+        if r["coupon"]["duration"] == "single_use" and applied[r["id"]]:
+            assert len(applied[r["id"]]) == 1 and r["state"] == "inactive"
+        if r["coupon"]["duration"] == "temporal":
+            ends = (date.fromisoformat(r["created_at"][:10]) + timedelta(days=31 * r["coupon"]["temporal_amount"]))
+            assert all(date.fromisoformat(i["created_at"][:10]) <= ends for i in applied[r["id"]])
+            if ends < UNTIL - timedelta(days=3):
+                assert r["state"] == "inactive"
+    # a fixed amount: off the subscription's recurring items, prorated with them, never below zero
+    for r in fixed_subs:
+        amount = next(c["amount"] for c in r["coupon"]["discount"]["currencies"] if c["currency"] == r["currency"])
+        for invoice in applied[r["id"]]:
+            items = [li for li in invoice["line_items"] if li["origin"] in ("plan", "add_on") and li["type"] == "charge"]
+            rate = items[0].get("proration_rate") or 1.0
+            assert sum(li["discount"] for li in items) == pytest.approx(min(amount * rate, sum(li["subtotal"] for li in items)),
+                                                                        abs=0.011 * len(items))
+            assert all(0 <= li["discount"] <= li["subtotal"] for li in items)
+    # an account coupon discounts subscriptions without a coupon of their own, listed on the invoice
+    for r in on_accounts:
+        for invoice in applied[r["id"]]:
+            assert invoice["account"]["id"] == r["account"]["id"] and any(li["discount"] for li in invoice["line_items"])
+            assert not o["subscriptions"][invoice["subscription_ids"][0]]["coupon_redemptions"]

@@ -66,14 +66,14 @@ class Book:
     def charge(self, sub: dict, plan: dict, start: str, end: str, unit_amount: float, quantity: int = 1,
                origin: str = "plan", proration: float | None = None, discount: float = 0.0, tax: float = 0.0,
                credit: bool = False, add_on: dict | None = None, invoice_state: str = "paid",
-               refund: bool = False, currency: str | None = None, **extra) -> dict:
-        """A line item with a service period [start, end) on its own invoice."""
+               refund: bool = False, currency: str | None = None, invoice: dict | None = None, **extra) -> dict:
+        """A line item with a service period [start, end) on its own invoice, or on `invoice`."""
         account = next(a for a in self.objects["accounts"] if a["id"] == sub["account"]["id"])
         sign = -1.0 if credit else 1.0
         subtotal = round(sign * unit_amount * quantity * (proration or 1.0), 2)
         amount = round(subtotal - sign * discount + sign * tax, 2)
-        inv = self.invoice(account, start[:10], state=invoice_state, subscription=sub,
-                           currency=currency or sub["currency"], total=amount)
+        inv = invoice or self.invoice(account, start[:10], state=invoice_state, subscription=sub,
+                                      currency=currency or sub["currency"], total=amount)
         li = {"id": _id("li"), "object": "line_item", "type": "credit" if credit else "charge",
               "state": "invoiced", "account": {"id": account["id"], "code": account["code"]},
               "subscription_id": sub["id"], "plan_id": plan["id"], "plan_code": plan["code"],

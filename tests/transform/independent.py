@@ -63,25 +63,45 @@ def month_ends(first: date, last: date) -> list[date]:
     return out
 
 
-def _percent_coupon(sub: dict) -> int | None:
-    for r in sub.get("coupon_redemptions") or []:
+def _counted(holder: dict, on_invoice: bool) -> list[dict]:
+    """The redemptions whose terms count: a subscription's active ones; an invoice's (applied to
+    it, whatever their state now) of the account only (no subscription_id)."""
+    out = []
+    for r in holder.get("coupon_redemptions") or []:
+        if on_invoice and r.get("subscription_id") in (None, ""):
+            out.append(r)
+        elif not on_invoice and r.get("state") in (None, "active"):
+            out.append(r)
+    return out
+
+
+def _percent_coupon(holder: dict, on_invoice: bool = False) -> int | None:
+    for r in _counted(holder, on_invoice):
         discount = (r.get("coupon") or {}).get("discount") or {}
         pct = discount.get("percent")
-        if r.get("state") in (None, "active") and discount.get("type") == "percent" and pct is not None \
-                and _dec(pct) == int(pct) and 0 <= pct <= 100:
+        if discount.get("type") == "percent" and pct is not None and _dec(pct) == int(pct) and 0 <= pct <= 100:
             return int(pct)
     return None
 
 
-def _fixed_coupon(sub: dict) -> Decimal | None:
-    """The amount, in the subscription's currency, of its first active fixed-amount coupon."""
-    for r in sub.get("coupon_redemptions") or []:
+def _fixed_coupon(holder: dict, on_invoice: bool = False) -> Decimal | None:
+    """The amount, in the holder's currency, of its first fixed-amount coupon that counts."""
+    for r in _counted(holder, on_invoice):
         discount = (r.get("coupon") or {}).get("discount") or {}
-        if r.get("state") in (None, "active") and discount.get("type") == "fixed":
-            amounts = [c.get("amount") for c in discount.get("currencies") or [] if c.get("currency") == sub["currency"]]
+        if discount.get("type") == "fixed":
+            amounts = [c.get("amount") for c in discount.get("currencies") or [] if c.get("currency") == holder["currency"]]
             if amounts and amounts[0] is not None and _dec(amounts[0]) > 0:
                 return _dec(amounts[0])
     return None
+
+
+def _coupon(sub: dict, invoice: dict | None) -> tuple[int | None, Decimal | None]:
+    """(percent, fixed amount) of a line's coupon: its subscription's, else its invoice's account
+    redemptions (staged for the invoices that need them)."""
+    pct, fixed = _percent_coupon(sub), _fixed_coupon(sub)
+    if pct is None and fixed is None and invoice is not None:
+        pct, fixed = _percent_coupon(invoice, on_invoice=True), _fixed_coupon(invoice, on_invoice=True)
+    return pct, fixed
 
 
 def _full_period_gross(li: dict) -> Decimal:
@@ -150,8 +170,8 @@ class IndependentMrr:
         plans_by_code = {p["code"]: p for p in plans.values()}
         usage = {a["id"] for a in _raw(engine, "stg_plan_add_ons", site)
                  if a.get("add_on_type") == "usage" or a.get("usage_type")}
-        bad_invoices = {i["id"] for i in _raw(engine, "stg_invoices", site)
-                        if i.get("state") in opts["excluded_invoice_states"]}
+        invoices = {i["id"]: i for i in _raw(engine, "stg_invoices", site)}
+        bad_invoices = {i["id"] for i in invoices.values() if i.get("state") in opts["excluded_invoice_states"]}
         self.subs = {s["id"]: s for s in _raw(engine, "stg_subscriptions", site)}
 
         items = []
@@ -176,10 +196,11 @@ class IndependentMrr:
             length = Fraction(plan["interval_length"])
             months = length if plan["interval_unit"] == "months" else length / days_per_month
             sub = self.subs[li["subscription_id"]]
-            pct = _percent_coupon(sub)
+            pct, fixed = _coupon(sub, invoices.get(li.get("invoice_id")))
             full = renewals.get((*self._configuration(li), _moment(li["end_date"]))) if li["type"] != "credit" else None
-            full_net = _net_full_period({**full, "tax_inclusive": False}, pct) if full is not None else None
-            fixed, share = _fixed_coupon(sub), None
+            full_pct = _coupon(sub, invoices.get(full.get("invoice_id")))[0] if full is not None else None
+            full_net = _net_full_period({**full, "tax_inclusive": False}, full_pct) if full is not None else None
+            share = None
             if fixed is not None and spread[self._invoice_group(li)] > 0:
                 share = (fixed * _full_period_gross(li) / spread[self._invoice_group(li)]).quantize(
                     HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)

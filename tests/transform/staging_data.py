@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
+from recurly_elt.extract.completion import as_extracted
 from recurly_elt.staging.load import upsert_records
 
 # The sandbox's resource names -> staging resource names
@@ -27,9 +28,18 @@ def simulation(accounts: int = DEFAULT_ACCOUNTS, seed: int = DEFAULT_SEED, until
                           until=until)
 
 
-def load_objects(engine: sa.Engine, site: str, objects: dict[str, dict | list]) -> None:
-    """Upsert {sandbox resource name: {id: object} or [objects]} into staging."""
-    for name, objs in objects.items():
-        values = list(objs.values()) if isinstance(objs, dict) else list(objs)
+def load_objects(engine: sa.Engine, site: str, objects: dict[str, dict | list],
+                 applied: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Upsert {sandbox resource name: {id: object} or [objects]} into staging.
+
+    Coupon redemptions are no staging table: with `applied` (a simulation's invoice_redemptions),
+    the invoices carry them as the extraction stages them (`as_extracted`); without, they are left
+    out."""
+    if applied is not None:
+        staged = as_extracted(objects, applied)
+    else:
+        staged = {SANDBOX_TO_STAGING.get(name, name): list(objs.values()) if isinstance(objs, dict) else list(objs)
+                  for name, objs in objects.items() if name != "coupon_redemptions"}
+    for name, values in staged.items():
         if values:
-            upsert_records(engine, SANDBOX_TO_STAGING.get(name, name), site, values)
+            upsert_records(engine, name, site, values)

@@ -221,3 +221,84 @@ def test_an_account_level_coupon_is_in_mrr_through_the_line_items_discounts(book
     assert set(days[:"2025-01-30"]) == {45.0}
     assert set(days["2025-01-31":"2025-02-28"]) == {72.0}
     assert set(days["2025-03-01":]) == {80.0}
+
+
+def test_a_fixed_amount_subscription_coupon_on_a_prorated_upgrade_and_downgrade_cancels_exactly(book, run):
+    """The sandbox's shapes: $15 off a plan and its add-on, spread over them in proportion to their
+    prices (7.50 + 7.50 of 50 + 2 x 25), each line's discount the share x the proration rate rounded
+    to the cent; an upgrade (credit and charge on one invoice) on the 11th, a downgrade back on the
+    21st, then a renewal. 100 - 15 = 85.00, 80 + 50 - 15 = 115.00, and the downgrade's credit takes
+    the upgrade's charge back exactly: 85.00 again, to the cent."""
+    old, new = book.plan("pro"), book.plan("pro-plus")
+    seats = {"id": "a-seats", "code": "seats"}
+    account = book.account()
+    s = book.subscription(account, old, "2025-01-01", coupon_redemptions=FIXED_15)
+
+    def config(plan, price, start, end, rate=None, credit=False, invoice=None):
+        shares = (15.0 * price / (price + 50.0), 15.0 * 50.0 / (price + 50.0))
+        kind = {"proration": rate, "credit": credit}
+        inv = invoice or book.invoice(account, start, origin="immediate_change" if rate else "renewal", subscription=s)
+        book.charge(s, plan, start, end, price, discount=round(shares[0] * (rate or 1.0), 2), invoice=inv, **kind)
+        book.charge(s, plan, start, end, 25.0, quantity=2, add_on=seats, origin="add_on",
+                    discount=round(shares[1] * (rate or 1.0), 2), invoice=inv, **kind)
+        return inv
+
+    config(old, 50.0, "2025-01-01", "2025-02-01")
+    up = config(old, 50.0, "2025-01-11", "2025-02-01", rate=0.645161, credit=True)
+    config(new, 80.0, "2025-01-11", "2025-02-01", rate=0.645161, invoice=up)
+    down = config(new, 80.0, "2025-01-21", "2025-02-01", rate=0.322581, credit=True)
+    config(old, 50.0, "2025-01-21", "2025-02-01", rate=0.322581, invoice=down)
+    config(old, 50.0, "2025-02-01", "2025-03-01")
+    days = daily(run(book, end="2025-03-01"), s)
+    assert set(days[:"2025-01-10"]) == {85.0}
+    assert set(days["2025-01-11":"2025-01-20"]) == {115.0}
+    assert set(days["2025-01-21":]) == {85.0}
+
+
+def _account_coupon(percent: int, state: str = "active", **coupon) -> list[dict]:
+    """An account coupon's redemption as /invoices/{id}/coupon_redemptions lists it (no subscription_id)."""
+    return [{"id": "cr-acct", "object": "coupon_redemption", "state": state, "currency": "USD",
+             "account": {"id": "any"}, "coupon": {"code": f"acct{percent}", "redemption_resource": "account",
+                                                  "discount": {"type": "percent", "percent": percent}, **coupon}}]
+
+
+def test_an_account_percent_coupon_on_a_prorated_charge_takes_its_terms_from_the_invoice(book, run):
+    """A 10 % account coupon (the subscription has no redemption of its own), an upgrade on the last
+    day of the period, and no renewal (canceled). Its invoice's staged redemptions give the terms:
+    80 x 0.9 = 72.00, where the share of the two rounded amounts (0.26 off 2.58) gave 71.94."""
+    old, new = book.plan("old"), book.plan("new")
+    account = book.account()
+    s = book.subscription(account, new, "2025-01-01", state="canceled", canceled_at="2025-01-31T12:00:00Z",
+                          expires_at="2025-02-01T00:00:00Z")
+    rate = 0.032258  # 1 of 31 days left
+    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=5.0)
+    change = book.invoice(account, "2025-01-31", origin="immediate_change", subscription=s,
+                          coupon_redemptions=_account_coupon(10))
+    book.charge(s, old, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.16, invoice=change)
+    book.charge(s, new, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.26, invoice=change)
+    days = daily(run(book, end="2025-02-15"), s)
+    assert set(days[:"2025-01-30"]) == {45.0}
+    assert days["2025-01-31"] == 72.0 and "2025-02-01" not in days.index
+
+
+def test_a_temporal_account_coupon_ending_ends_its_discount(book, run):
+    """15 % off for 3 months, redeemed on the account: January to March renewals are discounted,
+    April's is not. An upgrade in February takes the coupon's terms from its invoice even though
+    the redemption is `inactive` by the time it is staged (it was applied to that invoice)."""
+    old, new = book.plan("old"), book.plan("new")
+    account = book.account()
+    s = book.subscription(account, old, "2025-01-01")
+    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=7.5)
+    book.charge(s, old, "2025-02-01", "2025-03-01", 50.0, discount=7.5)
+    change = book.invoice(account, "2025-02-15", origin="immediate_change", subscription=s,
+                          coupon_redemptions=_account_coupon(15, "inactive", duration="temporal",
+                                                             temporal_amount=3, temporal_unit="month"))
+    rate = 0.5
+    book.charge(s, old, "2025-02-15", "2025-03-01", 50.0, proration=rate, credit=True, discount=3.75, invoice=change)
+    book.charge(s, new, "2025-02-15", "2025-03-01", 80.0, proration=rate, discount=6.0, invoice=change)
+    book.charge(s, new, "2025-03-01", "2025-04-01", 80.0, discount=12.0)
+    book.charge(s, new, "2025-04-01", "2025-05-01", 80.0)  # the coupon's 3 months are over
+    days = daily(run(book, end="2025-05-01"), s)
+    assert set(days[:"2025-02-14"]) == {42.5}
+    assert set(days["2025-02-15":"2025-03-31"]) == {68.0}
+    assert set(days["2025-04-01":]) == {80.0}

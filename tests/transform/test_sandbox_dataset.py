@@ -22,13 +22,13 @@ SITE = "sandbox"
 
 @pytest.fixture(scope="module")
 def default_dataset():
-    return simulation().objects
+    return simulation()
 
 
 @pytest.fixture
 def staged(warehouse_url, default_dataset):
     engine = create_engine_from_url(warehouse_url)
-    load_objects(engine, SITE, default_dataset)
+    load_objects(engine, SITE, default_dataset.objects, default_dataset.invoice_redemptions)
     yield engine
     engine.dispose()
 
@@ -69,7 +69,8 @@ def _dump(engine) -> dict[str, list[tuple]]:
 
 def test_a_window_at_once_or_day_by_day_gives_identical_tables(warehouse_url):
     engine = create_engine_from_url(warehouse_url)
-    load_objects(engine, SITE, simulation(accounts=150).objects)
+    sim = simulation(accounts=150)
+    load_objects(engine, SITE, sim.objects, sim.invoice_redemptions)
     start, end = date(2025, 11, 20), date(2025, 12, 20)
     pipeline.run(engine, start, end)
     at_once = _dump(engine)
@@ -117,7 +118,7 @@ def test_a_2000_account_400_day_history_agrees_to_the_cent(warehouse_url):
     sim = SiteSimulation(subdomain="bench", seed=42, accounts=round(2000 * 365 / days),
                          start_date=until - timedelta(days=days), until=until)
     engine = create_engine_from_url(warehouse_url)
-    load_objects(engine, "bench", sim.objects)
+    load_objects(engine, "bench", sim.objects, sim.invoice_redemptions)
     start = until - timedelta(days=days)
     pipeline.run(engine, start, until, health_days=1)
     assert assert_agrees_to_the_cent(engine, "bench", start, until - timedelta(days=1)) > 10_000

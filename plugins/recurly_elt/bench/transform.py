@@ -45,6 +45,7 @@ def _stage(url: str, accounts: int, days: int, seed: int) -> dict:
     """Build the simulation and load it into staging (skipped when already staged)."""
     import sqlalchemy as sa
 
+    from recurly_elt.extract.completion import as_extracted
     from recurly_elt.sandbox.simulation import SiteSimulation
     from recurly_elt.staging.load import ensure_staging_tables, upsert_records
     from recurly_elt.staging.tables import staging_table
@@ -61,11 +62,9 @@ def _stage(url: str, accounts: int, days: int, seed: int) -> dict:
     sim = SiteSimulation(subdomain="bench", seed=seed, accounts=per_year, start_date=UNTIL - timedelta(days=days),
                          until=UNTIL)
     t1 = time.perf_counter()
-    names = {"add_ons": "plan_add_ons"}
-    for resource, objects in sim.objects.items():
-        values = list(objects.values())
+    for resource, values in as_extracted(sim.objects, sim.invoice_redemptions).items():
         for i in range(0, len(values), 20_000):
-            upsert_records(engine, names.get(resource, resource), "bench", values[i:i + 20_000])
+            upsert_records(engine, resource, "bench", values[i:i + 20_000])
     engine.dispose()
     return {"reused": False, "simulate_s": round(t1 - t0, 1), "load_s": round(time.perf_counter() - t1, 1)}
 

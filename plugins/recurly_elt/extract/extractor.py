@@ -195,7 +195,8 @@ class Extraction:
 
     def _fetch(self, checkpoint: state.Checkpoint | None) -> Iterator[_Fetched]:
         """Every page still to read, completed, in order; runs in the prefetch thread."""
-        completion = COMPLETIONS.get(self.resource.name)
+        completions = COMPLETIONS.get(self.resource.name, ())
+        contexts = [c.context(self.engine, self.site) for c in completions]
         if self.resource.parent is None:
             parents: list[str | None] = [None]
         else:
@@ -207,7 +208,9 @@ class Extraction:
             start_url = checkpoint.next_url if checkpoint and checkpoint.parent_id == parent_id else None
             path = self.resource.path.format(parent_id=parent_id)
             for page in self._pages(path, start_url, checkpoint):
-                completed = completion.complete_page(self.client, page.records) if completion else {}
+                completed: dict[int, dict] = {}
+                for completion, context in zip(completions, contexts):
+                    completed.update(completion.complete_page(self.client, page.records, context, completed))
                 last = page.next_url is None and position == len(parents)
                 yield _Fetched(page, completed, parent_id, last, self.client.stats.snapshot())
 

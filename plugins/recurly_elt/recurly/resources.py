@@ -164,6 +164,9 @@ INVOICES = Resource(
         _c("balance", "money", snapshot=True),
         _c("refundable_amount", "money"),
         _c("has_more_line_items", "boolean"),
+        # The redemptions applied to the invoice, read only for the invoices MRR needs them of
+        # (extract/completion.py); absent (null) otherwise.
+        _c("coupon_redemptions", "json"),
         _c("dunning_events_sent", "integer"),
         _c("due_at", "timestamp", snapshot=True),
         _c("closed_at", "timestamp", snapshot=True),

@@ -2,7 +2,8 @@
 
 Amounts follow Recurly's arithmetic per line item: subtotal = unit_amount x quantity (x proration
 rate for a mid-period change; `unit_amount_decimal` and `quantity_decimal` replace the two where a
-price has sub-cent digits or a quantity is fractional), discount = subtotal x coupon percent, tax =
+price has sub-cent digits or a quantity is fractional), discount = subtotal x coupon percent, or a
+fixed-amount coupon's share of the item x proration rate, at most the subtotal (coupons.py), tax =
 (subtotal - discount) x the account's tax rate, amount = subtotal - discount + tax. Tax-inclusive
 prices (the customer's `tax_inclusive`: EUR price books include VAT) carry their tax inside:
 tax = (subtotal - discount) x rate / (1 + rate), amount = subtotal - discount. Invoice totals are the
@@ -34,6 +35,7 @@ class Charge:
     end: int | None = None
     proration_rate: float | None = None
     discount_pct: float = 0.0
+    discount_amount: float = 0.0    # a fixed-amount coupon's share of this item, for the full period
     product_code: str | None = None
     unit_amount_decimal: str | None = None   # sub-cent price (text, as the API sends it)
     quantity_decimal: str | None = None      # fractional quantity; `quantity` is then its rounded integer
@@ -124,6 +126,9 @@ class Billing:
         quantity = float(c.quantity_decimal) if c.quantity_decimal else c.quantity
         subtotal = round(unit * quantity * (c.proration_rate or 1.0), 2)
         discount = round(subtotal * c.discount_pct, 2)
+        if c.discount_amount:  # prorated like the item, never more than it (coupons.py)
+            off = min(abs(subtotal), round(c.discount_amount * (c.proration_rate or 1.0), 2))
+            discount = -off if subtotal < 0 else off
         charged = subtotal - discount
         if customer.tax_inclusive:
             tax = round(charged * customer.tax_rate / (1 + customer.tax_rate), 2)

@@ -62,7 +62,7 @@ class Customer:
     """Side state of one account that the simulation needs and the API object does not show."""
 
     __slots__ = ("obj", "mini", "invoice_address", "currency", "tax_rate", "tax_info", "subs", "past_due", "card_exp",
-                 "number", "tax_inclusive", "collection_method", "net_terms")
+                 "number", "tax_inclusive", "collection_method", "net_terms", "coupons")
 
     def __init__(self, obj: dict, currency: str, tax_rate: float, tax_info: dict | None, number: int,
                  collection_method: str = "automatic", net_terms: int = 0):
@@ -81,6 +81,7 @@ class Customer:
         self.tax_inclusive = currency in TAX_INCLUSIVE_CURRENCIES
         self.collection_method = collection_method  # "manual": invoiced with net terms, paid by transfer
         self.net_terms = net_terms
+        self.coupons: list = []         # (CouponSpec, redemption object) redeemed on the account
 
     @property
     def has_card(self) -> bool:

@@ -90,6 +90,7 @@ FILTERS: dict[str, dict[str, Filter]] = {
     },
     "plans": {"state": _choice("state", ACTIVE_STATES)},
     "add_ons": {"state": _choice("state", ACTIVE_STATES)},
+    "coupon_redemptions": {"state": _choice("state", ACTIVE_STATES)},
 }
 
 # Fields copied into an entry's facets for the filters above (and the parent links of scoped lists).
@@ -101,4 +102,5 @@ FACET_FIELDS: dict[str, tuple[str, ...]] = {
     "transactions": ("type", "success"),
     "plans": ("state",),
     "add_ons": ("state", "plan_id", "code"),
+    "coupon_redemptions": ("state",),
 }

@@ -4,8 +4,9 @@ The server never serialises JSON per request: each object's bytes are cached, ke
 (id, updated_at), so after a clock advance only changed objects are serialised again, and a
 page is a join of cached bytes. Per resource the index keeps views sorted by (created_at, id)
 and (updated_at, id), built on first use; a page is a bisect to the cursor position plus a
-walk. Per-parent views (an account's invoices, an invoice's line items, a plan's add-ons) are
-built on first use too.
+walk. Per-parent views (an account's invoices, an invoice's line items, a plan's add-ons, an account's
+coupon redemptions) are built on first use too; an invoice's coupon redemptions are looked up by id
+from the simulation's map of the redemptions applied to each invoice.
 
 Reusing bytes by (id, updated_at) relies on the generator's contract that `updated_at` moves
 whenever an object changes; that is also what makes an incremental read by updated_at correct.
@@ -35,6 +36,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "line_items": {"uuid-": "uuid"},
     "transactions": {"uuid-": "uuid"},
     "add_ons": {},  # add-on codes are unique within a plan only: resolved in the plan's scope
+    "coupon_redemptions": {},  # served per account and per invoice only
 }
 RESOURCES = tuple(ALIASES)
 # Invoices embed at most this many line items unless configured (has_more_line_items says the rest).
@@ -144,6 +146,14 @@ class SiteIndex:
     resources: dict[str, ResourceIndex]
     subscriber_accounts: frozenset[str]
     past_due_accounts: frozenset[str]
+    # invoice id -> ids of the coupon redemptions applied to it: the simulation's own map, shared,
+    # not copied (an invoice's entry is written once, when it is issued, before any index has it)
+    invoice_redemptions: dict[str, tuple[str, ...]]
+
+    def applied_redemptions(self, invoice_id: str) -> SortedView:
+        """The coupon redemptions applied to an invoice (its entries of this version)."""
+        by_id = self.resources["coupon_redemptions"].by_id
+        return SortedView([by_id[r] for r in self.invoice_redemptions.get(invoice_id, ()) if r in by_id])
 
     def counts(self) -> dict[str, int]:
         return {name: len(r.by_id) for name, r in self.resources.items()}
@@ -156,7 +166,8 @@ class EntryCache:
         self.embedded_line_items = embedded_line_items
         self._entries: dict[str, dict[tuple[str, str], Entry]] = {}
 
-    def build(self, version: int, now: datetime, objects: dict[str, dict[str, dict]]) -> SiteIndex:
+    def build(self, version: int, now: datetime, objects: dict[str, dict[str, dict]],
+              invoice_redemptions: dict[str, tuple[str, ...]] | None = None) -> SiteIndex:
         resources = {}
         for name in RESOURCES:
             old = self._entries.get(name, {})
@@ -181,4 +192,4 @@ class EntryCache:
         past_due = frozenset(
             e.facets.get("account_id") for e in resources["invoices"].by_id.values()
             if e.facets.get("state") == "past_due")
-        return SiteIndex(version, to_micros(now), resources, subscribers, past_due)
+        return SiteIndex(version, to_micros(now), resources, subscribers, past_due, invoice_redemptions or {})

@@ -18,7 +18,9 @@ class SimulationRates:
     trial_card_added: float = 0.45           # of card-less trials whose owner adds a card (then converts)
     trial_conversion_with_card: float = 0.75  # of trials with a card that convert (others cancel)
     second_subscription: float = 0.35        # of new accounts that add another subscription later
-    coupon: float = 0.12                     # of new subscriptions with a recurring percent coupon
+    coupon: float = 0.12                     # of new subscriptions with a recurring coupon of their own
+    fixed_coupon: float = 0.25               # of those coupons a fixed amount off instead of a percent
+    account_coupon: float = 0.04             # of new accounts redeeming an account coupon at sign-up
     sales_tax_nexus: float = 0.6             # of US/CA accounts in a sales-tax state that are charged it
     no_company: float = 0.1                  # of accounts of individuals (company sent as "")
     manual_collection: float = 0.05          # of accounts invoiced with net terms, paying by transfer

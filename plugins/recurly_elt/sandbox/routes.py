@@ -5,6 +5,8 @@
   /{resource}/{id}                     one object; {id} may be Recurly's code-/uuid-/number- form
   /accounts/{id}/{child}               an account's subscriptions, invoices, line_items, transactions
   /invoices/{id}/line_items            all of an invoice's line items (the embedded list is truncated)
+  /accounts/{id}/coupon_redemptions    the coupon redemptions of an account (its subscriptions' too)
+  /invoices/{id}/coupon_redemptions    the coupon redemptions applied to an invoice
   /plans/{id}/add_ons[/{add_on_id}]    a plan's add-ons (add-on id or code-<code>)
   /add_ons[/{add_on_id}]               every add-on of the site (list_add_ons / get_add_on)
   /sites[/{site_id}]                   the sites the key can read: its own site only, so a client can
@@ -29,11 +31,14 @@ CHILDREN = {
     ("accounts", "invoices"): ("invoices", "account_id"),
     ("accounts", "line_items"): ("line_items", "account_id"),
     ("accounts", "transactions"): ("transactions", "account_id"),
+    ("accounts", "coupon_redemptions"): ("coupon_redemptions", "account_id"),
+    ("invoices", "coupon_redemptions"): ("coupon_redemptions", None),  # SiteIndex.applied_redemptions
     ("invoices", "line_items"): ("line_items", "invoice_id"),
     ("plans", "add_ons"): ("add_ons", "plan_id"),
 }
 NAMES = {"accounts": "Account", "subscriptions": "Subscription", "invoices": "Invoice",
-         "line_items": "LineItem", "transactions": "Transaction", "plans": "Plan", "add_ons": "AddOn"}
+         "line_items": "LineItem", "transactions": "Transaction", "plans": "Plan", "add_ons": "AddOn",
+         "coupon_redemptions": "CouponRedemption"}
 
 
 @dataclass
@@ -61,7 +66,7 @@ def handle(site: SiteIndex, method: str, path: str, params: list[tuple[str, str]
     if child is None:
         raise ApiError(404, "not_found", f"The requested URL {path} was not found")
     child_index = site.resources[child[0]]
-    view = child_index.scoped(child[1], parent.id)
+    view = child_index.scoped(child[1], parent.id) if child[1] else site.applied_redemptions(parent.id)
     if len(segments) == 3:
         return _list(site, child_index, view, method, path, params)
     if child[0] != "add_ons":

@@ -26,12 +26,13 @@ from datetime import date, datetime
 from recurly_elt.sandbox import customers
 from recurly_elt.sandbox.billing import EXPIRED_CARD, INSUFFICIENT_FUNDS, Billing, Charge
 from recurly_elt.sandbox.catalog import ADD_ONS, PLANS, Catalog, PlanSpec, local_prices, neighbour_plan
+from recurly_elt.sandbox.coupons import ACCOUNT_COUPONS, ALL_COUPONS, COUPONS, FIXED_COUPONS, CouponSpec, redemption_object
 from recurly_elt.sandbox.customers import Customer
 from recurly_elt.sandbox.ids import derive_seed
 from recurly_elt.sandbox.rates import DEFAULT_RATES, DUNNING_RETRY_DAYS, SimulationRates
 from recurly_elt.sandbox.store import RESOURCES, SiteStore
-from recurly_elt.sandbox.subscriptions import COUPONS, Subscription, coupon_redemption, new_subscription_object
-from recurly_elt.sandbox.timestamps import DAY, date_to_ts, iso, ts_to_datetime
+from recurly_elt.sandbox.subscriptions import Subscription, new_subscription_object
+from recurly_elt.sandbox.timestamps import DAY, add_months, date_to_ts, iso, ts_to_datetime
 
 __all__ = ["SiteSimulation", "SimulationRates", "RESOURCES"]
 
@@ -57,6 +58,9 @@ class SiteSimulation:
         self.rates = rates
         salt = derive_seed(subdomain, seed)  # same seed, different subdomain -> different data
         self._rng = random.Random(salt)
+        # Fixed-amount and account coupons draw from their own stream, so adding them left the rest
+        # of the business (sign-ups, renewals, changes) as it was.
+        self._coupon_rng = random.Random(derive_seed(subdomain, seed, "coupons"))
         self._store = SiteStore(salt)
         self.objects = self._store.objects
         start_ts = date_to_ts(start_date)
@@ -64,7 +68,7 @@ class SiteSimulation:
         self.catalog = Catalog(self._store.mint, start_ts)
         self.objects["plans"].update(self.catalog.plans)
         self.objects["add_ons"].update(self.catalog.add_ons)
-        self._coupon_ids = {c[0]: self._store.mint.next_id() for c in COUPONS}
+        self._coupons = {c.code: c.coupon_object(self._store.mint.next_id(), iso(start_ts)) for c in ALL_COUPONS}
         self._billing = Billing(self._store)
         self._customers: list[Customer] = []
         self._subscriptions: dict[str, Subscription] = {}
@@ -98,6 +102,11 @@ class SiteSimulation:
             return iter(self.objects[resource].values())
         except KeyError:
             raise KeyError(f"unknown sandbox resource {resource!r}; known: {', '.join(RESOURCES)}") from None
+
+    @property
+    def invoice_redemptions(self) -> dict[str, tuple[str, ...]]:
+        """invoice id -> ids of the coupon redemptions applied to it."""
+        return self._store.invoice_redemptions
 
     def subscription_state(self, subscription_id: str) -> Subscription:
         """The simulation's side state of a subscription (plan spec, coupon, pauses): for tests."""
@@ -139,6 +148,8 @@ class SiteSimulation:
         store.add("accounts", customer.obj)
         if with_card:
             self._schedule_card_check(customer, ts)
+        if self._coupon_rng.random() < rates.account_coupon:
+            self._redeem(customer, self._coupon_rng.choice(ACCOUNT_COUPONS), None, ts)
         self._start_subscription(customer, plan, ts, trial)
         if rng.random() < rates.second_subscription:
             self._schedule(ts + rng.randrange(10, 120) * DAY + rng.randrange(DAY), self._on_new_subscription,
@@ -170,17 +181,17 @@ class SiteSimulation:
                 add_ons[code] = (rng.randint(2, 2 * spec.max_quantity) / 2 if spec.decimal_quantity
                                  else rng.randint(1, spec.max_quantity))
         coupon = rng.choice(COUPONS) if rng.random() < rates.coupon else None
+        if coupon is not None and self._coupon_rng.random() < rates.fixed_coupon:
+            coupon = self._coupon_rng.choice(FIXED_COUPONS)
         custom_fields = [{"name": "sales_channel", "value": rng.choice(("self_serve", "self_serve", "sales"))}]
         if rng.random() < 0.3:
             custom_fields.append({"name": "contract_ref", "value": f"C-{customer.number:06d}-{len(customer.subs) + 1}"})
         obj = new_subscription_object(store.mint.next_id(), store.mint.next_uuid(), customer, self.catalog,
                                       plan, stamp, custom_fields)
-        sub = Subscription(obj, customer, plan, quantity, add_ons, coupon[2] if coupon else 0)
+        sub = Subscription(obj, customer, plan, quantity, add_ons, coupon)
         sub.reprice(self.catalog, stamp, store.mint)
         if coupon:
-            discounted = round(obj["subtotal"] * coupon[2] / 100.0, 2)
-            obj["coupon_redemptions"] = [coupon_redemption(store.mint.next_id(), coupon,
-                                                           self._coupon_ids[coupon[0]], stamp, discounted)]
+            obj["coupon_redemptions"] = [self._redeem(customer, coupon, sub, ts)]
         sub.usage = "api-overage" in plan.add_on_codes and rng.random() < rates.usage_add_on
         customer.subs.append(sub)
         self._subscriptions[sub.id] = sub
@@ -237,24 +248,33 @@ class SiteSimulation:
         if sub.plan.ramp or applied:
             sub.reprice(self.catalog, stamp, self._store.mint)
             self._store.touch("subscriptions", sub.obj, stamp)
-        charges = sub.charges(self.catalog, sub.period_start, sub.period_end)
+        coupon, redemption = self._coupon_for(sub, ts)
+        charges = sub.charges(self.catalog, sub.period_start, sub.period_end, coupon=coupon)
         usage = sub.usage_charge(self.catalog, rng.randrange(0, 50_000)) if not first else None
         if usage is not None:
             charges.append(usage)
         sub.last_period = (sub.period_start, sub.period_end)
         invoice = self._billing.issue(customer, ts, origin, charges, [sub.id])
-        if invoice["state"] == "pending" and customer.collection_method == "manual":
-            self._schedule_manual_payment(sub, invoice, ts)
-        elif invoice["state"] == "pending":
-            card_ok = customer.card_valid_at(ts)
-            approved = first or (card_ok and rng.random() >= rates.decline)
-            self._billing.collect(customer, invoice, ts, approved, INSUFFICIENT_FUNDS if card_ok else EXPIRED_CARD,
-                                  origin="api" if first else "recurring")
-            if approved:
-                if rng.random() < rates.refund:
-                    self._schedule(ts + rng.randrange(DAY, 10 * DAY), self._on_refund, customer, invoice)
+        self._applied(redemption, invoice, ts)
+        # A fixed-amount coupon may take the whole charge: the invoice is paid at once, nothing is
+        # collected, but its collection's draws are made all the same (the manual payment's events and
+        # a refund find nothing to do on it), so that coupons leave the rest of the business as it was.
+        free = invoice["state"] == "paid" and invoice["discount"] > 0
+        if invoice["state"] == "pending" or free:
+            if customer.collection_method == "manual":
+                self._schedule_manual_payment(sub, invoice, ts)
             else:
-                self._start_dunning(sub, invoice, ts)
+                card_ok = customer.card_valid_at(ts)
+                approved = first or (card_ok and rng.random() >= rates.decline)
+                if not free:
+                    self._billing.collect(customer, invoice, ts, approved,
+                                          INSUFFICIENT_FUNDS if card_ok else EXPIRED_CARD,
+                                          origin="api" if first else "recurring")
+                if approved:
+                    if rng.random() < rates.refund:
+                        self._schedule(ts + rng.randrange(DAY, 10 * DAY), self._on_refund, customer, invoice)
+                elif not free:
+                    self._start_dunning(sub, invoice, ts)
         self._schedule(sub.period_end, self._on_period_end, sub, sub.epoch)
         self._plan_period_action(sub, ts)
 
@@ -440,14 +460,16 @@ class SiteSimulation:
             self._store.touch("subscriptions", sub.obj, stamp)
             return
         proration = round((sub.period_end - ts) / (sub.period_end - sub.period_start), 6)
-        charges = sub.charges(self.catalog, ts, sub.period_end, proration=proration, credit=True)
+        coupon, redemption = self._coupon_for(sub, ts)
+        charges = sub.charges(self.catalog, ts, sub.period_end, proration=proration, credit=True, coupon=coupon)
         sub.plan, sub.quantity, sub.add_ons = plan, quantity, add_ons
-        charges += sub.charges(self.catalog, ts, sub.period_end, proration=proration)
+        charges += sub.charges(self.catalog, ts, sub.period_end, proration=proration, coupon=coupon)
         stamp = iso(ts)
         sub.reprice(self.catalog, stamp, self._store.mint)
         self._store.touch("subscriptions", sub.obj, stamp)
         customer = sub.customer
         invoice = self._billing.issue(customer, ts, "immediate_change", charges, [sub.id])
+        self._applied(redemption, invoice, ts)
         if invoice["state"] == "pending":
             self._billing.collect(customer, invoice, ts, True, origin="api")
 
@@ -484,6 +506,45 @@ class SiteSimulation:
 
     def _on_refund(self, ts: int, customer: Customer, invoice: dict) -> None:
         self._billing.refund(customer, invoice, ts)
+
+    # -- coupons --------------------------------------------------------------------------------
+    def _redeem(self, customer: Customer, spec: CouponSpec, sub: Subscription | None, ts: int) -> dict:
+        """Redeem a coupon on the account (sub None) or on a subscription; a temporal one ends later."""
+        store, stamp = self._store, iso(ts)
+        discounted = 0.0 if sub is None else round(sub.obj["subtotal"] - sub.obj["total"] + sub.obj["tax"], 2)
+        redemption = redemption_object(store.mint.next_id(), spec, self._coupons[spec.code], customer.mini,
+                                       customer.currency, sub.id if sub else None, stamp, discounted)
+        store.add("coupon_redemptions", redemption)
+        if sub is None:
+            customer.coupons.append((spec, redemption))
+            if spec.duration == "temporal":
+                self._schedule(add_months(ts, spec.months), self._on_coupon_ends, redemption)
+        return redemption
+
+    def _coupon_for(self, sub: Subscription, ts: int) -> tuple[CouponSpec | None, dict | None]:
+        """The coupon discounting the subscription's invoice now: its own, else the account's first
+        active one (with its redemption, to record where it applied)."""
+        if sub.coupon is not None:
+            return sub.coupon, sub.obj["coupon_redemptions"][0]
+        for spec, redemption in sub.customer.coupons:
+            if redemption["state"] == "active":
+                return spec, redemption
+        return None, None
+
+    def _applied(self, redemption: dict | None, invoice: dict, ts: int) -> None:
+        """The invoice lists the redemption; a single-use one is used up by its first invoice."""
+        if redemption is None or not any(li["discount"] for li in invoice["line_items"]):
+            return
+        self._store.applied(invoice["id"], redemption["id"])
+        if "subscription_id" not in redemption:
+            redemption["discounted"] = round(redemption["discounted"] + max(0.0, invoice["discount"]), 2)
+            if self._coupons[redemption["coupon"]["code"]]["duration"] == "single_use":
+                redemption["state"] = "inactive"
+            self._store.touch("coupon_redemptions", redemption, iso(ts))
+
+    def _on_coupon_ends(self, ts: int, redemption: dict) -> None:
+        redemption["state"] = "inactive"
+        self._store.touch("coupon_redemptions", redemption, iso(ts))
 
     # -- payments: dunning and cards ------------------------------------------------------------
     def _start_dunning(self, sub: Subscription, invoice: dict, ts: int) -> None:

@@ -52,7 +52,8 @@ class Site:
 
     def _build(self) -> SiteIndex:
         started = time.perf_counter()
-        index = self._cache.build(self.sim.version, self.sim.now, self.sim.objects)
+        index = self._cache.build(self.sim.version, self.sim.now, self.sim.objects,
+                                  getattr(self.sim, "invoice_redemptions", None))  # none: a generator without coupons
         self.index_seconds = time.perf_counter() - started
         return index
 

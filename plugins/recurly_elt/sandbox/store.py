@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from recurly_elt.sandbox.ids import IdMint
 
-RESOURCES = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans", "add_ons")
+RESOURCES = ("accounts", "subscriptions", "invoices", "line_items", "transactions", "plans", "add_ons",
+             "coupon_redemptions")
 
 
 # Unset fields Recurly sends as an explicit null (its spec declares no field nullable, the API does
@@ -43,12 +44,18 @@ class SiteStore:
         # resource -> ids created or updated since tracking started; None while building history
         # (tracking millions of ids nobody asks for would only cost memory).
         self.changed: dict[str, set[str]] | None = None
+        # invoice id -> the ids of the coupon redemptions applied to it (set once, when it is issued)
+        self.invoice_redemptions: dict[str, tuple[str, ...]] = {}
 
     def add(self, resource: str, obj: dict) -> dict:
         self.objects[resource][obj["id"]] = obj
         if self.changed is not None:
             self.changed[resource].add(obj["id"])
         return obj
+
+    def applied(self, invoice_id: str, redemption_id: str) -> None:
+        """Record that a coupon redemption discounted an invoice (GET /invoices/{id}/coupon_redemptions)."""
+        self.invoice_redemptions[invoice_id] = (*self.invoice_redemptions.get(invoice_id, ()), redemption_id)
 
     def touch(self, resource: str, obj: dict, stamp: str) -> None:
         """Record that `obj` changed at `stamp` (call after changing its fields)."""

@@ -8,30 +8,26 @@ from __future__ import annotations
 
 from recurly_elt.sandbox.billing import Charge
 from recurly_elt.sandbox.catalog import ADD_ONS, Catalog, PlanSpec
+from recurly_elt.sandbox.coupons import CouponSpec
 from recurly_elt.sandbox.customers import Customer
 from recurly_elt.sandbox.timestamps import DAY, add_months, iso
 from recurly_elt.sandbox.store import compact
 
-# Coupons: recurring percent-off discounts (forever), so net-of-discount MRR is testable.
-COUPONS = (("launch10", "Launch offer 10%", 10), ("startup20", "Startup programme 20%", 20),
-           ("partner25", "Partner discount 25%", 25))
-
-
 class Subscription:
     """Side state of one subscription; `obj` is the API object the server serves."""
 
-    __slots__ = ("obj", "customer", "plan", "quantity", "add_ons", "coupon_pct", "anchor", "period_no",
+    __slots__ = ("obj", "customer", "plan", "quantity", "add_ons", "coupon", "anchor", "period_no",
                  "period_start", "period_end", "in_trial", "pause_cycles", "pauses", "epoch", "cycles", "usage",
                  "last_period", "pending")
 
     def __init__(self, obj: dict, customer: Customer, plan: PlanSpec, quantity: int,
-                 add_ons: dict[str, int], coupon_pct: int):
+                 add_ons: dict[str, int], coupon: CouponSpec | None):
         self.obj = obj
         self.customer = customer
         self.plan = plan
         self.quantity = quantity
         self.add_ons = add_ons            # add-on code -> quantity
-        self.coupon_pct = coupon_pct      # 0 = no coupon
+        self.coupon = coupon              # its own (subscription) coupon, None = none
         self.anchor = 0
         self.period_no = 0
         self.period_start = 0
@@ -75,12 +71,15 @@ class Subscription:
         obj["current_period_ends_at"] = obj["current_term_ends_at"] = iso(end)
 
     def charges(self, catalog: Catalog, start: int, end: int, trial: bool = False,
-                proration: float | None = None, credit: bool = False) -> list[Charge]:
-        """The plan and add-on line items of the current configuration for [start, end)."""
+                proration: float | None = None, credit: bool = False,
+                coupon: CouponSpec | None = None) -> list[Charge]:
+        """The plan and add-on line items of the current configuration for [start, end), with the
+        coupon that discounts them (coupons.py: a percent, or a fixed amount spread over them)."""
         plan = self.plan
         currency = self.customer.currency
         sign = -1.0 if credit else 1.0
-        pct = 0.0 if trial else self.coupon_pct / 100.0
+        coupon = None if trial else coupon
+        pct = coupon.percent / 100.0 if coupon is not None and not coupon.fixed else 0.0
         mini = catalog.plan_minis[plan.code]
         verb = "Unused time on " if credit else ""
         price = 0.0 if trial else sign * round(plan.prices[currency] * plan.price_factor(max(1, self.cycles)), 2)
@@ -95,6 +94,12 @@ class Subscription:
                               proration_rate=proration, discount_pct=pct, product_code=code,
                               unit_amount_decimal=f"{spec.prices[currency]}" if spec.decimal_price and not trial else None,
                               quantity_decimal=f"{qty}" if spec.decimal_quantity else None))
+        if coupon is not None and coupon.fixed:
+            prices = [abs(float(c.unit_amount_decimal) if c.unit_amount_decimal else c.unit_amount)
+                      * (float(c.quantity_decimal) if c.quantity_decimal else c.quantity) for c in out]
+            total = sum(prices)
+            for c, price in zip(out, prices):
+                c.discount_amount = coupon.amount(currency) * price / total if total else 0.0
         return out
 
     def usage_charge(self, catalog: Catalog, used: int) -> Charge | None:
@@ -139,7 +144,9 @@ class Subscription:
         obj["add_ons"] = add_ons
         add_ons_total = round(sum(ADD_ONS[code].prices[currency] * qty for code, qty in self.add_ons.items()), 2)
         subtotal = round(unit * self.quantity + add_ons_total, 2)
-        discount = round(subtotal * self.coupon_pct / 100.0, 2)
+        coupon = self.coupon
+        discount = (0.0 if coupon is None else min(subtotal, coupon.amount(currency)) if coupon.fixed
+                    else round(subtotal * coupon.percent / 100.0, 2))
         tax = round((subtotal - discount) * customer.tax_rate, 2)
         obj["add_ons_total"] = add_ons_total
         obj["subtotal"] = subtotal
@@ -150,19 +157,6 @@ class Subscription:
 def round_half_up(quantity: float) -> int:
     """A decimal quantity's integer `quantity` (the API: "the rounded integer value")."""
     return int(quantity + 0.5)
-
-
-def coupon_redemption(redemption_id: str, coupon: tuple, coupon_id: str, stamp: str, discounted: float) -> dict:
-    code, name, pct = coupon
-    return {
-        "id": redemption_id,
-        "object": "coupon_redemption",
-        "coupon": {"id": coupon_id, "object": "coupon", "code": code, "name": name, "state": "redeemable",
-                   "discount": {"type": "percent", "percent": pct}, "coupon_type": "single_code"},
-        "state": "active",
-        "discounted": discounted,
-        "created_at": stamp,
-    }
 
 
 def new_subscription_object(sub_id: str, sub_uuid: str, customer: Customer, catalog: Catalog,

@@ -29,7 +29,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                       "trial_started_at", "trial_ends_at", "activated_at", "paused_at", "canceled_at",
                       "expires_at", "expiration_reason", "coupon_redemptions", "created_at"),
     "invoices": ("id", "account_id", "type", "origin", "state", "currency", "subscription_ids", "total",
-                 "paid", "balance", "due_at", "closed_at", "created_at"),
+                 "paid", "balance", "due_at", "closed_at", "coupon_redemptions", "created_at"),
     "line_items": ("id", "account_id", "invoice_id", "subscription_id", "plan_id", "plan_code",
                    "add_on_id", "add_on_code", "type", "state", "origin", "currency", "unit_amount",
                    "unit_amount_decimal", "quantity", "quantity_decimal", "subtotal", "discount", "tax",

@@ -12,8 +12,9 @@ reference; in short:
   x days_per_month / interval_length for plans in days;
 - full-period price = unit amount x quantity (the `_decimal` fields when set), read as the full
   period's price, or, when the line's subtotal shows a prorated unit amount, divided by the
-  proration rate; net of the discount (the subscription's percent coupon, else the line's own
-  discount) and, for a tax-inclusive price, of its tax;
+  proration rate; net of the discount (the coupon's terms: the subscription's redemptions, else
+  the account's redemptions its invoice lists; else the line's own discount) and, for a
+  tax-inclusive price, of its tax;
 - a proration credit counts with a minus sign, as exactly the amount of the charge it credits, so a
   plan change leaves exactly the new price from the change on;
 - the subscription's own dates cut it: nothing from expires_at on, nothing from paused_at on while
@@ -48,12 +49,16 @@ def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.Data
                          "reason": reasons if isinstance(reasons, str) else reasons.to_numpy()})
 
 
-def _active_terms(redemptions: object, currency: object) -> tuple[int | None, int | None]:
+def _active_terms(redemptions: object, currency: object, applied: bool = False) -> tuple[int | None, int | None]:
     """(percent, fixed amount in micro-units of `currency`) of the first active percent coupon and
-    the first active fixed-amount coupon with an amount in that currency, from redemption objects."""
+    the first active fixed-amount coupon with an amount in that currency, from redemption objects.
+    `applied`: the redemptions an invoice lists (those applied to it, whatever their state since),
+    of which only the account's own (no `subscription_id`) count."""
     percent = fixed = None
     for r in redemptions if isinstance(redemptions, list) else []:
-        if not isinstance(r, dict) or r.get("state") not in (None, "active"):
+        if not isinstance(r, dict) or (not applied and r.get("state") not in (None, "active")):
+            continue
+        if applied and r.get("subscription_id") not in (None, ""):
             continue
         discount = (r.get("coupon") or {}).get("discount") or {}
         kind, pct = discount.get("type"), discount.get("percent")
@@ -72,21 +77,23 @@ def _active_terms(redemptions: object, currency: object) -> tuple[int | None, in
     return percent, fixed
 
 
-def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
+def coupon_terms(subscriptions: pd.DataFrame, applied: bool = False) -> pd.DataFrame:
     """Per subscription id (the index): `percent` (its active percent coupon, float NaN when none)
     and `fixed` (its active fixed-amount coupon's amount in the subscription's currency, int64
     micro-units, 0 when none), from the coupon redemptions staged with it. Amounts are read from
-    the JSON text as decimals."""
-    subs = subscriptions.drop_duplicates("id").set_index("id")
+    the JSON text as decimals. With `applied`, the same per invoice (`subscriptions` is then the
+    invoices) from the account's redemptions applied to it (`_active_terms`)."""
+    staged = subscriptions["coupon_redemptions"]
+    # Only the rows with redemptions (a few percent of the subscriptions, far fewer of the invoices).
+    subs = subscriptions[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
     text = subs["coupon_redemptions"]
-    text = text[text.notna() & (text != "[]")]
     percent, fixed = {}, {}
     for sid, raw in text.items():
         try:
             redemptions = json.loads(raw, parse_float=Decimal)
         except ValueError:
             continue
-        pct, amount = _active_terms(redemptions, subs.at[sid, "currency"])
+        pct, amount = _active_terms(redemptions, subs.at[sid, "currency"], applied)
         if pct is not None:
             percent[sid] = pct
         if amount is not None:
@@ -95,6 +102,23 @@ def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"percent": pd.Series(percent, index=ids, dtype="float64"),
                          "fixed": pd.Series([fixed.get(i, 0) for i in ids], index=ids, dtype=np.int64)},
                         index=ids)
+
+
+def line_terms(li: pd.DataFrame, subscriptions: pd.DataFrame, invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per line item, its coupon's terms: (percent, float NaN when none; fixed amount, int64
+    micro-units, 0 when none). From its subscription's redemptions; for a subscription without
+    coupon terms, from the account's redemptions its invoice lists (staged for the invoices that
+    need them: docs/extraction.md "Coupon redemptions of an invoice")."""
+    by_sub, by_invoice = coupon_terms(subscriptions), coupon_terms(invoices, applied=True)
+    pct = lookup(li["subscription_id"], by_sub["percent"]).to_numpy(dtype="float64", na_value=np.nan)
+    fixed = lookup_int(li["subscription_id"], by_sub["fixed"])
+    none = np.isnan(pct) & (fixed == 0)
+    if none.any() and len(by_invoice):
+        inv_pct = lookup(li["invoice_id"], by_invoice["percent"]).to_numpy(dtype="float64", na_value=np.nan)
+        inv_fixed = lookup_int(li["invoice_id"], by_invoice["fixed"])
+        pct = np.where(none, inv_pct, pct)
+        fixed = np.where(none, inv_fixed, fixed)
+    return pct, fixed
 
 
 def _exact(rows: np.ndarray, fn, *columns: np.ndarray) -> np.ndarray:
@@ -130,8 +154,9 @@ def full_period_gross(li: pd.DataFrame) -> np.ndarray:
     return gross
 
 
-def net_amounts(li: pd.DataFrame, terms: pd.DataFrame, gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
+    `terms`: each item's coupon terms (line_terms).
 
     Reading of a prorated item (proration_rate in (0, 1)): the unit amount is the full period's
     price when the subtotal is closer to unit x quantity x rate; it is the prorated price (the spec's
@@ -148,7 +173,7 @@ def net_amounts(li: pd.DataFrame, terms: pd.DataFrame, gross: np.ndarray) -> tup
         gross[as_prorated_unit] = money.mul_div_half_up(gross[as_prorated_unit], money.MICRO,
                                                         rate_micro[as_prorated_unit])
     discount = np.abs(money.micros(li["discount"], li["id"], "discount"))
-    pct = lookup(li["subscription_id"], terms["percent"]).to_numpy(dtype="float64", na_value=np.nan)
+    pct, fixed = terms
     # The coupon's terms apply where the line carries a discount, or where it is prorated so small
     # that the coupon's share of it rounds to nothing.
     has_terms = ~np.isnan(pct) & ((discount > 0) | (prorated & (subtotal * np.nan_to_num(pct) < PERCENT * money.MICRO // 200)))
@@ -159,7 +184,6 @@ def net_amounts(li: pd.DataFrame, terms: pd.DataFrame, gross: np.ndarray) -> tup
     # configuration right after it), else its own discount share.
     own_share = prorated & (discount > 0) & ~has_terms & (subtotal > 0)
     if own_share.any():
-        fixed = lookup_int(li["subscription_id"], terms["fixed"])
         by_fixed = own_share & (fixed > 0)
         own_share &= ~by_fixed
         if by_fixed.any():
@@ -295,7 +319,7 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     common = int(np.lcm.reduce(np.unique(den))) if len(den) else 1
 
     gross = full_period_gross(li)
-    net, _ = net_amounts(li, coupon_terms(f.subscriptions), gross)
+    net, _ = net_amounts(li, line_terms(li, f.subscriptions, f.invoices), gross)
     multiplier = factor * (common // den)
     if len(net) and (np.abs(net).max() >= BOUND // max(1, int(multiplier.max()))):
         raise money.MoneyError(f"line item amounts too large for plan intervals with a common denominator of {common}")
