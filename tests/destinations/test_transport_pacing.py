@@ -4,9 +4,11 @@ at Remaining 0 the next request waits for Reset."""
 
 from __future__ import annotations
 
+import email.utils
+import math
 import threading
 
-from recurly_elt.destinations.adapter import RateHeaders, Request
+from recurly_elt.destinations.adapter import RateHeaders, Request, Response
 from recurly_elt.destinations.transport import Transport
 from recurly_elt.http_retry import RetryPolicy
 
@@ -117,3 +119,153 @@ def test_after_a_wait_for_reset_one_request_probes_the_new_window_alone():
     transport._answered(None)         # the probe answered (no headers: the budget stays unknown)
     waiter.join(5)
     assert released
+
+
+# -- a Reset in whole seconds from now (Klaviyo), anchored on the answer's Date ---------------------
+DELTA = RateHeaders("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", reset_is_delta=True)
+
+
+def http_date(epoch: float) -> str:
+    return email.utils.formatdate(epoch, usegmt=True)  # whole seconds, rounded down
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict):
+        self.status_code, self.content, self.headers = status, b"{}", headers
+
+
+class FixedWindows:
+    """A session that is the API: `limit` requests per window of `window` s aligned on the
+    server's clock (ours + `ahead`), each request counted `count_delay` after it is sent and
+    answered `latency` after; headers as the offline Klaviyo writes them (Reset = the window's end
+    minus the second the request was counted in, Date at the answer), 429 over the limit."""
+
+    trust_env = False
+
+    def __init__(self, clock: Clock, limit: int, window: int, latency: float, ahead: float = 0.0,
+                 count_delay: float = 0.0):
+        self.clock, self.limit, self.window, self.latency = clock, limit, window, latency
+        self.ahead, self.count_delay = ahead, count_delay
+        self.start, self.count = None, 0
+        self.accepted: list[float] = []   # server times the accepted requests were counted at
+        self.refused = 0
+
+    def request(self, *args, **kwargs):
+        counted = self.clock.now + self.count_delay + self.ahead
+        start = math.floor(counted / self.window) * self.window
+        if start != self.start:
+            self.start, self.count = start, 0
+        allowed = self.count < self.limit
+        self.count += allowed
+        self.clock.now += self.latency
+        headers = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.limit - self.count),
+                   "RateLimit-Reset": str(start + self.window - math.floor(counted)),
+                   "Date": http_date(self.clock.now + self.ahead)}
+        if allowed:
+            self.accepted.append(counted)
+            return Answer(202, headers)
+        self.refused += 1
+        return Answer(429, {**headers, "Retry-After": "1"})
+
+    def windows(self) -> int:
+        """Windows from the first accepted request's to the last one's."""
+        return math.floor(self.accepted[-1] / self.window) - math.floor(self.accepted[0] / self.window) + 1
+
+
+def delta_transport(session, clock: Clock) -> Transport:
+    return Transport(session=session, base_url="http://127.0.0.1:1", rate=DELTA, retry=RetryPolicy(),
+                     sleep=clock.sleep, clock=clock)
+
+
+def test_a_whole_second_reset_ends_on_the_servers_second_not_a_second_after_the_answer():
+    clock = Clock()
+    clock.now = 1_000.05
+    answers = [Answer(202, {"RateLimit-Remaining": "5", "RateLimit-Reset": "1", "Date": http_date(1_000.0)}),
+               Answer(202, {"RateLimit-Remaining": "0", "RateLimit-Reset": "1", "Date": http_date(1_000.0)})]
+
+    class Two:
+        trust_env = False
+
+        def request(self, *args, **kwargs):
+            clock.now += 0.3 if len(answers) == 1 else 0.0
+            return answers.pop(0)
+
+    transport = delta_transport(Two(), clock)
+    send(transport)   # read at 1000.05 with Date 1000: the server's clock is at least 0.05 s behind ours
+    send(transport)   # read at 1000.35: Remaining 0 until "1 s from now"
+    # the window ends at the server's 1001 (1001.05 at the latest in our clock), not at 1001.35
+    assert abs(transport._reset_at - 1_001.05) < 1e-6
+
+
+def test_one_request_per_second_uses_every_window_and_draws_no_429():
+    clock = Clock()
+    clock.now = 1_000.62   # the server's clock is 0.37 s ahead of ours, each answer takes 0.3 s
+    server = FixedWindows(clock, limit=1, window=1, latency=0.3, ahead=0.37, count_delay=0.01)
+    transport = delta_transport(server, clock)
+    for _ in range(30):
+        send(transport)
+    assert server.refused == 0 and transport.counters.status_429 == 0
+    # waiting a whole second from each answer would span 30 x 1.3 s: 39 windows or more
+    assert server.windows() <= 32, server.windows()
+
+
+def test_a_429_turns_the_anchoring_off():
+    clock = Clock()
+    clock.now = 1_000.05
+    server = FixedWindows(clock, limit=1, window=1, latency=0.3)
+    transport = delta_transport(server, clock)
+    send(transport)
+    send(transport)
+    assert transport._reset_anchored and transport._reset_at < clock.now + 1 - 0.1
+    with transport._lock:
+        transport._remaining = None  # as if the budget were unknown: the next request draws a 429
+    server.count = 1                 # another client used this window
+    send(transport)                  # 429, waited out, sent again
+    assert transport.counters.status_429 == 1
+    assert not transport._anchored
+    assert abs(transport._reset_at - (clock.now + 1)) < 1e-6  # counts from the answer again
+
+
+def test_an_answer_read_after_its_anchored_window_ended_leaves_the_budget_unknown():
+    clock = Clock()
+    clock.now = 1_000.05
+    transport = delta_transport(Session([]), clock)
+    with transport._lock:
+        transport._read_rate(Response(202, {"ratelimit-remaining": "9", "ratelimit-reset": "1",
+                                            "date": http_date(1_000.0)}, b""))
+        clock.now = 1_001.3   # counted in the window that ended at 1001 (1001.05 here), read late
+        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "1",
+                                            "date": http_date(1_000.0)}, b""))
+    # not "0 left until 1001.05", which is over: the next request would go at once, again and again
+    assert transport._remaining is None and abs(transport._reset_at - 1_001.05) < 1e-6
+    assert transport._header_wait() == 0.0
+
+
+def test_without_a_readable_date_or_a_whole_second_reset_the_reset_counts_from_the_answer():
+    clock = Clock()
+    transport = delta_transport(Session([]), clock)
+    for headers in ({"ratelimit-remaining": "0", "ratelimit-reset": "1"},
+                    {"ratelimit-remaining": "0", "ratelimit-reset": "1", "date": "not a date"},
+                    {"ratelimit-remaining": "0", "ratelimit-reset": "0.5", "date": http_date(1_000.0)}):
+        with transport._lock:
+            transport._read_rate(Response(202, headers, b""))
+        assert transport._reset_at == clock.now + float(headers["ratelimit-reset"])
+        assert not transport._reset_anchored
+
+
+def test_an_answer_that_moves_reset_later_during_a_wait_is_waited_for_too():
+    clock = Clock()
+    transport, _ = make([(0, 1_001.0), (5, 1_003.0)], clock)
+    send(transport)                      # Remaining 0 until 1001
+    late = []
+
+    def sleep(seconds: float) -> None:   # while the next request waits, another answer says 0 until 1002
+        clock.sleep(seconds)
+        if not late:
+            late.append(True)
+            with transport._lock:
+                transport._remaining, transport._reset_at = 0, 1_002.0
+
+    transport.sleep = sleep
+    send(transport)
+    assert abs(clock.now - 1_002.0) < 1e-6   # sent at 1002, not at 1001 into a used window

@@ -5,9 +5,12 @@ policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client
   and the requests still allowed are spread evenly over the time left until Reset (interval =
   time to Reset / (Remaining - requests in flight + 1)), so the window's budget is used while the
   requests stay apart; when nothing remains the next request waits until Reset, so a client that
-  keeps to the headers is never refused; after that wait one request finds out the new window's
-  budget while the others wait for its answer. The engine sends from several threads: pacing, the
-  header state and the counters are shared under one lock, and requests take turns.
+  keeps to the headers is never refused (the wait is checked again after it: an answer that came
+  meanwhile may have moved Reset later); once the window is over one request finds out the new
+  window's budget while the others wait for its answer. A Reset in whole seconds from now
+  (Klaviyo) is anchored on the answer's Date, so the next window is not waited for a whole second
+  after the answer (_anchored_reset). The engine sends from several threads: pacing, the header
+  state and the counters are shared under one lock, and requests take turns.
 - 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of
   one request are bounded by `max_rate_limited_seconds`, each by `max_wait_seconds` (logged), and
   they do not count as attempts.
@@ -103,6 +106,12 @@ class Transport:
     _last_sent: float | None = None
     _in_flight: int = 0
     _headers_seen: bool = False
+    # Reset in whole seconds from now: the server's clock is at least this many seconds ahead of
+    # ours (the latest lower bound its Date headers gave); None until a Date was read. A 429 turns
+    # the anchoring off (_anchored False): from then on a Reset counts from the answer.
+    _server_ahead_s: float | None = None
+    _anchored: bool = True
+    _reset_anchored: bool = False      # the current _reset_at came from _anchored_reset
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -202,17 +211,20 @@ class Transport:
                 now = time.perf_counter()
                 if self._last_sent is not None and now - self._last_sent < interval:
                     self._sleep(interval - (now - self._last_sent))
-            with self._answer:
-                # The budget is unknown after a wait for Reset: one request finds it out while the
-                # others wait for its answer (they would all go at once into the new window).
-                while self._headers_seen and self._remaining is None and self._in_flight > 0:
-                    self._answer.wait(1.0)
-                wait = self._header_wait()
-            if wait > 0:
+            for _ in range(3):  # again after a wait: an answer that came meanwhile may have moved Reset later
+                with self._answer:
+                    # The budget is unknown after a wait for Reset: one request finds it out while the
+                    # others wait for its answer (they would all go at once into the new window).
+                    while self._headers_seen and self._remaining is None and self._in_flight > 0:
+                        self._answer.wait(1.0)
+                    wait = self._header_wait()
+                if wait <= 0:
+                    break
                 self._sleep(self.retry.capped(wait))
             with self._lock:
-                if wait > 0 and self._remaining is not None and self._remaining - self._in_flight <= 0:
-                    self._remaining = None  # waited for the reset: unknown until the next answer
+                if self._remaining is not None and self._reset_at is not None \
+                        and self._remaining - self._in_flight <= 0 and self._reset_at - self.clock() <= 1e-3:
+                    self._remaining = None  # the window is over: its budget unknown until the next answer
                 self._last_sent = time.perf_counter()
                 self._in_flight += 1
                 self.counters.requests += 1
@@ -240,23 +252,66 @@ class Transport:
             self._read_rate(response)
             if response.status == 429:
                 self.counters.status_429 += 1
+                self._anchored = self._reset_anchored = False
 
     def _read_rate(self, response: Response) -> None:
-        """Remaining and Reset of an answer. A Reset in seconds from now (whole seconds) counts
-        from the answer: never early (counting from the send, or from halfway, started the next
-        window before the API did and drew 429s when it read a large body before counting it),
-        at the price of up to a second and the request's own time per window."""
+        """Remaining and Reset of an answer (lock held). A Reset in seconds from now counts from
+        the answer, never from the send (the API may count the request later than it was sent:
+        counting from the send or from halfway started the next window early and drew 429s), and
+        a whole-second Reset is moved back to the server's whole second (_anchored_reset). An
+        answer whose anchored window is over by the time it is read (an earlier window's, come
+        late) says nothing of the current budget: Remaining unknown, as after a wait for Reset."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
-            self._remaining = int(float(remaining)) if remaining is not None else None
-            self._headers_seen = self._headers_seen or remaining is not None
             if reset is not None:
                 value = float(reset)
                 if not 0 <= value < 1e11:  # an answer is untrusted: ignore absurd resets
                     raise ValueError(reset)
-                self._reset_at = self.clock() + value if self.rate.reset_is_delta else value
+                if self.rate.reset_is_delta:
+                    now = self.clock()
+                    anchored = self._anchored_reset(response, value, now)
+                    self._reset_anchored = anchored is not None
+                    self._reset_at = min(now + value, anchored) if anchored is not None else now + value
+                else:
+                    self._reset_at = value
+            self._remaining = int(float(remaining)) if remaining is not None else None
+            self._headers_seen = self._headers_seen or remaining is not None
+            if self._reset_anchored and self._reset_at is not None and self._reset_at <= self.clock():
+                self._remaining = None
         except ValueError:
-            self._remaining, self._reset_at = None, None
+            self._remaining, self._reset_at, self._reset_anchored = None, None, False
+
+    def _anchored_reset(self, response: Response, seconds: float, now: float) -> float | None:
+        """When a whole-second Reset ends, in our clock, read against the answer's `Date` (lock
+        held); None when that cannot be said (then it ends `now + seconds`, the answer's own bound).
+
+        Fixed windows end on whole seconds of the server's clock, and a whole-second Reset is the
+        time from the request's second to the window's end (the offline Klaviyo: the window's end
+        minus the second it counted the request in; a Reset rounded up, ceil, says the same). The
+        answer's Date (whole seconds, floor) is written after the request was counted, so the
+        window ends at the latest at Date + Reset, server time. Server time is ours plus an offset
+        of which every answer gives a lower bound, Date - the time we read it; the largest one
+        seen is kept (with answers at different fractions of a second it comes within a few
+        milliseconds of the offset). So the window ends at the latest at Date + Reset - that
+        bound, never later than now + Reset, and up to a second (plus the request's own time)
+        earlier. Assumed: the rate limit and Date read one clock, and Reset is not rounded down;
+        a 429 says an assumption failed (or another client shares the budget), and from then on
+        the Reset counts from the answer (_anchored False)."""
+        import email.utils
+
+        date = response.header("Date")
+        try:
+            server_now = email.utils.parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError, IndexError, OverflowError):
+            server_now = None
+        if server_now is None or not float(seconds).is_integer():
+            return None
+        ahead = server_now - now
+        if self._server_ahead_s is None or ahead > self._server_ahead_s:
+            self._server_ahead_s = ahead
+        if not self._anchored:
+            return None
+        return server_now + seconds - self._server_ahead_s
 
     def _retry_after(self, response: Response) -> float:
         for name in (self.rate.retry_after, self.rate.reset):
