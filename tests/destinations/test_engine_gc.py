@@ -49,3 +49,28 @@ def test_a_delivery_leaves_it_off_when_it_was_off(monkeypatch, warehouse):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_requests_a_delivery_made_are_freed_as_it_goes(monkeypatch, warehouse):
+    """Each request leaves a reference cycle behind (the retry state holds the request and its
+    body): with the automatic collection off they must still be collected round by round, not
+    kept until the delivery ends."""
+    from recurly_elt.destinations import ledger
+    from recurly_elt.destinations.adapter import Request
+
+    from .fakes_running import running, transport
+
+    alive: list[int] = []
+    mark = ledger.mark_pending_many
+
+    def counting(*args, **kwargs):
+        alive.append(sum(1 for o in gc.get_objects() if isinstance(o, Request)))
+        return mark(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "mark_pending_many", counting)
+    mapping, adapter = destination("braze")
+    with running("braze") as server:
+        result = delivery.deliver(warehouse, mapping, adapter, transport(server, adapter), run_id="freed",
+                                  now=end_of(IMPORT_DAY), backfill=True)
+    assert result.total("requests") >= 10 and len(alive) >= 10
+    assert max(alive) <= delivery.IN_FLIGHT + 2, alive

@@ -1,6 +1,7 @@
 """The delivery engine: one for every destination.
 
 deliver() runs one destination, kind by kind:
+  0. index     delivered rows an earlier run settled but did not move into load_delivered (ledger.py)
   1. recover   requests an earlier run left `pending` (killed between sending and recording the
                answer): idempotent kinds are simply sent again (their keys were never recorded as
                delivered); kinds the destination does not deduplicate follow the mapping's
@@ -16,8 +17,10 @@ deliver() runs one destination, kind by kind:
   5. send      each batch marked pending (committed) before it is sent; up to `in_flight`
                requests at once on worker threads (one for kinds sent at most once); the answers
                read by the adapter into per-record outcomes and recorded in order on the engine's
-               thread, with the pending rows of the next requests, one transaction per round; a
-               whole-batch refusal caused by some rows is split in halves until they are isolated
+               thread, with the pending rows of the next requests, one transaction per round (a
+               settled request carries its delivered rows; they move into load_delivered in bulk:
+               ledger.py, "Delivered rows"); a whole-batch refusal caused by some rows is split in
+               halves until they are isolated
 Steps 2-4 of the next kind run on a helper thread while a kind is sent.
 The dry run does steps 2-4 only and stores counts and a sample of the request bodies in
 load_run_log. Progress goes to the log every `progress_seconds`; each kind ends with one line.
@@ -48,6 +51,10 @@ from recurly_elt.destinations.records import Record, encode, piece, select
 from recurly_elt.destinations.transport import GaveUp, Sent, Transport, Unreadable
 
 log = logging.getLogger(__name__)
+
+# Delivered rows moved from the settled requests into load_delivered once this many wait (and at
+# the end of each kind): see "Delivered rows" in ledger.py.
+INDEX_EVERY_ROWS = 50_000
 
 # Requests of one kind in flight at once: enough to keep the destination busy while this thread
 # writes the ledger and builds the next request, few enough that a crash resends little.
@@ -151,6 +158,7 @@ def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Tr
                keys=keys, in_flight=max(1, int(in_flight)))
     try:
         with _cyclic_gc_paused():
+            run.index_earlier()
             if not dry_run:
                 run.recover()
             run.run_kinds([kind for kind in mapping.kinds if kinds is None or kind.name in kinds])
@@ -177,15 +185,17 @@ def deliver(engine: sa.Engine, mapping: Mapping, adapter: Adapter, transport: Tr
 
 @contextmanager
 def _cyclic_gc_paused():
-    """CPython's cycle collector off for the delivery, back on (as it was) after it.
+    """CPython's automatic cycle collection off for the delivery, back on (as it was) after it.
 
     A delivery holds hundreds of thousands of records at once (payload dicts, wire objects,
-    encoded pieces), none of them in a reference cycle: reference counting frees them. The cycle
-    collector still walks every live container at each full collection, and full collections
-    come as the live set grows: a quarter of the client's CPU time of a 100,000-account first
-    import (docs/benchmarks.md). What few cycles the run makes (an exception kept with its
-    traceback) are collected once it is switched back on. Process-wide: a second delivery running
-    at the same time in the same process finds it off and leaves it so."""
+    encoded pieces) for its whole length; the automatic collector walks every one of them at each
+    full collection, and full collections come as that live set grows: about a fifth of the
+    client's CPU time of a 100,000-account first import (docs/benchmarks.md, "The cycle
+    collector"). The records hold no cycles (reference counting frees them); the cycles a
+    delivery does make, one or more per request (the retry policy's tenacity state holds the
+    request and its body), are collected by collect_young() after each round of answers, which
+    walks only what was made since the round before. Process-wide: a second delivery running at
+    the same time in the same process finds it off and leaves it so."""
     was_on = gc.isenabled()
     gc.disable()
     try:
@@ -193,6 +203,14 @@ def _cyclic_gc_paused():
     finally:
         if was_on:
             gc.enable()
+
+
+def collect_young() -> None:
+    """Collect the cycles made since the last call (generations 0 and 1), while the automatic
+    collection is paused (_cyclic_gc_paused): the objects alive for the whole run, promoted to the
+    oldest generation, are not walked again."""
+    if not gc.isenabled():
+        gc.collect(1)
 
 
 def _write(engine: sa.Engine):
@@ -234,10 +252,20 @@ class _Run:
         self.token = uuid.uuid4().hex[:8]
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
+        self.unindexed: list[ledger.Unindexed] = []  # settled, their delivered rows not yet in load_delivered
         self.prepared = False
         self.dest = mapping.destination
 
     # -- 1. recover -------------------------------------------------------------------------------
+    def index_earlier(self) -> None:
+        """Delivered rows an earlier run settled but did not move into load_delivered (killed in
+        between): moved first, so this run, dry or not, reads a complete ledger."""
+        with _write(self.engine) as conn:
+            moved = ledger.index_unindexed(conn, self.dest)
+        if moved:
+            log.warning("%s: an earlier run ended before moving %d delivered rows into load_delivered; moved now "
+                        "from its settled requests", self.dest, moved)
+
     def recover(self) -> None:
         with _write(self.engine) as conn:
             pending = ledger.pending_batches(conn, self.dest)
@@ -449,6 +477,8 @@ class _Run:
                     if starting:
                         ledger.mark_pending_many(conn, self.dest, self.run_id, kind.name,
                                                  [(b.batch_id, [r.key for r in b.records], b.size) for b in starting])
+                self.index(at_least=INDEX_EVERY_ROWS)
+            collect_young()
             for batch in starting:
                 if depth == 1:  # one at a time: sent on this thread, no hand-over to a worker
                     batch.future = Future()
@@ -462,6 +492,7 @@ class _Run:
                 log.info("%s %s: %d/%d records, %d requests, %.0f records/s, rejected %d so far",
                          self.dest, kind.name, done, total, counts.requests, done / max(now - started, 1e-9),
                          counts.rejected)
+        self.index()
 
     def _new_batch(self, kind: Kind, records: list[Record], wires: list, size: int, counts: KindCounts) -> "_Batch":
         if not self.prepared:
@@ -574,7 +605,6 @@ class _Run:
             elif deliver_rest:
                 delivered_rows.append({"object_key": record.key, "payload_hash": record.hash,
                                        "payload": None if kind.is_event else encode(record.payload).decode()})
-        may_be_rejected = kind.name in self.rejected_kinds
         if rejected_rows:
             self.rejected_kinds.add(kind.name)
         counts.sent += len(delivered_rows)
@@ -584,10 +614,21 @@ class _Run:
             counts.rejected += len(rejected_rows)
 
         def write(conn: sa.Connection) -> None:
-            ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
-                          attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
-                          rejected_rows=rejected_rows, job_id=job_id, error=error, may_be_rejected=may_be_rejected)
+            unindexed = ledger.settle(conn, self.dest, self.run_id, batch_id, status=status, http_status=http_status,
+                                      attempts=attempts, ms=ms, kind=kind.name, delivered_rows=delivered_rows,
+                                      rejected_rows=rejected_rows, job_id=job_id, error=error)
+            if unindexed is not None:
+                self.unindexed.append(unindexed)
         return write
+
+    def index(self, at_least: int = 1) -> None:
+        """Move the delivered rows of the requests settled so far into load_delivered, once at least
+        `at_least` wait (ledger.py, "Delivered rows")."""
+        if sum(len(u.rows) for u in self.unindexed) < at_least:
+            return
+        with _write(self.engine) as conn:
+            ledger.index_delivered(conn, self.dest, self.unindexed, clear_rejections=self.rejected_kinds)
+        self.unindexed = []
 
 
 @dataclass
