@@ -10,13 +10,24 @@ year has none).
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
+import requests
 import sqlalchemy as sa
 
+from recurly_elt.extract.completion import (REDEMPTION_MAX_PAGES, as_extracted, complete_invoice_coupon_redemptions,
+                                            complete_invoice_line_items, coupon_rule, needs_coupon_redemptions)
 from recurly_elt.extract.window import Window
+from recurly_elt.recurly.client import RecurlyClient
+from recurly_elt.recurly.errors import RecurlyUntrustedResponse
+from recurly_elt.recurly.sites import Site
+from recurly_elt.staging.coupon_terms import has_terms
+from recurly_elt.staging.load import upsert_records
+from recurly_elt.transform.config import TransformConfig
 from recurly_elt.warehouse.engine import create_engine_from_url
 
 from extract_helpers import KEYS, UNTIL, extract_all
@@ -34,12 +45,16 @@ def sandbox():
     server.stop()
 
 
+def _with_terms(sub: dict) -> bool:
+    return has_terms(json.dumps(sub["coupon_redemptions"]), sub["currency"])
+
+
 def _named_by_the_rule(objects: dict) -> set[str]:
     subs = objects["subscriptions"]
     return {i["id"] for i in objects["invoices"].values()
             if any(li["origin"] in ("plan", "add_on") and li.get("subscription_id")
                    and 0 < (li.get("proration_rate") or 0) < 1 and li["discount"] != 0
-                   and not subs[li["subscription_id"]]["coupon_redemptions"] for li in i["line_items"])}
+                   and not _with_terms(subs[li["subscription_id"]]) for li in i["line_items"])}
 
 
 def _redemption_requests(server) -> list[str]:
@@ -56,7 +71,7 @@ def test_invoice_redemptions_are_read_only_for_the_invoices_the_rule_names(sandb
     assert len(expected) < sum(1 for i in objects["invoices"].values() if i["discount"]) / 10
     with_own_coupon = {i["id"] for i in objects["invoices"].values()
                        if any(0 < (li.get("proration_rate") or 0) < 1 and li["discount"] != 0
-                              and objects["subscriptions"][li["subscription_id"]]["coupon_redemptions"]
+                              and _with_terms(objects["subscriptions"][li["subscription_id"]])
                               for li in i["line_items"] if li.get("subscription_id"))}
     assert with_own_coupon and not with_own_coupon & expected  # prorated, discounted, yet not read
     engine = create_engine_from_url(warehouse_url)
@@ -77,11 +92,91 @@ def test_invoice_redemptions_are_read_only_for_the_invoices_the_rule_names(sandb
         else:
             assert text is None, invoice_id
 
-    # A daily sync reads the redemptions of the changed invoices the rule names, and no others.
+    # A later sync reads the redemptions of the changed invoices the rule names, and no others. Over
+    # the next 30 days this seed bills one such invoice (over 3 days, none: the check would hold
+    # vacuously); every other invoice it changes costs no redemption request.
     day_start = site.sim.now.replace(tzinfo=None)
-    site.advance(3)
+    site.advance(30)
     sandbox.request_log.clear()
-    extract_all(sandbox, engine, Window.of(day_start, day_start + timedelta(days=3)), run_id="daily")
+    extract_all(sandbox, engine, Window.of(day_start, day_start + timedelta(days=30)), run_id="later")
     changed = {i for i in _named_by_the_rule(objects) if objects["invoices"][i]["updated_at"] >= day_start.isoformat()}
-    assert sorted(_redemption_requests(sandbox)) == sorted(changed)
+    assert changed and sorted(_redemption_requests(sandbox)) == sorted(changed)
+    assert sum(1 for i in objects["invoices"].values() if i["updated_at"] >= day_start.isoformat()) > len(changed)
     engine.dispose()
+
+
+class _Answers(requests.Session):
+    """A session answering each GET with the next of `bodies` (JSON objects), recording the URLs."""
+
+    def __init__(self, bodies: list[bytes]):
+        super().__init__()
+        self.bodies, self.urls = list(bodies), []
+
+    def request(self, method, url, **kwargs):
+        self.urls.append(url)
+        resp = requests.Response()
+        resp.status_code, resp.url = 200, url
+        resp.raw = io.BytesIO(self.bodies.pop(0))
+        return resp
+
+
+def _client(bodies: list[bytes]) -> RecurlyClient:
+    return RecurlyClient(site=Site("acme", "https://v3.recurly.test", "recurly_test", "k"),
+                         session=_Answers(bodies), sleep=lambda s: None)
+
+
+def _page(records: list[dict], more: bool, at: int = 0) -> bytes:
+    nxt = f"/invoices/inv-1/coupon_redemptions?cursor={at + 1}" if more else None
+    return json.dumps({"object": "list", "has_more": more, "next": nxt, "data": records}).encode()
+
+
+def test_an_invoices_redemptions_are_read_with_exact_amounts():
+    """A fixed coupon's 0.10 and a line item's 19.99 stay the decimals they are written as."""
+    redemption = b'{"id": "cr1", "coupon": {"discount": {"type": "fixed", "currencies": [{"currency": "USD", "amount": 0.10}]}}}'
+    body = b'{"object": "list", "has_more": false, "next": null, "data": [' + redemption + b']}'
+    invoice = {"id": "inv-1"}
+    assert complete_invoice_coupon_redemptions(_client([body]), [invoice]) == 1
+    amount = invoice["coupon_redemptions"][0]["coupon"]["discount"]["currencies"][0]["amount"]
+    assert type(amount) is Decimal and amount == Decimal("0.10")
+    item = b'{"object": "list", "has_more": false, "next": null, "data": [{"id": "li2", "unit_amount": 19.99}]}'
+    invoice = {"id": "inv-1", "has_more_line_items": True, "line_items": [{"id": "li1"}]}
+    complete_invoice_line_items(_client([item]), [invoice])
+    assert type(invoice["line_items"][1]["unit_amount"]) is Decimal and invoice["line_items"][1]["unit_amount"] == Decimal("19.99")
+
+
+def test_an_invoices_redemption_list_longer_than_its_bound_is_refused_by_name():
+    """An invoice has a few redemptions: a list still going after REDEMPTION_MAX_PAGES pages is an
+    untrusted answer naming the invoice, not 200 pages read."""
+    pages = [_page([{"id": f"cr{n}"}], more=True, at=n) for n in range(REDEMPTION_MAX_PAGES + 5)]
+    client = _client(pages)
+    with pytest.raises(RecurlyUntrustedResponse, match="/invoices/inv-1/coupon_redemptions"):
+        complete_invoice_coupon_redemptions(client, [{"id": "inv-1"}])
+    assert len(client.session.urls) == REDEMPTION_MAX_PAGES
+
+
+@pytest.mark.parametrize("own, terms", [
+    ([{"id": "a", "state": "active", "coupon": {"discount": {"type": "percent", "percent": 10}}}], True),
+    ([{"id": "b", "state": "active", "coupon": {"discount": {"type": "fixed", "currencies": [
+        {"currency": "USD", "amount": 5.25}]}}}], True),
+    ([{"id": "c", "state": "inactive", "coupon": {"discount": {"type": "percent", "percent": 10}}}], False),
+    ([{"id": "d", "state": "active", "coupon": {"discount": {"type": "free_trial", "trial": {"length": 7}}}}], False),
+    ([{"id": "e", "state": "active", "coupon": {"discount": {"type": "fixed", "currencies": [
+        {"currency": "EUR", "amount": 5}]}}}], False),
+], ids=["percent", "fixed", "inactive", "free_trial", "fixed-in-another-currency"])
+def test_the_rule_counts_a_subscription_as_with_a_coupon_only_where_the_transform_finds_terms(warehouse_url, own,
+                                                                                           terms):
+    """The rule and the transform share staging/coupon_terms.py: a subscription staged with only
+    redemptions the transform reads no terms from has its prorated discounted invoices read."""
+    engine = create_engine_from_url(warehouse_url)
+    sub = {"id": "sub-1", "object": "subscription", "currency": "USD", "coupon_redemptions": own,
+           "account": {"id": "acc-1"}, "plan": {"id": "p", "code": "p"}, "state": "active"}
+    upsert_records(engine, "subscriptions", "acme", [sub])
+    rule = coupon_rule(engine, "acme")
+    engine.dispose()
+    assert ("sub-1" in rule.with_terms) is terms
+    assert rule.origins == TransformConfig.load().recurring_origins
+    invoice = {"id": "inv-1", "line_items": [{"origin": "plan", "subscription_id": "sub-1", "proration_rate": 0.5,
+                                              "discount": 1.25}]}
+    assert needs_coupon_redemptions(invoice, rule) is not terms
+    objects = {"subscriptions": {"sub-1": sub}, "invoices": {"inv-1": invoice}, "coupon_redemptions": {}}
+    assert ("coupon_redemptions" in as_extracted(objects, {})["invoices"][0]) is not terms

@@ -63,20 +63,20 @@ def month_ends(first: date, last: date) -> list[date]:
     return out
 
 
-def _counted(holder: dict, on_invoice: bool) -> list[dict]:
+def _counted(holder: dict, on_invoice: bool, subscription: str | None = None) -> list[dict]:
     """The redemptions whose terms count: a subscription's active ones; an invoice's (applied to
-    it, whatever their state now) of the account only (no subscription_id)."""
+    it, whatever their state now) of the account (no subscription_id) or of `subscription`."""
     out = []
     for r in holder.get("coupon_redemptions") or []:
-        if on_invoice and r.get("subscription_id") in (None, ""):
+        if on_invoice and r.get("subscription_id") in (None, "", subscription):
             out.append(r)
         elif not on_invoice and r.get("state") in (None, "active"):
             out.append(r)
     return out
 
 
-def _percent_coupon(holder: dict, on_invoice: bool = False) -> int | None:
-    for r in _counted(holder, on_invoice):
+def _percent_coupon(holder: dict, on_invoice: bool = False, subscription: str | None = None) -> int | None:
+    for r in _counted(holder, on_invoice, subscription):
         discount = (r.get("coupon") or {}).get("discount") or {}
         pct = discount.get("percent")
         if discount.get("type") == "percent" and pct is not None and _dec(pct) == int(pct) and 0 <= pct <= 100:
@@ -84,9 +84,9 @@ def _percent_coupon(holder: dict, on_invoice: bool = False) -> int | None:
     return None
 
 
-def _fixed_coupon(holder: dict, on_invoice: bool = False) -> Decimal | None:
+def _fixed_coupon(holder: dict, on_invoice: bool = False, subscription: str | None = None) -> Decimal | None:
     """The amount, in the holder's currency, of its first fixed-amount coupon that counts."""
-    for r in _counted(holder, on_invoice):
+    for r in _counted(holder, on_invoice, subscription):
         discount = (r.get("coupon") or {}).get("discount") or {}
         if discount.get("type") == "fixed":
             amounts = [c.get("amount") for c in discount.get("currencies") or [] if c.get("currency") == holder["currency"]]
@@ -96,11 +96,12 @@ def _fixed_coupon(holder: dict, on_invoice: bool = False) -> Decimal | None:
 
 
 def _coupon(sub: dict, invoice: dict | None) -> tuple[int | None, Decimal | None]:
-    """(percent, fixed amount) of a line's coupon: its subscription's, else its invoice's account
-    redemptions (staged for the invoices that need them)."""
+    """(percent, fixed amount) of a line's coupon: its subscription's, else the redemptions its
+    invoice lists (staged for the invoices that need them) of the account or that subscription."""
     pct, fixed = _percent_coupon(sub), _fixed_coupon(sub)
     if pct is None and fixed is None and invoice is not None:
-        pct, fixed = _percent_coupon(invoice, on_invoice=True), _fixed_coupon(invoice, on_invoice=True)
+        pct = _percent_coupon(invoice, on_invoice=True, subscription=sub["id"])
+        fixed = _fixed_coupon(invoice, on_invoice=True, subscription=sub["id"])
     return pct, fixed
 
 

@@ -6,13 +6,8 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from recurly_elt.extract.completion import as_extracted
+from recurly_elt.extract.completion import SANDBOX_TO_STAGING, as_extracted
 from recurly_elt.staging.load import upsert_records
-
-# The sandbox's resource names -> staging resource names
-SANDBOX_TO_STAGING = {"accounts": "accounts", "subscriptions": "subscriptions", "invoices": "invoices",
-                      "line_items": "line_items", "transactions": "transactions", "plans": "plans",
-                      "add_ons": "plan_add_ons"}
 
 # The sandbox's default dataset (seed and size of `recurly-elt sandbox serve`), with a fixed clock.
 DEFAULT_SEED, DEFAULT_ACCOUNTS = 42, 500

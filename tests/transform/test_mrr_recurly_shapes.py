@@ -283,22 +283,59 @@ def test_an_account_percent_coupon_on_a_prorated_charge_takes_its_terms_from_the
 
 def test_a_temporal_account_coupon_ending_ends_its_discount(book, run):
     """15 % off for 3 months, redeemed on the account: January to March renewals are discounted,
-    April's is not. An upgrade in February takes the coupon's terms from its invoice even though
-    the redemption is `inactive` by the time it is staged (it was applied to that invoice)."""
+    April's is not. An upgrade on March 20th (12 of 31 days left) to a 79.00 plan takes the
+    coupon's terms from its invoice even though the redemption is `inactive` by the time it is
+    staged (it was applied to that invoice): 79 x 0.85 = 67.15, where the share of the rounded
+    amounts (4.59 off 30.58) gives 67.14 and the next renewal (undiscounted) 79.00."""
     old, new = book.plan("old"), book.plan("new")
     account = book.account()
     s = book.subscription(account, old, "2025-01-01")
-    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=7.5)
-    book.charge(s, old, "2025-02-01", "2025-03-01", 50.0, discount=7.5)
-    change = book.invoice(account, "2025-02-15", origin="immediate_change", subscription=s,
+    for start, end in (("2025-01-01", "2025-02-01"), ("2025-02-01", "2025-03-01"), ("2025-03-01", "2025-04-01")):
+        book.charge(s, old, start, end, 50.0, discount=7.5)
+    change = book.invoice(account, "2025-03-20", origin="immediate_change", subscription=s,
                           coupon_redemptions=_account_coupon(15, "inactive", duration="temporal",
                                                              temporal_amount=3, temporal_unit="month"))
-    rate = 0.5
-    book.charge(s, old, "2025-02-15", "2025-03-01", 50.0, proration=rate, credit=True, discount=3.75, invoice=change)
-    book.charge(s, new, "2025-02-15", "2025-03-01", 80.0, proration=rate, discount=6.0, invoice=change)
-    book.charge(s, new, "2025-03-01", "2025-04-01", 80.0, discount=12.0)
-    book.charge(s, new, "2025-04-01", "2025-05-01", 80.0)  # the coupon's 3 months are over
+    rate = 0.387097
+    book.charge(s, old, "2025-03-20", "2025-04-01", 50.0, proration=rate, credit=True, discount=2.9, invoice=change)
+    book.charge(s, new, "2025-03-20", "2025-04-01", 79.0, proration=rate, discount=4.59, invoice=change)
+    book.charge(s, new, "2025-04-01", "2025-05-01", 79.0)  # the coupon's 3 months are over
     days = daily(run(book, end="2025-05-01"), s)
-    assert set(days[:"2025-02-14"]) == {42.5}
-    assert set(days["2025-02-15":"2025-03-31"]) == {68.0}
-    assert set(days["2025-04-01":]) == {80.0}
+    assert set(days[:"2025-03-19"]) == {42.5}
+    assert set(days["2025-03-20":"2025-03-31"]) == {67.15}
+    assert set(days["2025-04-01":]) == {79.0}
+
+
+def _upgrade(book, run, own: list[dict], listed) -> float:
+    """A subscription staged with `own` redemptions, upgraded on the last day of its period (no
+    renewal: canceled) on an invoice that lists `listed(subscription)`; its MRR that day."""
+    old, new = book.plan("old"), book.plan("new")
+    account = book.account()
+    s = book.subscription(account, new, "2025-01-01", state="canceled", canceled_at="2025-01-31T12:00:00Z",
+                          expires_at="2025-02-01T00:00:00Z", coupon_redemptions=own)
+    rate = 0.032258  # 1 of 31 days left
+    book.charge(s, old, "2025-01-01", "2025-02-01", 50.0, discount=5.0)
+    change = book.invoice(account, "2025-01-31", origin="immediate_change", subscription=s,
+                          coupon_redemptions=listed(s))
+    book.charge(s, old, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.16, invoice=change)
+    book.charge(s, new, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.26, invoice=change)
+    return daily(run(book, end="2025-02-15"), s)["2025-01-31"]
+
+
+@pytest.mark.parametrize("own", [
+    [{**PERCENT_15[0], "state": "inactive"}],
+    [{"id": "cr-trial", "object": "coupon_redemption", "state": "active",
+      "coupon": {"code": "trial", "discount": {"type": "free_trial", "trial": {"length": 7, "unit": "day"}}}}],
+    [{**FIXED_15[0], "coupon": {"code": "eur5", "discount": {"type": "fixed", "currencies": [
+        {"currency": "EUR", "amount": 5.0}]}}}],
+], ids=["inactive", "free_trial", "fixed-in-another-currency"])
+def test_a_subscription_whose_own_redemptions_give_no_terms_takes_the_invoices(book, run, own):
+    """Staged redemptions without usable terms (staging/coupon_terms.py) are no coupon: the
+    invoice's account coupon (10 %) gives 80 x 0.9 = 72.00, not the share's 71.94."""
+    assert _upgrade(book, run, own, lambda s: _account_coupon(10)) == 72.0
+
+
+def test_a_subscription_coupon_an_invoice_lists_gives_the_terms_that_applied_then(book, run):
+    """The subscription's 10 % coupon is inactive now; the upgrade's invoice lists it (with the
+    subscription_id) as applied: 72.00, its terms back then, not the share's 71.94."""
+    coupon = {**_account_coupon(10, "inactive")[0], "id": "cr-sub"}
+    assert _upgrade(book, run, [coupon], lambda s: [{**coupon, "subscription_id": s["id"]}]) == 72.0

@@ -10,8 +10,9 @@ Invoices also get the coupon redemptions applied to them (`/invoices/{id}/coupon
 kept in the staged invoice's `coupon_redemptions`), but only where MRR needs a coupon's terms and
 staging has none (docs/extraction.md "Coupon redemptions of an invoice"): an invoice with a prorated
 recurring line item (origin plan or add_on, a subscription, `proration_rate` strictly between 0 and
-1) that carries a discount, of a subscription without a coupon redemption staged. Which
-subscriptions have one is read from staging once, when the read starts.
+1) that carries a discount, of a subscription without coupon terms staged (staging/coupon_terms.py,
+the definition the transform reads terms by). Which subscriptions have terms is read from staging
+once, when the read starts, with the recurring origins of the transform's mrr.yaml.
 
 A completion is declared per resource: the records that need it are found with a decoder that reads
 only the fields that say so, just they are decoded into objects and completed (in the extractor's
@@ -21,6 +22,7 @@ each on the objects the ones before it completed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
@@ -30,14 +32,21 @@ import sqlalchemy as sa
 from urllib.parse import quote
 
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
+from recurly_elt.staging.coupon_terms import has_terms
 from recurly_elt.staging.rows import decode_object
 from recurly_elt.staging.tables import staging_table
+from recurly_elt.transform.config import TransformConfig
 
 
 # Pages one invoice's line item list may take (40,000 line items): a list that goes on is refused.
 COMPLETION_MAX_PAGES = 200
-# The line item origins that bill a subscription's plan and add-ons (transform: mrr.yaml recurring_origins).
-RECURRING_ORIGINS = ("plan", "add_on")
+# Pages one invoice's coupon redemption list may take (400 redemptions; an invoice has a few):
+# a list that goes on is refused (RecurlyUntrustedResponse naming the invoice's path).
+REDEMPTION_MAX_PAGES = 2
+# The sandbox's resource names -> staging resource names (as_extracted; the transform tests' loader)
+SANDBOX_TO_STAGING = {"accounts": "accounts", "subscriptions": "subscriptions", "invoices": "invoices",
+                      "line_items": "line_items", "transactions": "transactions", "plans": "plans",
+                      "add_ons": "plan_add_ons"}
 # What the coupon-redemptions rule reads of an invoice's raw bytes: its line items' four fields
 # (an envelope of them, should an API version embed one, is read whole).
 _LineFields = msgspec.defstruct("LineFields", [("origin", Any, None), ("subscription_id", Any, None),
@@ -61,7 +70,7 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict], con
         seen = {item.get("id") for item in items}
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
         for page in client.pages(_path(invoice, "line_items"), params, max_pages=COMPLETION_MAX_PAGES):
-            items.extend(item for item in page.data if item.get("id") not in seen)
+            items.extend(item for item in map(decode_object, page.records) if item.get("id") not in seen)
             requests += 1
         invoice["line_items"] = {**embedded, "data": items, "has_more": False, "next": None} if envelope else items
         invoice["has_more_line_items"] = False
@@ -89,28 +98,37 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def needs_coupon_redemptions(invoice: Any, with_coupons: frozenset[str]) -> bool:
+@dataclass(frozen=True)
+class CouponRule:
+    """What the coupon-redemptions rule needs besides an invoice: the subscriptions with coupon
+    terms staged, and the line item origins that bill a plan or add-on (mrr.yaml recurring_origins)."""
+    with_terms: frozenset[str]
+    origins: tuple[str, ...]
+
+
+def needs_coupon_redemptions(invoice: Any, rule: CouponRule) -> bool:
     """True when the invoice (an object, or its COUPON_FIELDS) has a prorated recurring line item
-    carrying a discount whose subscription has no coupon redemption staged (`with_coupons`: the
-    subscriptions that have one)."""
+    carrying a discount whose subscription has no coupon terms staged."""
     for item in _line_items(invoice):
         if not isinstance(item, (dict, _LineFields)) or _get(item, "proration_rate") is None:
             continue
         rate, sub = _number(_get(item, "proration_rate")), _get(item, "subscription_id")
-        if rate is not None and 0 < rate < 1 and _get(item, "origin") in RECURRING_ORIGINS \
-                and isinstance(sub, str) and sub and sub not in with_coupons and _number(_get(item, "discount")):
+        if rate is not None and 0 < rate < 1 and _get(item, "origin") in rule.origins \
+                and isinstance(sub, str) and sub and sub not in rule.with_terms and _number(_get(item, "discount")):
             return True
     return False
 
 
-def subscriptions_with_coupons(engine: sa.Engine, site: str) -> frozenset[str]:
-    """The ids of the site's staged subscriptions that carry a coupon redemption."""
+def coupon_rule(engine: sa.Engine, site: str) -> CouponRule:
+    """The rule's context for a read of the site: its staged subscriptions whose redemptions give
+    coupon terms (staging/coupon_terms.py), read once."""
     table = staging_table("subscriptions")
     text = table.c.coupon_redemptions
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table.c.id).where(
+        rows = conn.execute(sa.select(table.c.id, text, table.c.currency).where(
             table.c.site == site, text.is_not(None), text.not_in(("", "[]", "null"))))
-        return frozenset(rows.scalars())
+        with_terms = frozenset(sid for sid, raw, currency in rows if has_terms(raw, currency))
+    return CouponRule(with_terms, TransformConfig.load().recurring_origins)
 
 
 def as_extracted(objects: Mapping[str, Mapping[str, dict]], applied: Mapping[str, Sequence[str]]) -> dict[str, list[dict]]:
@@ -119,7 +137,9 @@ def as_extracted(objects: Mapping[str, Mapping[str, dict]], applied: Mapping[str
     coupon redemptions applied to them where `needs_coupon_redemptions` names them (against the
     subscriptions staged with them); redemptions are no staging table of their own."""
     redemptions = objects.get("coupon_redemptions") or {}
-    with_coupons = frozenset(s["id"] for s in (objects.get("subscriptions") or {}).values() if s.get("coupon_redemptions"))
+    rule = CouponRule(frozenset(s["id"] for s in (objects.get("subscriptions") or {}).values()
+                                if has_terms(json.dumps(s.get("coupon_redemptions")), s.get("currency"))),
+                      TransformConfig.load().recurring_origins)
     out = {}
     for name, objs in objects.items():
         if name == "coupon_redemptions":
@@ -127,8 +147,8 @@ def as_extracted(objects: Mapping[str, Mapping[str, dict]], applied: Mapping[str
         values = list(objs.values())
         if name == "invoices":
             values = [{**i, "coupon_redemptions": [redemptions[r] for r in applied.get(i["id"], ())]}
-                      if needs_coupon_redemptions(i, with_coupons) else i for i in values]
-        out["plan_add_ons" if name == "add_ons" else name] = values
+                      if needs_coupon_redemptions(i, rule) else i for i in values]
+        out[SANDBOX_TO_STAGING.get(name, name)] = values
     return out
 
 
@@ -138,8 +158,8 @@ def complete_invoice_coupon_redemptions(client: RecurlyClient, invoices: list[di
     for invoice in invoices:
         redemptions: list[dict] = []
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
-        for page in client.pages(_path(invoice, "coupon_redemptions"), params, max_pages=COMPLETION_MAX_PAGES):
-            redemptions.extend(page.data)
+        for page in client.pages(_path(invoice, "coupon_redemptions"), params, max_pages=REDEMPTION_MAX_PAGES):
+            redemptions.extend(map(decode_object, page.records))  # amounts as Decimal
             requests += 1
         invoice["coupon_redemptions"] = redemptions
     return requests
@@ -199,6 +219,6 @@ COMPLETIONS: dict[str, tuple[Completion, ...]] = {
     "invoices": (
         Completion(complete_invoice_line_items, flag="has_more_line_items"),
         Completion(complete_invoice_coupon_redemptions, needs=needs_coupon_redemptions, fields=COUPON_FIELDS,
-                   prepare=subscriptions_with_coupons),
+                   prepare=coupon_rule),
     ),
 }

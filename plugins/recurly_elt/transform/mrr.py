@@ -27,13 +27,13 @@ once, to the minor unit of its currency, and again after conversion to the repor
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
+from recurly_elt.staging import coupon_terms as coupons
+from recurly_elt.staging.coupon_terms import usable_terms
 from recurly_elt.transform import fx, money, runs
 from recurly_elt.transform.config import TransformConfig
 from recurly_elt.transform.frames import SiteFrames, isin, lookup, lookup_int, positions
@@ -49,55 +49,46 @@ def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.Data
                          "reason": reasons if isinstance(reasons, str) else reasons.to_numpy()})
 
 
-def _active_terms(redemptions: object, currency: object, applied: bool = False) -> tuple[int | None, int | None]:
-    """(percent, fixed amount in micro-units of `currency`) of the first active percent coupon and
-    the first active fixed-amount coupon with an amount in that currency, from redemption objects.
-    `applied`: the redemptions an invoice lists (those applied to it, whatever their state since),
-    of which only the account's own (no `subscription_id`) count."""
-    percent = fixed = None
-    for r in redemptions if isinstance(redemptions, list) else []:
-        if not isinstance(r, dict) or (not applied and r.get("state") not in (None, "active")):
-            continue
-        if applied and r.get("subscription_id") not in (None, ""):
-            continue
-        discount = (r.get("coupon") or {}).get("discount") or {}
-        kind, pct = discount.get("type"), discount.get("percent")
-        if percent is None and kind == "percent" and isinstance(pct, (int, Decimal)) and not isinstance(pct, bool) \
-                and pct == int(pct) and 0 <= pct <= 100:
-            percent = int(pct)
-        if fixed is None and kind == "fixed":
-            for c in discount.get("currencies") or []:
-                amount = (c or {}).get("amount")
-                if (c or {}).get("currency") == currency and isinstance(amount, (int, Decimal)) \
-                        and not isinstance(amount, bool) and amount > 0:
-                    micro = Decimal(amount) * money.MICRO
-                    if micro == int(micro):
-                        fixed = int(micro)
-                    break
-    return percent, fixed
-
-
-def coupon_terms(subscriptions: pd.DataFrame, applied: bool = False) -> pd.DataFrame:
+def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
     """Per subscription id (the index): `percent` (its active percent coupon, float NaN when none)
     and `fixed` (its active fixed-amount coupon's amount in the subscription's currency, int64
-    micro-units, 0 when none), from the coupon redemptions staged with it. Amounts are read from
-    the JSON text as decimals. With `applied`, the same per invoice (`subscriptions` is then the
-    invoices) from the account's redemptions applied to it (`_active_terms`)."""
+    micro-units, 0 when none), from the coupon redemptions staged with it (staging/coupon_terms.py,
+    the definition the extraction's coupon-redemptions rule uses too)."""
     staged = subscriptions["coupon_redemptions"]
-    # Only the rows with redemptions (a few percent of the subscriptions, far fewer of the invoices).
+    # Only the rows with redemptions (a few percent of the subscriptions).
     subs = subscriptions[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
-    text = subs["coupon_redemptions"]
-    percent, fixed = {}, {}
-    for sid, raw in text.items():
-        try:
-            redemptions = json.loads(raw, parse_float=Decimal)
-        except ValueError:
+    terms = {sid: usable_terms(coupons.parse(raw), subs.at[sid, "currency"])
+             for sid, raw in subs["coupon_redemptions"].items()}
+    return _terms_frame(terms)
+
+
+def _invoice_key(invoice_ids: object, subscription_ids: object) -> pd.Series:
+    """The key of an invoice's terms for one subscription's line items ("" for the account's)."""
+    return pd.Series(invoice_ids, dtype="str").str.cat(pd.Series(subscription_ids, dtype="str").fillna(""), sep="\x1f")
+
+
+def invoice_coupon_terms(invoices: pd.DataFrame) -> pd.DataFrame:
+    """The terms of the redemptions applied to an invoice (its staged `coupon_redemptions`, any
+    state): per `_invoice_key` of the invoice and a subscription the list names, the account's
+    redemptions and that subscription's (its terms back then); with "" for the account's alone."""
+    staged = invoices["coupon_redemptions"]
+    # Only the invoices the extraction read redemptions of (far fewer than the invoices).
+    rows = invoices[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
+    terms = {}
+    for iid, raw in rows["coupon_redemptions"].items():
+        redemptions = coupons.parse(raw)
+        if not isinstance(redemptions, list):
             continue
-        pct, amount = _active_terms(redemptions, subs.at[sid, "currency"], applied)
-        if pct is not None:
-            percent[sid] = pct
-        if amount is not None:
-            fixed[sid] = amount
+        currency = rows.at[iid, "currency"]
+        subs = {r.get("subscription_id") for r in redemptions if isinstance(r, dict)} - {None, ""}
+        for sub in [""] + sorted(s for s in subs if isinstance(s, str)):
+            terms[f"{iid}\x1f{sub}"] = usable_terms(redemptions, currency, applied=True, subscription=sub or None)
+    return _terms_frame(terms)
+
+
+def _terms_frame(terms: dict[str, tuple[int | None, int | None]]) -> pd.DataFrame:
+    percent = {k: p for k, (p, _) in terms.items() if p is not None}
+    fixed = {k: f for k, (_, f) in terms.items() if f is not None}
     ids = pd.Index(sorted(set(percent) | set(fixed)), dtype="str")
     return pd.DataFrame({"percent": pd.Series(percent, index=ids, dtype="float64"),
                          "fixed": pd.Series([fixed.get(i, 0) for i in ids], index=ids, dtype=np.int64)},
@@ -107,17 +98,23 @@ def coupon_terms(subscriptions: pd.DataFrame, applied: bool = False) -> pd.DataF
 def line_terms(li: pd.DataFrame, subscriptions: pd.DataFrame, invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line item, its coupon's terms: (percent, float NaN when none; fixed amount, int64
     micro-units, 0 when none). From its subscription's redemptions; for a subscription without
-    coupon terms, from the account's redemptions its invoice lists (staged for the invoices that
-    need them: docs/extraction.md "Coupon redemptions of an invoice")."""
-    by_sub, by_invoice = coupon_terms(subscriptions), coupon_terms(invoices, applied=True)
+    coupon terms, from the redemptions its invoice lists (staged for the invoices that need them:
+    docs/extraction.md "Coupon redemptions of an invoice"): that subscription's, else the account's."""
+    by_sub, by_invoice = coupon_terms(subscriptions), invoice_coupon_terms(invoices)
     pct = lookup(li["subscription_id"], by_sub["percent"]).to_numpy(dtype="float64", na_value=np.nan)
     fixed = lookup_int(li["subscription_id"], by_sub["fixed"])
-    none = np.isnan(pct) & (fixed == 0)
-    if none.any() and len(by_invoice):
-        inv_pct = lookup(li["invoice_id"], by_invoice["percent"]).to_numpy(dtype="float64", na_value=np.nan)
-        inv_fixed = lookup_int(li["invoice_id"], by_invoice["fixed"])
-        pct = np.where(none, inv_pct, pct)
-        fixed = np.where(none, inv_fixed, fixed)
+    if len(by_invoice):
+        for subscription in (li["subscription_id"], None):  # the subscription's own, then the account's
+            none = np.isnan(pct) & (fixed == 0)
+            if not none.any():
+                break
+            keys = _invoice_key(li["invoice_id"].to_numpy(), subscription.to_numpy() if subscription is not None
+                                else np.full(len(li), "", dtype=object))
+            keys.index = li.index
+            inv_pct = lookup(keys, by_invoice["percent"]).to_numpy(dtype="float64", na_value=np.nan)
+            inv_fixed = lookup_int(keys, by_invoice["fixed"])
+            pct = np.where(none, inv_pct, pct)
+            fixed = np.where(none, inv_fixed, fixed)
     return pct, fixed
 
 
