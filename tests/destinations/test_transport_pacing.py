@@ -8,6 +8,8 @@ import email.utils
 import math
 import threading
 
+import pytest
+
 from recurly_elt.destinations.adapter import RateHeaders, Request, Response
 from recurly_elt.destinations.transport import Transport
 from recurly_elt.http_retry import RetryPolicy
@@ -237,7 +239,7 @@ def test_an_answer_read_after_its_anchored_window_ended_leaves_the_budget_unknow
         transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "1",
                                             "date": http_date(1_000.0)}, b""))
     # not "0 left until 1001.05", which is over: the next request would go at once, again and again
-    assert transport._remaining is None and abs(transport._reset_at - 1_001.05) < 1e-6
+    assert transport._remaining is None and transport._reset_at <= clock.now
     assert transport._header_wait() == 0.0
 
 
@@ -269,3 +271,135 @@ def test_an_answer_that_moves_reset_later_during_a_wait_is_waited_for_too():
     transport.sleep = sleep
     send(transport)
     assert abs(clock.now - 1_002.0) < 1e-6   # sent at 1002, not at 1001 into a used window
+
+
+class Scripted:
+    """A session answering each request with the next of `answers`, each built from the clock at
+    the answer (so a Date can be written relative to it); `sent_at` has the clock at each send."""
+
+    trust_env = False
+
+    def __init__(self, clock: Clock, answers):
+        self.clock, self.answers, self.sent_at = clock, list(answers), []
+
+    def request(self, *args, **kwargs):
+        self.sent_at.append(self.clock.now)
+        self.clock.now += 0.3
+        return self.answers.pop(0)(self.clock.now)
+
+
+def klaviyo(remaining: int, date=lambda now: http_date(now)):
+    return lambda now: Answer(202, {"RateLimit-Remaining": str(remaining), "RateLimit-Reset": "1",
+                                    "Date": date(now)})
+
+
+HOSTILE_DATES = {
+    "a day ahead": lambda now: http_date(now + 86_400),
+    "year 9999": lambda now: "Fri, 31 Dec 9999 23:59:59 GMT",
+    "far in the past": lambda now: "Mon, 01 Jan 1900 00:00:00 GMT",
+    "three seconds behind": lambda now: http_date(now - 3),
+    "garbage": lambda now: "soon, probably",
+}
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first Date", "after a good one"])
+@pytest.mark.parametrize("name", list(HOSTILE_DATES))
+def test_a_hostile_date_neither_moves_the_offset_nor_puts_reset_in_the_past(name, first):
+    date = HOSTILE_DATES[name]
+    clock = Clock()
+    clock.now = 1_000.05
+    answers = [] if first else [klaviyo(5)]
+    session = Scripted(clock, answers + [klaviyo(0, date), klaviyo(5), klaviyo(5)])
+    transport = delta_transport(session, clock)
+    if not first:
+        send(transport)
+    ahead = transport._server_ahead_s
+    send(transport)                      # Remaining 0 "for 1 s", with the hostile Date
+    read_at = clock.now
+    if not (first and name == "three seconds behind"):   # as the run's first Date it may be right
+        assert transport._server_ahead_s == ahead
+    assert transport._remaining == 0
+    assert read_at + 1 - 1 - 0.1 - 1e-9 <= transport._reset_at <= read_at + 1
+    send(transport)                      # honours Remaining 0: waits for that Reset
+    assert session.sent_at[-1] >= read_at + 1 - 1 - 0.1 - 1e-9
+    send(transport)                      # and the Dates after it are still read
+    assert transport._reset_anchored and transport._anchored
+
+
+def test_an_anchored_reset_is_never_more_than_a_second_before_the_answer_plus_reset():
+    clock = Clock()
+    clock.now = 1_000.05
+    transport = delta_transport(Session([]), clock)
+    with transport._lock:
+        transport._read_rate(Response(202, {"ratelimit-remaining": "5", "ratelimit-reset": "1",
+                                            "date": http_date(1_000.0)}, b""))
+        clock.now = 1_001.45   # read 1.45 s after its Date second began (a slow answer)
+        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "2",
+                                            "date": http_date(1_000.0)}, b""))
+    # Date + Reset - offset would say 1002.05: the window ends no earlier than 1001.45 + 2 - 1.1
+    assert transport._remaining == 0 and abs(transport._reset_at - (1_001.45 + 2 - 1.1)) < 1e-6
+
+
+def test_a_late_answer_from_an_earlier_window_does_not_replace_the_current_budget():
+    clock = Clock()
+    clock.now = 1_000.05
+    transport = delta_transport(Session([]), clock)
+    with transport._lock:
+        transport._read_rate(Response(202, {"ratelimit-remaining": "9", "ratelimit-reset": "1",
+                                            "date": http_date(1_000.0)}, b""))
+        clock.now = 1_001.1    # the next window's answer: 8 left until 1002 (1002.05 here)
+        transport._read_rate(Response(202, {"ratelimit-remaining": "8", "ratelimit-reset": "1",
+                                            "date": http_date(1_001.0)}, b""))
+        assert transport._remaining == 8 and abs(transport._reset_at - 1_002.05) < 1e-6
+        clock.now = 1_001.3    # an answer counted in the window that ended at 1001, read late
+        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "1",
+                                            "date": http_date(1_000.0)}, b""))
+    assert transport._remaining == 8 and abs(transport._reset_at - 1_002.05) < 1e-6
+
+
+def moving_reset(transport: Transport, clock: Clock, times: int | None):
+    """A sleep during which another answer says 0 left until a second later, `times` times (None:
+    every time)."""
+    moves = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if times is None or len(moves) < times:
+            moves.append(True)
+            with transport._lock:
+                transport._remaining, transport._reset_at = 0, clock.now + 1.0
+
+    return sleep
+
+
+def test_the_wait_is_checked_again_until_the_budget_allows():
+    clock = Clock()
+    sent_at = []
+    transport, _ = make([(0, 1_001.0), (5, 1_010.0)], clock, on_request=lambda: sent_at.append(clock.now))
+    send(transport)                      # Remaining 0 until 1001
+    transport.sleep = moving_reset(transport, clock, times=5)
+    send(transport)                      # Reset moved to 1002, ... 1006 during the waits
+    assert abs(sent_at[-1] - 1_006.0) < 1e-6
+
+
+def test_the_waits_checked_again_are_bounded_by_the_policys_total():
+    clock = Clock()
+    sent_at = []
+    transport, _ = make([(0, 1_001.0), (5, 1_010.0)], clock, on_request=lambda: sent_at.append(clock.now))
+    transport.retry = RetryPolicy(max_rate_limited_seconds=2.5)
+    send(transport)
+    transport.sleep = moving_reset(transport, clock, times=None)   # Reset moves on forever
+    send(transport)                      # goes after 2.5 s of waits (a 429 would be waited out then)
+    assert abs(sent_at[-1] - 1_002.5) < 1e-6
+
+
+def test_a_first_date_seconds_off_is_replaced_once_two_answers_agree():
+    clock = Clock()
+    clock.now = 1_000.05
+    session = Scripted(clock, [klaviyo(5, lambda now: http_date(now - 4))] + [klaviyo(5)] * 3)
+    transport = delta_transport(session, clock)
+    send(transport)                  # a slow first answer: its Date 4 s behind the time it was read
+    send(transport)                  # 4 s off that estimate: ignored once
+    assert not transport._reset_anchored
+    send(transport)                  # again, agreeing with the one before: the estimate follows
+    assert transport._reset_anchored and -1.0 <= transport._server_ahead_s <= 0.0

@@ -5,12 +5,14 @@ policy (`recurly_elt.http_retry`, tenacity: the same rules as the Recurly client
   and the requests still allowed are spread evenly over the time left until Reset (interval =
   time to Reset / (Remaining - requests in flight + 1)), so the window's budget is used while the
   requests stay apart; when nothing remains the next request waits until Reset, so a client that
-  keeps to the headers is never refused (the wait is checked again after it: an answer that came
-  meanwhile may have moved Reset later); once the window is over one request finds out the new
-  window's budget while the others wait for its answer. A Reset in whole seconds from now
-  (Klaviyo) is anchored on the answer's Date, so the next window is not waited for a whole second
-  after the answer (_anchored_reset). The engine sends from several threads: pacing, the header
-  state and the counters are shared under one lock, and requests take turns.
+  keeps to the headers is never refused (the wait is checked again after it until the budget
+  allows, bounded in total by `max_rate_limited_seconds`: an answer that came meanwhile may have
+  moved Reset later); once the window is over one request finds out the new window's budget
+  while the others wait for its answer. A Reset in whole seconds from now (Klaviyo) is anchored
+  on the answer's Date, so the next window is not waited for a whole second after the answer
+  (_anchored_reset: never more than a second earlier than answer + Reset, absurd Dates ignored;
+  a late answer from an earlier window is ignored). The engine sends from several threads:
+  pacing, the header state and the counters are shared under one lock, and requests take turns.
 - 429: waited out until `Retry-After` (or Reset), plus a little jitter, then sent again; the waits of
   one request are bounded by `max_rate_limited_seconds`, each by `max_wait_seconds` (logged), and
   they do not count as attempts.
@@ -44,6 +46,17 @@ log = logging.getLogger(__name__)
 
 # Destinations answer bulk requests more slowly than Recurly lists: a longer read timeout.
 DESTINATION_RETRY = RetryPolicy(read_timeout=120.0)
+
+# Anchoring a whole-second Reset on the answer's Date (_anchored_reset): a Date further than
+# _DATE_FAR_S from our clock is ignored, and so is one whose bound on the offset is further than
+# _DATE_SLACK_S from the estimate so far (a true bound is up to a second, plus the answer's transit,
+# below it); the anchored end is never more than a second and _ANCHOR_MARGIN_S before
+# answer + Reset; an anchored end more than _EARLIER_WINDOW_S before the current one is an earlier
+# window's (windows end whole seconds apart).
+_DATE_FAR_S = 3600.0
+_DATE_SLACK_S = 1.5
+_ANCHOR_MARGIN_S = 0.1
+_EARLIER_WINDOW_S = 0.5
 
 
 class GaveUp(Exception):
@@ -103,13 +116,15 @@ class Transport:
     counters: Counters = field(default_factory=Counters)
     _remaining: int | None = None
     _reset_at: float | None = None
-    _last_sent: float | None = None
+    _last_sent: float | None = None     # perf_counter of the last send (the documented rate)
+    _last_sent_at: float | None = None  # clock() of the last send (the headers' pacing: Reset's clock)
     _in_flight: int = 0
     _headers_seen: bool = False
     # Reset in whole seconds from now: the server's clock is at least this many seconds ahead of
     # ours (the latest lower bound its Date headers gave); None until a Date was read. A 429 turns
     # the anchoring off (_anchored False): from then on a Reset counts from the answer.
     _server_ahead_s: float | None = None
+    _date_outlier: float | None = None  # the last answer's bound, when it was ignored as too far off
     _anchored: bool = True
     _reset_anchored: bool = False      # the current _reset_at came from _anchored_reset
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -211,21 +226,28 @@ class Transport:
                 now = time.perf_counter()
                 if self._last_sent is not None and now - self._last_sent < interval:
                     self._sleep(interval - (now - self._last_sent))
-            for _ in range(3):  # again after a wait: an answer that came meanwhile may have moved Reset later
+            # Checked again after every wait (an answer that came meanwhile may have moved Reset later)
+            # until the budget allows, the waits of one request bounded in total like its 429 waits.
+            waited = 0.0
+            while True:
                 with self._answer:
                     # The budget is unknown after a wait for Reset: one request finds it out while the
                     # others wait for its answer (they would all go at once into the new window).
                     while self._headers_seen and self._remaining is None and self._in_flight > 0:
                         self._answer.wait(1.0)
                     wait = self._header_wait()
-                if wait <= 0:
+                if wait <= 0 or waited >= self.retry.max_rate_limited_seconds:
                     break
-                self._sleep(self.retry.capped(wait))
+                wait = min(self.retry.capped(wait), self.retry.max_rate_limited_seconds - waited)
+                if wait <= 0:  # a policy that allows no wait
+                    break
+                self._sleep(wait)
+                waited += wait
             with self._lock:
                 if self._remaining is not None and self._reset_at is not None \
                         and self._remaining - self._in_flight <= 0 and self._reset_at - self.clock() <= 1e-3:
                     self._remaining = None  # the window is over: its budget unknown until the next answer
-                self._last_sent = time.perf_counter()
+                self._last_sent, self._last_sent_at = time.perf_counter(), self.clock()
                 self._in_flight += 1
                 self.counters.requests += 1
                 if self.counters.first_sent_at is None:
@@ -239,7 +261,7 @@ class Transport:
         spare = self._remaining - self._in_flight  # requests sent since that answer are not in it
         if spare <= 0:
             return to_reset
-        since = time.perf_counter() - self._last_sent if self._last_sent is not None else to_reset
+        since = self.clock() - self._last_sent_at if self._last_sent_at is not None else to_reset
         return max(0.0, to_reset / (spare + 1) - since)
 
     def _answered(self, response: Response | None) -> None:
@@ -259,8 +281,11 @@ class Transport:
         the answer, never from the send (the API may count the request later than it was sent:
         counting from the send or from halfway started the next window early and drew 429s), and
         a whole-second Reset is moved back to the server's whole second (_anchored_reset). An
-        answer whose anchored window is over by the time it is read (an earlier window's, come
-        late) says nothing of the current budget: Remaining unknown, as after a wait for Reset."""
+        answer whose anchored window ends before the current anchored one (by more than
+        _EARLIER_WINDOW_S: windows end whole seconds apart) is an earlier window's, come late: its
+        Remaining and Reset are ignored, the current budget stays. One whose anchored window is
+        over by the time it is read says nothing of the current budget: Remaining unknown, as
+        after a wait for Reset."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             if reset is not None:
@@ -270,8 +295,11 @@ class Transport:
                 if self.rate.reset_is_delta:
                     now = self.clock()
                     anchored = self._anchored_reset(response, value, now)
+                    if anchored is not None and self._reset_anchored and self._reset_at is not None \
+                            and anchored < self._reset_at - _EARLIER_WINDOW_S:
+                        return  # an earlier window's answer, come late: the current budget stays
                     self._reset_anchored = anchored is not None
-                    self._reset_at = min(now + value, anchored) if anchored is not None else now + value
+                    self._reset_at = anchored if anchored is not None else now + value
                 else:
                     self._reset_at = value
             self._remaining = int(float(remaining)) if remaining is not None else None
@@ -293,8 +321,12 @@ class Transport:
         of which every answer gives a lower bound, Date - the time we read it; the largest one
         seen is kept (with answers at different fractions of a second it comes within a few
         milliseconds of the offset). So the window ends at the latest at Date + Reset - that
-        bound, never later than now + Reset, and up to a second (plus the request's own time)
-        earlier. Assumed: the rate limit and Date read one clock, and Reset is not rounded down;
+        bound, clamped to [now + Reset - 1 s - _ANCHOR_MARGIN_S, now + Reset]. An answer is
+        untrusted: a Date more than _DATE_FAR_S off our clock, or one whose bound is more than
+        _DATE_SLACK_S from the estimate so far (a day ahead, year 9999, far in the past), is
+        ignored (None), so one absurd Date neither moves the estimate nor the window; two in a row
+        that agree with each other replace the estimate (the first one may have come from a slow
+        answer). Assumed: the rate limit and Date read one clock, and Reset is not rounded down;
         a 429 says an assumption failed (or another client shares the budget), and from then on
         the Reset counts from the answer (_anchored False)."""
         import email.utils
@@ -307,11 +339,25 @@ class Transport:
         if server_now is None or not float(seconds).is_integer():
             return None
         ahead = server_now - now
-        if self._server_ahead_s is None or ahead > self._server_ahead_s:
-            self._server_ahead_s = ahead
+        if abs(ahead) > _DATE_FAR_S:
+            return None  # a Date hours off ours (or garbage that parsed): not the server's clock
+        if self._server_ahead_s is not None and abs(ahead - self._server_ahead_s) > _DATE_SLACK_S:
+            # One answer's Date moving the estimate by more than a second is ignored; the next one
+            # agreeing with it says the estimate was wrong (the first answer was slow, say).
+            outlier, self._date_outlier = self._date_outlier, ahead
+            if outlier is None or abs(ahead - outlier) > _DATE_SLACK_S:
+                return None
+            self._server_ahead_s, self._date_outlier = max(ahead, outlier), None
+        else:
+            self._date_outlier = None
+            if self._server_ahead_s is None or ahead > self._server_ahead_s:
+                self._server_ahead_s = ahead
         if not self._anchored:
             return None
-        return server_now + seconds - self._server_ahead_s
+        # Whatever the Date says, the window ends no later than the old rule (now + Reset) and at
+        # most a second (and _ANCHOR_MARGIN_S) earlier.
+        return min(now + seconds, max(now + seconds - 1.0 - _ANCHOR_MARGIN_S,
+                                      server_now + seconds - self._server_ahead_s))
 
     def _retry_after(self, response: Response) -> float:
         for name in (self.rate.retry_after, self.rate.reset):
