@@ -190,12 +190,12 @@ def _cyclic_gc_paused():
     A delivery holds hundreds of thousands of records at once (payload dicts, wire objects,
     encoded pieces) for its whole length; the automatic collector walks every one of them at each
     full collection, and full collections come as that live set grows: about a fifth of the
-    client's CPU time of a 100,000-account first import (docs/benchmarks.md, "The cycle
-    collector and the ledger's writes"). The records hold no cycles (reference counting frees them); the cycles a
-    delivery does make, one or more per request (the retry policy's tenacity state holds the
-    request and its body), are collected by collect_young() after each round of answers, which
-    walks only what was made since the round before. Process-wide: a second delivery running at
-    the same time in the same process finds it off and leaves it so."""
+    client's CPU time of a 100,000-account first import (docs/benchmarks.md, "The cycle collector
+    and the ledger's writes"). The records hold no cycles (reference counting frees them); the
+    cycles a delivery does make, one or more per request (the retry policy's tenacity state holds
+    the request and its body), are collected by collect_young() after each round of answers,
+    which walks only what was made since the round before. Process-wide: a second delivery
+    running at the same time in the same process finds it off and leaves it so."""
     was_on = gc.isenabled()
     gc.disable()
     try:

@@ -21,9 +21,9 @@ key per transaction (`index_delivered`), and clears the column. Written one batc
 keys (event ids, account codes: random in the primary key's order) dirtied one index page each,
 every page then written to SQLite's WAL and checkpointed again per commit: 40 % of the client's
 CPU time of a 100,000-account first import (docs/benchmarks.md, "The cycle collector and
-the ledger's writes"). A run killed between the two
-leaves `unindexed` set; the next run of the destination moves those rows first
-(`index_unindexed`), before it reads the ledger, so nothing is sent twice. The engine puts
+the ledger's writes"). A run killed between the two leaves `unindexed` set; the next run of the
+destination moves those rows first (`index_unindexed`), before it reads the ledger, so nothing is
+sent twice. The engine puts
 the outcomes of the requests answered since its last write and the `pending` rows of the requests
 it is about to send into one transaction (one per batch or fewer); the per-row writes
 (load_delivered, pending rows) go to the driver's executemany with SQL built once, not through
