@@ -61,6 +61,12 @@ def send(transport: Transport) -> None:
     transport.retry_read(Request("POST", "/x", b"{}"), lambda response: response.status)
 
 
+
+def read_dated(transport, remaining: str, reset: str, date: str) -> None:
+    """The rate headers of a 202 answer with its Date, read by the transport (lock held)."""
+    transport._read_rate(Response(202, {"ratelimit-remaining": remaining, "ratelimit-reset": reset,
+                                        "date": date}, b""))
+
 def test_remaining_requests_are_spread_evenly_until_reset():
     clock = Clock()
     transport, _ = make([(9, 1_001.0), (8, 1_001.0)], clock)
@@ -233,11 +239,9 @@ def test_an_answer_read_after_its_anchored_window_ended_leaves_the_budget_unknow
     clock.now = 1_000.05
     transport = delta_transport(Session([]), clock)
     with transport._lock:
-        transport._read_rate(Response(202, {"ratelimit-remaining": "9", "ratelimit-reset": "1",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "9", "1", http_date(1_000.0))
         clock.now = 1_001.3   # counted in the window that ended at 1001 (1001.05 here), read late
-        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "1",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "0", "1", http_date(1_000.0))
     # not "0 left until 1001.05", which is over: the next request would go at once, again and again
     assert transport._remaining is None and transport._reset_at <= clock.now
     assert transport._header_wait() == 0.0
@@ -331,11 +335,9 @@ def test_an_anchored_reset_is_never_more_than_a_second_before_the_answer_plus_re
     clock.now = 1_000.05
     transport = delta_transport(Session([]), clock)
     with transport._lock:
-        transport._read_rate(Response(202, {"ratelimit-remaining": "5", "ratelimit-reset": "1",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "5", "1", http_date(1_000.0))
         clock.now = 1_001.45   # read 1.45 s after its Date second began (a slow answer)
-        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "2",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "0", "2", http_date(1_000.0))
     # Date + Reset - offset would say 1002.05: the window ends no earlier than 1001.45 + 2 - 1.1
     assert transport._remaining == 0 and abs(transport._reset_at - (1_001.45 + 2 - 1.1)) < 1e-6
 
@@ -345,15 +347,12 @@ def test_a_late_answer_from_an_earlier_window_does_not_replace_the_current_budge
     clock.now = 1_000.05
     transport = delta_transport(Session([]), clock)
     with transport._lock:
-        transport._read_rate(Response(202, {"ratelimit-remaining": "9", "ratelimit-reset": "1",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "9", "1", http_date(1_000.0))
         clock.now = 1_001.1    # the next window's answer: 8 left until 1002 (1002.05 here)
-        transport._read_rate(Response(202, {"ratelimit-remaining": "8", "ratelimit-reset": "1",
-                                            "date": http_date(1_001.0)}, b""))
+        read_dated(transport, "8", "1", http_date(1_001.0))
         assert transport._remaining == 8 and abs(transport._reset_at - 1_002.05) < 1e-6
         clock.now = 1_001.3    # an answer counted in the window that ended at 1001, read late
-        transport._read_rate(Response(202, {"ratelimit-remaining": "0", "ratelimit-reset": "1",
-                                            "date": http_date(1_000.0)}, b""))
+        read_dated(transport, "0", "1", http_date(1_000.0))
     assert transport._remaining == 8 and abs(transport._reset_at - 1_002.05) < 1e-6
 
 
