@@ -67,3 +67,36 @@ def test_a_run_moves_its_delivered_rows_in_bulk_as_it_goes(monkeypatch, warehous
     assert len(moves) <= result.total("sent") // 100 + len(mapping.kinds) < result.total("requests")
     assert _count(warehouse, "SELECT COUNT(*) FROM load_requests WHERE unindexed IS NOT NULL") == 0
     assert _count(warehouse, "SELECT COUNT(*) FROM load_delivered") == result.total("sent")
+
+
+def test_a_failing_move_leaves_no_request_pending_that_was_never_sent(monkeypatch, warehouse):
+    """The bulk move is a write of its own that can fail (a lock timeout, a lost connection). It
+    runs before the next requests are marked pending, never between their pending commit and their
+    sending: a Braze events batch left pending is marked uncertain and never sent again by the next
+    run (at most once), so one that never left would be lost."""
+    monkeypatch.setattr(delivery, "INDEX_EVERY_ROWS", 1)
+    index = delivery.ledger.index_delivered
+    calls: list[int] = []
+
+    def failing_once_events_flow(conn, destination, batches, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # mid-way through the kinds: requests settled, more about to start
+            raise RuntimeError("the warehouse went away")
+        return index(conn, destination, batches, **kw)
+
+    monkeypatch.setattr(delivery.ledger, "index_delivered", failing_once_events_flow)
+    mapping, adapter = destination("braze")
+    with running("braze") as server:
+        try:
+            delivery.deliver(warehouse, mapping, adapter, transport(server, adapter), run_id="failed",
+                             now=end_of(IMPORT_DAY), backfill=True)
+        except RuntimeError as exc:
+            assert "went away" in str(exc)
+        else:
+            raise AssertionError("the failing move did not stop the run")
+        received = state(server)["server"]["requests"]
+    assert len(calls) == 3
+    # every request marked pending was sent: pending rows = requests the fake received and not settled
+    pending = _count(warehouse, "SELECT COUNT(*) FROM load_requests WHERE status = 'pending'")
+    settled = _count(warehouse, "SELECT COUNT(*) FROM load_requests WHERE status <> 'pending'")
+    assert pending + settled == received, (pending, settled, received)

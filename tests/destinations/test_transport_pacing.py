@@ -402,3 +402,25 @@ def test_a_first_date_seconds_off_is_replaced_once_two_answers_agree():
     assert not transport._reset_anchored
     send(transport)                  # again, agreeing with the one before: the estimate follows
     assert transport._reset_anchored and -1.0 <= transport._server_ahead_s <= 0.0
+
+
+@pytest.mark.parametrize("remaining", ["inf", "-inf", "1e999", "nan", "-3", "7.5e400"])
+def test_a_remaining_that_is_no_count_is_read_as_unknown_not_raised(remaining):
+    """An answer is untrusted: a Remaining that is not a finite count (float('inf') would make
+    int() raise OverflowError after the destination accepted the request, and leave its batch
+    pending) is read as no budget known, like any unreadable header."""
+    clock = Clock()
+    transport, session = make([(remaining, 1_001.0), (5, 1_001.0)], clock)
+    send(transport)
+    assert transport._remaining is None
+    send(transport)  # the next request goes, and reads the next answer's budget
+    assert session.sent == 2 and transport._remaining == 5
+
+
+@pytest.mark.parametrize("retry_after", ["nan", "inf", "-inf"])
+def test_a_429_whose_retry_after_is_no_duration_waits_by_its_reset_instead(retry_after):
+    """Retry-After is read before Reset; one that is not a finite number (nan would reach sleep()
+    and raise) is skipped for the answer's Reset."""
+    transport, _ = make([], Clock())
+    answer = Response(429, {"retry-after": retry_after, "x-ratelimit-reset": str(1_000.0 + 2.5)}, b"")
+    assert transport._retry_after(answer) == pytest.approx(2.5)

@@ -470,6 +470,10 @@ class _Run:
             if self.before_settle is not None:
                 for batch in finished:
                     self.before_settle(batch.batch_id)
+            # The bulk move is a write of its own, which can fail: done before the next requests
+            # are marked pending, never between their pending commit and their sending (a batch
+            # of an at-most-once kind left pending is never sent again).
+            self.index(at_least=INDEX_EVERY_ROWS)
             if writes or starting:
                 with _write(self.engine) as conn:
                     for write in writes:
@@ -477,7 +481,6 @@ class _Run:
                     if starting:
                         ledger.mark_pending_many(conn, self.dest, self.run_id, kind.name,
                                                  [(b.batch_id, [r.key for r in b.records], b.size) for b in starting])
-                self.index(at_least=INDEX_EVERY_ROWS)
             collect_young()
             for batch in starting:
                 if depth == 1:  # one at a time: sent on this thread, no hand-over to a worker

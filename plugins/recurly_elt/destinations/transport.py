@@ -33,6 +33,7 @@ appears in an exception, a log line or the ledger.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -302,7 +303,13 @@ class Transport:
                     self._reset_at = anchored if anchored is not None else now + value
                 else:
                     self._reset_at = value
-            self._remaining = int(float(remaining)) if remaining is not None else None
+            if remaining is not None:
+                count = float(remaining)
+                if not 0 <= count < 1e12:  # not a count (negative, inf, nan, absurd): unreadable
+                    raise ValueError(remaining)
+                self._remaining = int(count)
+            else:
+                self._remaining = None
             self._headers_seen = self._headers_seen or remaining is not None
             if self._reset_anchored and self._reset_at is not None and self._reset_at <= self.clock():
                 self._remaining = None
@@ -367,6 +374,8 @@ class Transport:
             try:
                 seconds = float(value)
             except ValueError:
+                continue
+            if not math.isfinite(seconds):  # nan would reach sleep(), inf is no wait either
                 continue
             if name == self.rate.reset and not self.rate.reset_is_delta:
                 seconds -= self.clock()
