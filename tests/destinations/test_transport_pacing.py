@@ -424,3 +424,17 @@ def test_a_429_whose_retry_after_is_no_duration_waits_by_its_reset_instead(retry
     transport, _ = make([], Clock())
     answer = Response(429, {"retry-after": retry_after, "x-ratelimit-reset": str(1_000.0 + 2.5)}, b"")
     assert transport._retry_after(answer) == pytest.approx(2.5)
+
+
+def test_an_answer_of_a_shorter_window_replaces_the_budget_of_a_longer_one():
+    """Klaviyo counts fixed 1 s and 1 min windows: an answer of the same second as the current
+    budget's or later is obeyed even when its window ends sooner (the burst window binding while
+    the minute one still has room); only an answer of an earlier second is a late one."""
+    clock = Clock()
+    clock.now = 1_000.05
+    transport = delta_transport(Session([]), clock)
+    with transport._lock:
+        read_dated(transport, "100", "5", http_date(1_000.0))   # the minute window: 100 left for 5 s
+        clock.now = 1_000.3
+        read_dated(transport, "0", "1", http_date(1_000.0))     # the burst window: none left this second
+    assert transport._remaining == 0 and transport._reset_at <= 1_001.05 + 1e-6

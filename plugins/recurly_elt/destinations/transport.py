@@ -52,12 +52,10 @@ DESTINATION_RETRY = RetryPolicy(read_timeout=120.0)
 # _DATE_FAR_S from our clock is ignored, and so is one whose bound on the offset is further than
 # _DATE_SLACK_S from the estimate so far (a true bound is up to a second, plus the answer's transit,
 # below it); the anchored end is never more than a second and _ANCHOR_MARGIN_S before
-# answer + Reset; an anchored end more than _EARLIER_WINDOW_S before the current one is an earlier
-# window's (windows end whole seconds apart).
+# answer + Reset.
 _DATE_FAR_S = 3600.0
 _DATE_SLACK_S = 1.5
 _ANCHOR_MARGIN_S = 0.1
-_EARLIER_WINDOW_S = 0.5
 
 
 class GaveUp(Exception):
@@ -128,6 +126,7 @@ class Transport:
     _date_outlier: float | None = None  # the last answer's bound, when it was ignored as too far off
     _anchored: bool = True
     _reset_anchored: bool = False      # the current _reset_at came from _anchored_reset
+    _budget_date: float | None = None  # the server second (Date) of the answer the budget is from
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -282,11 +281,13 @@ class Transport:
         the answer, never from the send (the API may count the request later than it was sent:
         counting from the send or from halfway started the next window early and drew 429s), and
         a whole-second Reset is moved back to the server's whole second (_anchored_reset). An
-        answer whose anchored window ends before the current anchored one (by more than
-        _EARLIER_WINDOW_S: windows end whole seconds apart) is an earlier window's, come late: its
-        Remaining and Reset are ignored, the current budget stays. One whose anchored window is
-        over by the time it is read says nothing of the current budget: Remaining unknown, as
-        after a wait for Reset."""
+        answer whose Date is an earlier second than that of the answer the current anchored budget
+        came from was counted in an earlier window and came late: its Remaining and Reset are
+        ignored, the current budget stays. One of the same second or later replaces the budget,
+        also when its window ends sooner: an API with several windows (Klaviyo's 1 s burst and
+        1 min steady windows) answers with the one that binds, and the shorter one must be obeyed.
+        One whose anchored window is over by the time it is read says nothing of the current
+        budget: Remaining unknown, as after a wait for Reset."""
         remaining, reset = response.header(self.rate.remaining), response.header(self.rate.reset)
         try:
             if reset is not None:
@@ -295,12 +296,12 @@ class Transport:
                     raise ValueError(reset)
                 if self.rate.reset_is_delta:
                     now = self.clock()
-                    anchored = self._anchored_reset(response, value, now)
-                    if anchored is not None and self._reset_anchored and self._reset_at is not None \
-                            and anchored < self._reset_at - _EARLIER_WINDOW_S:
+                    read = self._anchored_reset(response, value, now)
+                    if read is not None and self._reset_anchored and self._budget_date is not None \
+                            and read[1] < self._budget_date:
                         return  # an earlier window's answer, come late: the current budget stays
-                    self._reset_anchored = anchored is not None
-                    self._reset_at = anchored if anchored is not None else now + value
+                    self._reset_anchored = read is not None
+                    self._reset_at, self._budget_date = read if read is not None else (now + value, None)
                 else:
                     self._reset_at = value
             if remaining is not None:
@@ -314,11 +315,12 @@ class Transport:
             if self._reset_anchored and self._reset_at is not None and self._reset_at <= self.clock():
                 self._remaining = None
         except ValueError:
-            self._remaining, self._reset_at, self._reset_anchored = None, None, False
+            self._remaining, self._reset_at, self._reset_anchored, self._budget_date = None, None, False, None
 
-    def _anchored_reset(self, response: Response, seconds: float, now: float) -> float | None:
+    def _anchored_reset(self, response: Response, seconds: float, now: float) -> tuple[float, float] | None:
         """When a whole-second Reset ends, in our clock, read against the answer's `Date` (lock
-        held); None when that cannot be said (then it ends `now + seconds`, the answer's own bound).
+        held), with the answer's Date in server seconds; None when that cannot be said (then it
+        ends `now + seconds`, the answer's own bound).
 
         Fixed windows end on whole seconds of the server's clock, and a whole-second Reset is the
         time from the request's second to the window's end (the offline Klaviyo: the window's end
@@ -364,7 +366,7 @@ class Transport:
         # Whatever the Date says, the window ends no later than the old rule (now + Reset) and at
         # most a second (and _ANCHOR_MARGIN_S) earlier.
         return min(now + seconds, max(now + seconds - 1.0 - _ANCHOR_MARGIN_S,
-                                      server_now + seconds - self._server_ahead_s))
+                                      server_now + seconds - self._server_ahead_s)), server_now
 
     def _retry_after(self, response: Response) -> float:
         for name in (self.rate.retry_after, self.rate.reset):
