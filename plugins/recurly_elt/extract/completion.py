@@ -69,7 +69,8 @@ def complete_invoice_line_items(client: RecurlyClient, invoices: list[dict], con
         items: list[dict] = list((embedded.get("data") if envelope else embedded) or [])
         seen = {item.get("id") for item in items}
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
-        for page in client.pages(_path(invoice, "line_items"), params, max_pages=COMPLETION_MAX_PAGES):
+        for page in client.pages(_path(invoice, "line_items"), params, max_pages=COMPLETION_MAX_PAGES,
+                                 bound="the most one invoice's line items may take"):
             items.extend(item for item in map(decode_object, page.records) if item.get("id") not in seen)
             requests += 1
         invoice["line_items"] = {**embedded, "data": items, "has_more": False, "next": None} if envelope else items
@@ -158,7 +159,8 @@ def complete_invoice_coupon_redemptions(client: RecurlyClient, invoices: list[di
     for invoice in invoices:
         redemptions: list[dict] = []
         params = {"limit": PAGE_SIZE, "sort": "created_at", "order": "asc"}
-        for page in client.pages(_path(invoice, "coupon_redemptions"), params, max_pages=REDEMPTION_MAX_PAGES):
+        for page in client.pages(_path(invoice, "coupon_redemptions"), params, max_pages=REDEMPTION_MAX_PAGES,
+                                 bound="the most one invoice's coupon redemptions may take"):
             redemptions.extend(map(decode_object, page.records))  # amounts as Decimal
             requests += 1
         invoice["coupon_redemptions"] = redemptions

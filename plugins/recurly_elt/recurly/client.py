@@ -141,9 +141,10 @@ class RecurlyClient:
 
     # -- public -------------------------------------------------------------------------------
     def pages(self, path: str, params: dict[str, Any] | None = None, *, start_url: str | None = None,
-              max_pages: int | None = None) -> Iterator[Page]:
+              max_pages: int | None = None, bound: str = f"the bound derived from {TOTAL_RECORDS_HEADER}") -> Iterator[Page]:
         """List pages of `path` with `params`, or from a saved `next` link (`start_url`, which must
-        be a link of the same list on the configured host). At most `max_pages` pages."""
+        be a link of the same list on the configured host). At most `max_pages` pages; `bound` says
+        where that number comes from, in the error of a list that goes on past it."""
         if start_url:
             self._check_link_of(start_url, path, "saved checkpoint link")
         url, query = (start_url, None) if start_url else (path, dict(params or {}))
@@ -165,8 +166,8 @@ class RecurlyClient:
                         f"already read in this read (after {read} pages)")
                 if max_pages is not None and read >= max_pages:
                     raise RecurlyUntrustedResponse(
-                        f"{self._who()}: {path} still has more after {read} pages, the bound derived from "
-                        f"{TOTAL_RECORDS_HEADER} ({max_pages} pages); the list does not end as announced")
+                        f"{self._who()}: {path} still has more after {read} pages, {bound} ({max_pages} "
+                        "pages); the list does not end as announced")
                 seen.add(next_url)
             yield Page(records=body.data, next_url=next_url, url=shown, may_hold_nul=may_hold_nul)
             url, query = next_url, None
