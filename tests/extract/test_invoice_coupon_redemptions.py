@@ -249,3 +249,47 @@ def test_a_subscription_whose_redemptions_do_not_fit_is_named_and_its_invoices_r
     invoice = {"id": "inv-1", "line_items": [{"origin": "plan", "subscription_id": "sub-1", "proration_rate": 0.5,
                                               "discount": 1.25}]}
     assert needs_coupon_redemptions(invoice, rule)
+
+
+def test_redemption_text_nested_too_deep_or_not_json_is_a_misfit_not_a_crash():
+    """What json.loads cannot read (past Python's recursion limit, or not JSON) gives no terms and says why."""
+    from recurly_elt.staging.coupon_terms import NO_TERMS, checked_terms, lasting_terms
+
+    assert checked_terms("[" * 5000 + "]" * 5000, "USD") == (NO_TERMS, "coupon_redemptions: nested too deep to read")
+    assert lasting_terms("[" * 5000 + "]" * 5000, "USD") == (False, "coupon_redemptions: nested too deep to read")
+    terms, why = checked_terms("[{", "USD")
+    assert terms == NO_TERMS and why.startswith("coupon_redemptions: not JSON")
+
+
+def test_a_staged_subscription_whose_redemptions_do_not_fit_neither_stops_the_invoice_read_nor_hides_its_invoices(
+        sandbox, warehouse_url, caplog):
+    """Through the real extraction: a subscription with its own coupon whose prorated discounted
+    invoice needs no redemption request is staged first with `coupon: "launch10"` (a later
+    updated_at, so the sandbox's copy does not replace it). Every invoice is still read, the rule
+    names the subscription in a warning, and its prorated discounted invoices' redemptions are now
+    read too (it counts as without terms), one request each."""
+    objects = sandbox.sites_by_name["acme"].sim.objects
+    expected = _named_by_the_rule(objects)
+    def prorated_discounted(li):
+        return li["origin"] in ("plan", "add_on") and 0 < (li.get("proration_rate") or 0) < 1 and li["discount"] != 0
+
+    sub_id = next(li["subscription_id"] for i in objects["invoices"].values() for li in i["line_items"]
+                  if li.get("subscription_id") and prorated_discounted(li)
+                  and _with_terms(objects["subscriptions"][li["subscription_id"]]))
+    its_invoices = {i["id"] for i in objects["invoices"].values()
+                    if any(li.get("subscription_id") == sub_id and prorated_discounted(li) for li in i["line_items"])}
+    engine = create_engine_from_url(warehouse_url)
+    hostile = {**objects["subscriptions"][sub_id], "updated_at": "2099-01-01T00:00:00Z",
+               "coupon_redemptions": [{"id": "cr-bad", "state": "active", "coupon": "launch10"}]}
+    upsert_records(engine, "subscriptions", "acme", [hostile])
+    sandbox.request_log.clear()
+    with caplog.at_level(logging.WARNING, logger="recurly_elt.extract.completion"):
+        result = extract_all(sandbox, engine, run_id="import")
+    with engine.connect() as conn:
+        staged = conn.execute(sa.text("SELECT count(*) FROM stg_invoices WHERE site = 'acme'")).scalar()
+    engine.dispose()
+    assert staged == len(objects["invoices"]) and result["invoices"].records >= staged
+    assert its_invoices and not its_invoices & expected
+    assert sorted(_redemption_requests(sandbox)) == sorted(expected | its_invoices)
+    assert any(r.getMessage().startswith(f"acme/subscriptions: record {sub_id!r}: coupon_redemptions[0].coupon: "
+                                         "expected an object, got a string") for r in caplog.records)

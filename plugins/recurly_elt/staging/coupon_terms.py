@@ -154,7 +154,7 @@ def usable_terms(redemptions: object, currency: object, applied: bool = False,
 def parse(text: object) -> object:
     """A staged `coupon_redemptions` JSON text as objects, numbers with a fraction as Decimal (a
     NaN or Infinity literal stays a float, refused by the checks); None for no text. Raises
-    RedemptionMisfit for text that is not JSON."""
+    RedemptionMisfit for text that is not JSON or nests deeper than Python's recursion limit."""
     if text is None or (isinstance(text, str) and text in ("", "[]", "null")):
         return None
     if not isinstance(text, str):
@@ -163,6 +163,8 @@ def parse(text: object) -> object:
         return json.loads(text, parse_float=Decimal)
     except ValueError as e:
         raise RedemptionMisfit("coupon_redemptions", f"not JSON ({e})") from None
+    except RecursionError:
+        raise RedemptionMisfit("coupon_redemptions", "nested too deep to read") from None
 
 
 def checked_terms(redemptions: object, currency: object, applied: bool = False,
