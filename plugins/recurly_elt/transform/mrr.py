@@ -172,7 +172,7 @@ def full_period_gross(li: pd.DataFrame) -> np.ndarray:
     return gross
 
 
-def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray, np.ndarray], gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
     `terms`: each item's coupon terms (line_terms).
 
