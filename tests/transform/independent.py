@@ -63,10 +63,55 @@ def month_ends(first: date, last: date) -> list[date]:
     return out
 
 
+def _exact_number(value, low: Decimal, high: Decimal) -> bool:
+    return type(value) in (int, Decimal) and low <= value < high and value == round(Decimal(value), 6)
+
+
+def _fits(redemptions) -> bool:
+    """The redemptions are shaped as the API's schemas say at every level the terms read (a list
+    of objects; text state, subscription_id, duration, type, currency; an object coupon, discount;
+    a whole percent 0..100; exact amounts 0 <= x < 2**62 micro-units with at most 6 decimals)."""
+    if redemptions is None:
+        return True
+    if not isinstance(redemptions, list):
+        return False
+    for r in redemptions:
+        if not isinstance(r, dict) or any(r.get(k) is not None and not isinstance(r[k], str)
+                                          for k in ("state", "subscription_id")):
+            return False
+        coupon = r.get("coupon")
+        if coupon is None:
+            continue
+        if not isinstance(coupon, dict) or (coupon.get("duration") is not None and not isinstance(coupon["duration"], str)):
+            return False
+        discount = coupon.get("discount")
+        if discount is None:
+            continue
+        if not isinstance(discount, dict) or discount.get("type") not in ("percent", "fixed", "free_trial"):
+            return False
+        if discount.get("trial") is not None and not isinstance(discount["trial"], dict):
+            return False
+        pct = discount.get("percent")
+        if (pct is None and discount["type"] == "percent") or (pct is not None and not (
+                type(pct) in (int, Decimal) and 0 <= pct <= 100 and pct == int(pct))):
+            return False
+        currencies = discount.get("currencies")
+        if (currencies is None and discount["type"] == "fixed") or (currencies is not None and not isinstance(currencies, list)):
+            return False
+        for c in currencies or []:
+            if not isinstance(c, dict) or not isinstance(c.get("currency"), str) or \
+                    not _exact_number(c.get("amount"), Decimal(0), Decimal(2**62) / 10**6):
+                return False
+    return True
+
+
 def _counted(holder: dict, on_invoice: bool, subscription: str | None = None) -> list[dict]:
     """The redemptions whose terms count: a subscription's active ones; an invoice's (applied to
-    it, whatever their state now) of the account (no subscription_id) or of `subscription`."""
+    it, whatever their state now) of the account (no subscription_id) or of `subscription`. None
+    of a holder whose list does not fit the API's shapes (_fits)."""
     out = []
+    if not _fits(holder.get("coupon_redemptions")):
+        return out
     for r in holder.get("coupon_redemptions") or []:
         if on_invoice and r.get("subscription_id") in (None, "", subscription):
             out.append(r)
@@ -187,11 +232,24 @@ class IndependentMrr:
             rate = li.get("proration_rate")
             if li["type"] != "credit" and not (rate is not None and 0 < rate < 1):
                 renewals[(*self._configuration(li), _moment(li["start_date"]))] = li
-        # A fixed-amount coupon's amount is spread over the recurring items of one invoice,
-        # subscription, type and service period, in proportion to their full-period gross.
-        spread: dict[tuple, Decimal] = defaultdict(Decimal)
+        # A fixed-amount coupon's amount is spread over the recurring items of one invoice in
+        # proportion to their full-period gross: a subscription's own coupon over its items of one
+        # type and service period; an account coupon over all the invoice's items of one type that
+        # take the account's terms. Cumulative shares in line item id order, each rounded half up to
+        # the hundredth of a micro-unit, so the shares add up to the amount exactly.
+        groups: dict[tuple, list[dict]] = defaultdict(list)
         for li in recurring:
-            spread[self._invoice_group(li)] += _full_period_gross(li)
+            groups[self._invoice_group(li, invoices)].append(li)
+        shares: dict[str, Decimal] = {}
+        for members in groups.values():
+            total = sum((_full_period_gross(li) for li in members), Decimal(0))
+            fixed = _coupon(self.subs[members[0]["subscription_id"]], invoices.get(members[0].get("invoice_id")))[1]
+            through_before, running = Decimal(0), Decimal(0)
+            for li in sorted(members, key=lambda x: x["id"]):
+                running += _full_period_gross(li)
+                through = (fixed * running / total).quantize(HUNDREDTH_MICRO, rounding=ROUND_HALF_UP) \
+                    if fixed is not None and total > 0 else Decimal(0)
+                shares[li["id"]], through_before = through - through_before, through
         for li in recurring:
             plan = plans.get(li.get("plan_id")) or plans_by_code[li["plan_code"]]
             length = Fraction(plan["interval_length"])
@@ -201,10 +259,7 @@ class IndependentMrr:
             full = renewals.get((*self._configuration(li), _moment(li["end_date"]))) if li["type"] != "credit" else None
             full_pct = _coupon(sub, invoices.get(full.get("invoice_id")))[0] if full is not None else None
             full_net = _net_full_period({**full, "tax_inclusive": False}, full_pct) if full is not None else None
-            share = None
-            if fixed is not None and spread[self._invoice_group(li)] > 0:
-                share = (fixed * _full_period_gross(li) / spread[self._invoice_group(li)]).quantize(
-                    HUNDREDTH_MICRO, rounding=ROUND_HALF_UP)
+            share = shares[li["id"]] if fixed is not None else None
             monthly = Fraction(_net_full_period(li, pct, full_net, share)) / months
             items.append({**li, "_monthly": -monthly if li["type"] == "credit" else monthly})
         self._credit_originals(items)
@@ -222,8 +277,15 @@ class IndependentMrr:
         self.runs = {sid: self._sweep(self.subs[sid]["currency"], d) for sid, d in deltas.items()}
         self.runs = {sid: r for sid, r in self.runs.items() if r}
 
-    @staticmethod
-    def _invoice_group(li: dict) -> tuple:
+    def _invoice_group(self, li: dict, invoices: dict) -> tuple:
+        """The items a fixed-amount coupon's amount is spread over (above)."""
+        sub = self.subs[li["subscription_id"]]
+        invoice = invoices.get(li.get("invoice_id"))
+        # the account's terms: none of its own, and its invoice lists no redemption of it
+        own = _percent_coupon(sub) is not None or _fixed_coupon(sub) is not None or invoice is None or any(
+            r.get("subscription_id") == sub["id"] for r in _counted(invoice, True, sub["id"]))
+        if not own and (_percent_coupon(invoice, True) is not None or _fixed_coupon(invoice, True) is not None):
+            return li.get("invoice_id"), "account", li["type"]
         return li.get("invoice_id"), li["subscription_id"], li["type"], _moment(li["start_date"]), _moment(li["end_date"])
 
     @staticmethod

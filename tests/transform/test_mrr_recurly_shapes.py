@@ -318,7 +318,9 @@ def _upgrade(book, run, own: list[dict], listed) -> float:
                           coupon_redemptions=listed(s))
     book.charge(s, old, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.16, invoice=change)
     book.charge(s, new, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.26, invoice=change)
-    return daily(run(book, end="2025-02-15"), s)["2025-01-31"]
+    engine = run(book, end="2025-02-15")
+    book.engine = engine  # for the tests that read the quarantine too
+    return daily(engine, s)["2025-01-31"]
 
 
 @pytest.mark.parametrize("own", [
@@ -339,3 +341,118 @@ def test_a_subscription_coupon_an_invoice_lists_gives_the_terms_that_applied_the
     subscription_id) as applied: 72.00, its terms back then, not the share's 71.94."""
     coupon = {**_account_coupon(10, "inactive")[0], "id": "cr-sub"}
     assert _upgrade(book, run, [coupon], lambda s: [{**coupon, "subscription_id": s["id"]}]) == 72.0
+
+
+def _coupon_quarantine(engine) -> list[tuple[str, str]]:
+    with engine.connect() as c:
+        return [tuple(r) for r in c.execute(sa.text(
+            "SELECT object_id, reason FROM transform_quarantine WHERE stage = 'coupon_terms'"))]
+
+
+def _redemption(**coupon) -> dict:
+    return {"id": "cr-bad", "object": "coupon_redemption", "state": "active", "coupon": coupon}
+
+
+HOSTILE_OWN = {
+    "coupon-a-string": ([{"id": "cr-bad", "state": "active", "coupon": "launch10"}],
+                        "coupon_redemptions[0].coupon: expected an object, got a string"),
+    "currencies-a-string": ([_redemption(discount={"type": "fixed", "currencies": "USD"})],
+                            "coupon_redemptions[0].coupon.discount.currencies: expected an array, got a string"),
+    "currency-a-number": ([_redemption(discount={"type": "fixed", "currencies": [5]})],
+                          "coupon_redemptions[0].coupon.discount.currencies[0]: expected an object, got a number"),
+    "amount-1e20": ([_redemption(discount={"type": "fixed", "currencies": [{"currency": "USD", "amount": 1e20}]})],
+                    "coupon_redemptions[0].coupon.discount.currencies[0].amount: 1E+20 is not an amount"),
+    "amount-7-decimals": ([_redemption(discount={"type": "fixed", "currencies": [{"currency": "USD",
+                                                                                  "amount": 0.1234567}]})],
+                          "0.1234567 has more than 6 decimals"),
+    "percent-150": ([_redemption(discount={"type": "percent", "percent": 150})], "150 is not a whole percent"),
+    "percent-a-string": ([_redemption(discount={"type": "percent", "percent": "10"})],
+                         "percent: expected an exact number, got a string"),
+    "unknown-type": ([_redemption(discount={"type": "bogo"})], "'bogo' is none of percent, fixed, free_trial"),
+    "list-an-object": ({"coupon": {"discount": {"type": "percent", "percent": 10}}},
+                       "coupon_redemptions: expected an array, got an object"),
+    "redemption-a-string": (["cr1"], "coupon_redemptions[0]: expected an object, got a string"),
+    # a well-shaped 20 % coupon after a misfit is not used either: the list is not trusted
+    "misfit-then-good": ([{"id": "cr-bad", "state": "active", "coupon": "launch10"},
+                          {**PERCENT_15[0], "coupon": {"code": "p20", "discount": {"type": "percent", "percent": 20}}}],
+                         "coupon_redemptions[0].coupon: expected an object, got a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_OWN))
+def test_a_subscription_whose_redemptions_do_not_fit_has_no_terms_and_is_quarantined_by_name(book, run, case):
+    """Redemptions shaped unlike the API (staged as any JSON) give the subscription no coupon
+    terms: the transform runs, the upgrade takes its invoice's account coupon (10 %: 72.00) as for
+    a subscription without terms, and transform_quarantine names the subscription and the misfit."""
+    own, reason = HOSTILE_OWN[case]
+    assert _upgrade(book, run, own, lambda s: _account_coupon(10)) == 72.0
+    (sub,) = [s for s in book.objects["subscriptions"]]
+    rows = _coupon_quarantine(book.engine)
+    assert [r[0] for r in rows] == [sub["id"]], rows
+    assert rows[0][1].startswith(f"subscription {sub['id']}: ") and reason in rows[0][1], rows
+    assert rows[0][1].endswith("no coupon terms taken from its redemptions")
+
+
+def test_an_invoice_whose_redemptions_do_not_fit_gives_no_terms_and_is_quarantined_by_name(book, run):
+    """An invoice listing a redemption with `subscription_id: ["s1"]` (not text): none of its list
+    is used (the upgrade takes its own share, 71.94, as without terms) and the invoice is named."""
+    listed = lambda s: [{**_account_coupon(10)[0], "subscription_id": [s["id"]]}]  # noqa: E731
+    assert _upgrade(book, run, [], listed) == 71.94
+    change = next(i for i in book.objects["invoices"] if i.get("coupon_redemptions"))
+    assert _coupon_quarantine(book.engine) == [
+        (change["id"], f"invoice {change['id']}: coupon_redemptions[0].subscription_id: expected a string, got an "
+                       "array; no coupon terms taken from its redemptions")]
+
+
+def _account_fixed(amount: float) -> list[dict]:
+    return [{"id": "cr-acct", "object": "coupon_redemption", "state": "active", "currency": "USD",
+             "account": {"id": "any"}, "coupon": {"code": "ngo", "redemption_resource": "account", "duration": "forever",
+                                                  "discount": {"type": "fixed", "currencies": [{"currency": "USD",
+                                                                                                "amount": amount}]}}}]
+
+
+def test_an_account_fixed_coupon_on_a_consolidated_invoice_is_spread_once_over_its_subscriptions(book, run):
+    """$10 off, redeemed on the account; two subscriptions (50 -> 80 and 20 -> 40) upgraded on the
+    last day of the period on one invoice (consolidated), then canceled. The coupon's amount is the
+    invoice's discount once, spread over its charges of both subscriptions by their full-period
+    prices: 80 - 6.67 = 73.33 and 40 - 3.33 = 36.67 (together 120 - 10), not 10 off each (70.00
+    and 30.00). Before it, each full-period charge is net of its own discount."""
+    old_a, new_a, old_b, new_b = book.plan("a"), book.plan("a-plus"), book.plan("b"), book.plan("b-plus")
+    account = book.account()
+    ended = {"state": "canceled", "canceled_at": "2025-01-31T12:00:00Z", "expires_at": "2025-02-01T00:00:00Z"}
+    a = book.subscription(account, new_a, "2025-01-01", **ended)
+    b = book.subscription(account, new_b, "2025-01-01", **ended)
+    renewal = book.invoice(account, "2025-01-01", subscription_ids=[a["id"], b["id"]])
+    book.charge(a, old_a, "2025-01-01", "2025-02-01", 50.0, discount=7.14, invoice=renewal)
+    book.charge(b, old_b, "2025-01-01", "2025-02-01", 20.0, discount=2.86, invoice=renewal)
+    rate = 0.032258  # 1 of 31 days left
+    change = book.invoice(account, "2025-01-31", origin="immediate_change", subscription_ids=[a["id"], b["id"]],
+                          coupon_redemptions=_account_fixed(10.0))
+    book.charge(a, old_a, "2025-01-31", "2025-02-01", 50.0, proration=rate, credit=True, discount=0.23, invoice=change)
+    book.charge(a, new_a, "2025-01-31", "2025-02-01", 80.0, proration=rate, discount=0.22, invoice=change)
+    book.charge(b, old_b, "2025-01-31", "2025-02-01", 20.0, proration=rate, credit=True, discount=0.09, invoice=change)
+    book.charge(b, new_b, "2025-01-31", "2025-02-01", 40.0, proration=rate, discount=0.11, invoice=change)
+    engine = run(book, end="2025-02-15")
+    assert (daily(engine, a)["2025-01-30"], daily(engine, b)["2025-01-30"]) == (42.86, 17.14)
+    assert (daily(engine, a)["2025-01-31"], daily(engine, b)["2025-01-31"]) == (73.33, 36.67)
+
+
+def test_a_fixed_coupons_shares_add_up_to_its_amount_exactly():
+    """$10 over three items of one invoice with equal prices: the cumulative half-up rule in line
+    item id order gives 3.33333333, 3.33333334, 3.33333333 (hundredths of a micro-unit), exactly
+    10.00 together, where rounding each share alone gives 3.33333333 three times (a unit lost)."""
+    import numpy as np
+
+    from recurly_elt.transform.mrr import PERCENT, _fixed_coupon_net
+
+    start, end = pd.Timestamp("2025-01-31"), pd.Timestamp("2025-02-01")
+    li = pd.DataFrame({"id": ["li-1", "li-2", "li-3"], "invoice_id": "inv-1", "subscription_id": ["s1", "s2", "s3"],
+                       "type": "charge", "start_date": start, "end_date": end})
+    gross = np.full(3, 50_000_000, dtype=np.int64)
+    rows = np.ones(3, dtype=bool)
+    net = _fixed_coupon_net(li, rows, gross, np.full(3, 10_000_000, dtype=np.int64), np.ones(3, dtype=bool))
+    shares = gross * PERCENT - net
+    assert shares.tolist() == [333_333_333, 333_333_334, 333_333_333] and shares.sum() == 10_000_000 * PERCENT
+    # a subscription's own coupon: per subscription, all of it on its one item
+    own = _fixed_coupon_net(li, rows, gross, np.full(3, 10_000_000, dtype=np.int64), np.zeros(3, dtype=bool))
+    assert (gross * PERCENT - own).tolist() == [10_000_000 * PERCENT] * 3

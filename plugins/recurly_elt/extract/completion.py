@@ -10,9 +10,11 @@ Invoices also get the coupon redemptions applied to them (`/invoices/{id}/coupon
 kept in the staged invoice's `coupon_redemptions`), but only where MRR needs a coupon's terms and
 staging has none (docs/extraction.md "Coupon redemptions of an invoice"): an invoice with a prorated
 recurring line item (origin plan or add_on, a subscription, `proration_rate` strictly between 0 and
-1) that carries a discount, of a subscription without coupon terms staged (staging/coupon_terms.py,
-the definition the transform reads terms by). Which subscriptions have terms is read from staging
-once, when the read starts, with the recurring origins of the transform's mrr.yaml.
+1) that carries a discount, of a subscription without lasting coupon terms staged (staging/coupon_terms.py,
+the definition the transform reads terms by: terms of `forever` coupons only, since a temporal or
+single-use coupon's terms leave staging when it expires, and the invoice is not read again). Which
+subscriptions have them is read from staging once, when the read starts, with the recurring
+origins of the transform's mrr.yaml.
 
 A completion is declared per resource: the records that need it are found with a decoder that reads
 only the fields that say so, just they are decoded into objects and completed (in the extractor's
@@ -23,6 +25,7 @@ each on the objects the ones before it completed.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
@@ -32,12 +35,16 @@ import sqlalchemy as sa
 from urllib.parse import quote
 
 from recurly_elt.recurly.client import PAGE_SIZE, RecurlyClient
-from recurly_elt.staging.coupon_terms import has_terms
+from recurly_elt.staging.coupon_terms import lasting_terms
 from recurly_elt.staging.rows import decode_object
 from recurly_elt.staging.tables import staging_table
 from recurly_elt.transform.config import TransformConfig
 
 
+log = logging.getLogger(__name__)
+
+# Subscriptions named one by one in the rule's warnings about redemptions that do not fit, per read.
+MAX_MISFIT_WARNINGS = 20
 # Pages one invoice's line item list may take (40,000 line items): a list that goes on is refused.
 COMPLETION_MAX_PAGES = 200
 # Pages one invoice's coupon redemption list may take (400 redemptions; an invoice has a few):
@@ -101,15 +108,15 @@ def _number(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class CouponRule:
-    """What the coupon-redemptions rule needs besides an invoice: the subscriptions with coupon
-    terms staged, and the line item origins that bill a plan or add-on (mrr.yaml recurring_origins)."""
+    """What the coupon-redemptions rule needs besides an invoice: the subscriptions with lasting
+    coupon terms staged (coupon_terms.lasting_terms), and the line item origins that bill a plan or add-on (mrr.yaml recurring_origins)."""
     with_terms: frozenset[str]
     origins: tuple[str, ...]
 
 
 def needs_coupon_redemptions(invoice: Any, rule: CouponRule) -> bool:
     """True when the invoice (an object, or its COUPON_FIELDS) has a prorated recurring line item
-    carrying a discount whose subscription has no coupon terms staged."""
+    carrying a discount whose subscription has no lasting coupon terms staged."""
     for item in _line_items(invoice):
         if not isinstance(item, (dict, _LineFields)) or _get(item, "proration_rate") is None:
             continue
@@ -122,14 +129,27 @@ def needs_coupon_redemptions(invoice: Any, rule: CouponRule) -> bool:
 
 def coupon_rule(engine: sa.Engine, site: str) -> CouponRule:
     """The rule's context for a read of the site: its staged subscriptions whose redemptions give
-    coupon terms (staging/coupon_terms.py), read once."""
+    coupon terms that cannot expire (staging/coupon_terms.py `lasting_terms`), read once. A
+    subscription whose redemptions do not fit the API's shape counts as without terms (its
+    invoices' redemptions are read) and is named in a warning with what is wrong."""
     table = staging_table("subscriptions")
     text = table.c.coupon_redemptions
+    with_terms, misfits = set(), []
     with engine.connect() as conn:
         rows = conn.execute(sa.select(table.c.id, text, table.c.currency).where(
             table.c.site == site, text.is_not(None), text.not_in(("", "[]", "null"))))
-        with_terms = frozenset(sid for sid, raw, currency in rows if has_terms(raw, currency))
-    return CouponRule(with_terms, TransformConfig.load().recurring_origins)
+        for sid, raw, currency in rows:
+            lasting, misfit = lasting_terms(raw, currency)
+            if lasting:
+                with_terms.add(sid)
+            elif misfit is not None:
+                misfits.append((sid, misfit))
+    for sid, misfit in misfits[:MAX_MISFIT_WARNINGS]:
+        log.warning("%s/subscriptions: record %r: %s; counted as without coupon terms", site, sid, misfit)
+    if len(misfits) > MAX_MISFIT_WARNINGS:
+        log.warning("%s/subscriptions: %d more subscriptions whose coupon_redemptions do not fit (first ids: %s)",
+                    site, len(misfits) - MAX_MISFIT_WARNINGS, [s for s, _ in misfits[MAX_MISFIT_WARNINGS:][:20]])
+    return CouponRule(frozenset(with_terms), TransformConfig.load().recurring_origins)
 
 
 def as_extracted(objects: Mapping[str, Mapping[str, dict]], applied: Mapping[str, Sequence[str]]) -> dict[str, list[dict]]:
@@ -139,7 +159,7 @@ def as_extracted(objects: Mapping[str, Mapping[str, dict]], applied: Mapping[str
     subscriptions staged with them); redemptions are no staging table of their own."""
     redemptions = objects.get("coupon_redemptions") or {}
     rule = CouponRule(frozenset(s["id"] for s in (objects.get("subscriptions") or {}).values()
-                                if has_terms(json.dumps(s.get("coupon_redemptions")), s.get("currency"))),
+                                if lasting_terms(json.dumps(s.get("coupon_redemptions")), s.get("currency"))[0]),
                       TransformConfig.load().recurring_origins)
     out = {}
     for name, objs in objects.items():

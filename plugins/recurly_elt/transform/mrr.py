@@ -27,6 +27,7 @@ once, to the minor unit of its currency, and again after conversion to the repor
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -49,17 +50,28 @@ def _quarantine(stage: str, ids: pd.Series, reasons: pd.Series | str) -> pd.Data
                          "reason": reasons if isinstance(reasons, str) else reasons.to_numpy()})
 
 
-def coupon_terms(subscriptions: pd.DataFrame) -> pd.DataFrame:
+def _misfits(kind: str, why: dict[str, str]) -> pd.DataFrame:
+    """Quarantine rows (stage coupon_terms) for the holders whose staged redemptions do not fit."""
+    ids = pd.Series(list(why), dtype="str")
+    return _quarantine("coupon_terms", ids, pd.Series([f"{kind} {i}: {w}; no coupon terms taken from its redemptions"
+                                                       for i, w in why.items()], dtype="str"))
+
+
+def coupon_terms(subscriptions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per subscription id (the index): `percent` (its active percent coupon, float NaN when none)
     and `fixed` (its active fixed-amount coupon's amount in the subscription's currency, int64
     micro-units, 0 when none), from the coupon redemptions staged with it (staging/coupon_terms.py,
-    the definition the extraction's coupon-redemptions rule uses too)."""
+    the definition the extraction's coupon-redemptions rule uses too). Also the quarantine rows of
+    the subscriptions whose redemptions do not fit the API's shape (they get no terms)."""
     staged = subscriptions["coupon_redemptions"]
     # Only the rows with redemptions (a few percent of the subscriptions).
     subs = subscriptions[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
-    terms = {sid: usable_terms(coupons.parse(raw), subs.at[sid, "currency"])
-             for sid, raw in subs["coupon_redemptions"].items()}
-    return _terms_frame(terms)
+    terms, why = {}, {}
+    for sid, raw in subs["coupon_redemptions"].items():
+        terms[sid], misfit = coupons.checked_terms(raw, subs.at[sid, "currency"])
+        if misfit is not None:
+            why[sid] = misfit
+    return _terms_frame(terms), _misfits("subscription", why)
 
 
 def _invoice_key(invoice_ids: object, subscription_ids: object) -> pd.Series:
@@ -67,42 +79,49 @@ def _invoice_key(invoice_ids: object, subscription_ids: object) -> pd.Series:
     return pd.Series(invoice_ids, dtype="str").str.cat(pd.Series(subscription_ids, dtype="str").fillna(""), sep="\x1f")
 
 
-def invoice_coupon_terms(invoices: pd.DataFrame) -> pd.DataFrame:
+def invoice_coupon_terms(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The terms of the redemptions applied to an invoice (its staged `coupon_redemptions`, any
     state): per `_invoice_key` of the invoice and a subscription the list names, the account's
-    redemptions and that subscription's (its terms back then); with "" for the account's alone."""
+    redemptions and that subscription's (its terms back then); with "" for the account's alone.
+    Also the quarantine rows of the invoices whose list does not fit (no terms from any of it)."""
     staged = invoices["coupon_redemptions"]
     # Only the invoices the extraction read redemptions of (far fewer than the invoices).
     rows = invoices[staged.notna() & ~staged.isin(("", "[]"))].drop_duplicates("id").set_index("id")
-    terms = {}
+    terms, why = {}, {}
     for iid, raw in rows["coupon_redemptions"].items():
-        redemptions = coupons.parse(raw)
-        if not isinstance(redemptions, list):
-            continue
         currency = rows.at[iid, "currency"]
-        subs = {r.get("subscription_id") for r in redemptions if isinstance(r, dict)} - {None, ""}
-        for sub in [""] + sorted(s for s in subs if isinstance(s, str)):
-            terms[f"{iid}\x1f{sub}"] = usable_terms(redemptions, currency, applied=True, subscription=sub or None)
-    return _terms_frame(terms)
+        account, misfit = coupons.checked_terms(raw, currency, applied=True)
+        if misfit is not None:
+            why[iid] = misfit
+            continue
+        redemptions = coupons.parse(raw) or []  # checked: a list of objects, subscription_id text or null
+        terms[f"{iid}\x1f"] = account
+        for sub in sorted({r.get("subscription_id") for r in redemptions} - {None, ""}):
+            terms[f"{iid}\x1f{sub}"] = usable_terms(redemptions, currency, applied=True, subscription=sub)
+    return _terms_frame(terms), _misfits("invoice", why)
 
 
 def _terms_frame(terms: dict[str, tuple[int | None, int | None]]) -> pd.DataFrame:
     percent = {k: p for k, (p, _) in terms.items() if p is not None}
-    fixed = {k: f for k, (_, f) in terms.items() if f is not None}
+    fixed = {k: f for k, (_, f) in terms.items() if f is not None}  # below 2**62 (coupon_terms.MAX_MICRO)
     ids = pd.Index(sorted(set(percent) | set(fixed)), dtype="str")
     return pd.DataFrame({"percent": pd.Series(percent, index=ids, dtype="float64"),
                          "fixed": pd.Series([fixed.get(i, 0) for i in ids], index=ids, dtype=np.int64)},
                         index=ids)
 
 
-def line_terms(li: pd.DataFrame, subscriptions: pd.DataFrame, invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def line_terms(li: pd.DataFrame, subscriptions: pd.DataFrame,
+               invoices: pd.DataFrame) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], pd.DataFrame]:
     """Per line item, its coupon's terms: (percent, float NaN when none; fixed amount, int64
-    micro-units, 0 when none). From its subscription's redemptions; for a subscription without
-    coupon terms, from the redemptions its invoice lists (staged for the invoices that need them:
-    docs/extraction.md "Coupon redemptions of an invoice"): that subscription's, else the account's."""
-    by_sub, by_invoice = coupon_terms(subscriptions), invoice_coupon_terms(invoices)
+    micro-units, 0 when none; True where they are the account's, from its invoice). From its
+    subscription's redemptions; for a subscription without coupon terms, from the redemptions its
+    invoice lists (staged for the invoices that need them: docs/extraction.md "Coupon redemptions of
+    an invoice"): that subscription's, else the account's. Also the quarantine rows of the
+    subscriptions and invoices whose redemptions do not fit."""
+    (by_sub, q_subs), (by_invoice, q_invoices) = coupon_terms(subscriptions), invoice_coupon_terms(invoices)
     pct = lookup(li["subscription_id"], by_sub["percent"]).to_numpy(dtype="float64", na_value=np.nan)
     fixed = lookup_int(li["subscription_id"], by_sub["fixed"])
+    account = np.zeros(len(li), dtype=bool)
     if len(by_invoice):
         for subscription in (li["subscription_id"], None):  # the subscription's own, then the account's
             none = np.isnan(pct) & (fixed == 0)
@@ -115,7 +134,9 @@ def line_terms(li: pd.DataFrame, subscriptions: pd.DataFrame, invoices: pd.DataF
             inv_fixed = lookup_int(keys, by_invoice["fixed"])
             pct = np.where(none, inv_pct, pct)
             fixed = np.where(none, inv_fixed, fixed)
-    return pct, fixed
+            if subscription is None:
+                account = none & (~np.isnan(inv_pct) | (inv_fixed != 0))
+    return (pct, fixed, account), pd.concat([q_subs, q_invoices], ignore_index=True)
 
 
 def _exact(rows: np.ndarray, fn, *columns: np.ndarray) -> np.ndarray:
@@ -151,7 +172,7 @@ def full_period_gross(li: pd.DataFrame) -> np.ndarray:
     return gross
 
 
-def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray, np.ndarray], gross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line item: (full-period net amount in hundredths of a micro-unit, prorated reading).
     `terms`: each item's coupon terms (line_terms).
 
@@ -170,7 +191,7 @@ def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: n
         gross[as_prorated_unit] = money.mul_div_half_up(gross[as_prorated_unit], money.MICRO,
                                                         rate_micro[as_prorated_unit])
     discount = np.abs(money.micros(li["discount"], li["id"], "discount"))
-    pct, fixed = terms
+    pct, fixed, account = terms
     # The coupon's terms apply where the line carries a discount, or where it is prorated so small
     # that the coupon's share of it rounds to nothing.
     has_terms = ~np.isnan(pct) & ((discount > 0) | (prorated & (subtotal * np.nan_to_num(pct) < PERCENT * money.MICRO // 200)))
@@ -184,7 +205,7 @@ def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: n
         by_fixed = own_share & (fixed > 0)
         own_share &= ~by_fixed
         if by_fixed.any():
-            net[by_fixed] = _fixed_coupon_net(li, by_fixed, gross, fixed)
+            net[by_fixed] = _fixed_coupon_net(li, by_fixed, gross, fixed, account)
     if own_share.any():
         full_price = _full_price_lines(li, own_share & (li["type"] != "credit").to_numpy(), prorated)
         net[own_share] = _exact(own_share, lambda g, s, d: _div_half_up(g * (s - d) * PERCENT, s),
@@ -207,21 +228,35 @@ def net_amounts(li: pd.DataFrame, terms: tuple[np.ndarray, np.ndarray], gross: n
     return net, as_prorated_unit
 
 
-def _fixed_coupon_net(li: pd.DataFrame, rows: np.ndarray, gross: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+def _fixed_coupon_net(li: pd.DataFrame, rows: np.ndarray, gross: np.ndarray, fixed: np.ndarray,
+                      account: np.ndarray) -> np.ndarray:
     """Net (hundredths of a micro-unit) of the selected items under a fixed-amount coupon: full-period
-    gross less the item's share of the coupon's amount. The amount is spread over the recurring
-    items of the same invoice, subscription, type and service period in proportion to their
-    full-period gross (one item: all of it), each share rounded half up to the hundredth of a
-    micro-unit, and never more than the item's gross."""
+    gross less the item's share of the coupon's amount. The amount is spread over a group of
+    recurring items of one invoice in proportion to their full-period gross (one item: all of it):
+    a subscription's own coupon over that subscription's items of one type and service period; an
+    account coupon (`account`: terms from the invoice's account redemptions) once over all the
+    invoice's items of one type taking the account's terms, whatever their subscription (a
+    consolidated invoice). Shares are exact in total: in line item id order, each is the cumulative
+    share through it rounded half up to the hundredth of a micro-unit less the cumulative share
+    before it, so they add up to the amount; an item's discount is never more than its gross."""
     near = np.flatnonzero(isin(li["invoice_id"], li.loc[rows, "invoice_id"].unique()))
     part = li.iloc[near]
-    group = (part["invoice_id"].astype(str) + "|" + part["subscription_id"].astype(str) + "|"
-             + part["type"].astype(str) + "|" + part["start_date"].astype("int64").astype(str) + "|"
-             + part["end_date"].astype("int64").astype(str))
-    total = np.zeros(len(li), dtype=np.int64)
-    total[near] = pd.Series(gross[near]).groupby(group.to_numpy()).transform("sum").to_numpy(dtype=np.int64)
-    return _exact(rows, lambda g, t, a: g * PERCENT - min(g * PERCENT, _div_half_up(a * g * PERCENT, t)) if t else 0,
-                  gross, total, fixed)
+    own = ~account[near]
+    period = part["start_date"].astype("int64").astype(str) + "|" + part["end_date"].astype("int64").astype(str)
+    group = (part["invoice_id"].astype(str) + "|" + part["subscription_id"].astype(str).where(own, "")
+             + "|" + part["type"].astype(str) + "|" + period.where(own, "")).to_numpy()
+    share = np.zeros(len(li), dtype=object)
+    order = np.lexsort((part["id"].astype(str).to_numpy(), group))
+    for _, ks in itertools.groupby(order, key=lambda k: group[k]):
+        members = near[list(ks)]
+        total = sum(int(gross[at]) for at in members)
+        amount = max(int(fixed[at]) for at in members) * PERCENT
+        done = before = 0
+        for at in members:
+            done += int(gross[at])
+            through = _div_half_up(amount * done, total) if total else 0
+            share[at], before = through - before, through
+    return _exact(rows, lambda g, a: g * PERCENT - min(g * PERCENT, a), gross, share)
 
 
 def _configurations(part: pd.DataFrame) -> pd.Series:
@@ -316,7 +351,8 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     common = int(np.lcm.reduce(np.unique(den))) if len(den) else 1
 
     gross = full_period_gross(li)
-    net, _ = net_amounts(li, line_terms(li, f.subscriptions, f.invoices), gross)
+    terms, q_coupons = line_terms(li, f.subscriptions, f.invoices)
+    net, _ = net_amounts(li, terms, gross)
     multiplier = factor * (common // den)
     if len(net) and (np.abs(net).max() >= BOUND // max(1, int(multiplier.max()))):
         raise money.MoneyError(f"line item amounts too large for plan intervals with a common denominator of {common}")
@@ -347,7 +383,7 @@ def recurring_segments(f: SiteFrames, config: TransformConfig) -> tuple[pd.DataF
     seg["day_to"] = seg["day_to"].where(~(seg_cut < seg["day_to"]), seg_cut)
     seg = seg[seg["day_to"] > seg["day_from"]].reset_index(drop=True)
     seg.attrs["denominator"] = common * PERCENT
-    return seg, quarantine
+    return seg, pd.concat([quarantine, q_coupons], ignore_index=True)
 
 
 def subscription_runs(segments: pd.DataFrame, f: SiteFrames, config: TransformConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
