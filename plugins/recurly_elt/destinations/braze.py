@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from recurly_elt.destinations.adapter import Adapter, Answer, BadAnswer, RateHeaders, Rejected, Request, Response
 from recurly_elt.destinations.mapping import Kind
-from recurly_elt.destinations.records import Record, encode, iso_utc
+from recurly_elt.destinations.records import Record, encode
 
 ARRAYS = {"object": "attributes", "event": "events"}
 
@@ -32,22 +32,16 @@ class Braze(Adapter):
     def envelope_bytes(self, kind: Kind) -> int:
         return 64
 
-    def _user(self, kind: Kind, record: Record) -> dict:
-        field = kind.options.get("user_field", "external_id")
-        if kind.is_event:
-            return {field: str(record.identity.get(field, record.key))}
-        return {field: record.key}
-
     def wire(self, kind: Kind, records: list[Record]) -> list[dict]:
+        field = kind.options.get("user_field", "external_id")
+        if not kind.is_event:
+            return [{field: r.key, **(r.changed if r.changed is not None else r.payload)} for r in records]
         out = []
         for r in records:
-            if kind.is_event:
-                obj = {**self._user(kind, r), "name": r.name, "time": iso_utc(r.time)}
-                properties = {k: v for k, v in r.payload.items() if v is not None}
-                if properties:
-                    obj["properties"] = properties
-            else:
-                obj = {**self._user(kind, r), **(r.changed if r.changed is not None else r.payload)}
+            obj = {field: str(r.identity.get(field, r.key)), "name": r.name, "time": r.time_text}
+            properties = {k: v for k, v in r.payload.items() if v is not None}
+            if properties:
+                obj["properties"] = properties
             out.append(obj)
         return out
 

@@ -336,6 +336,7 @@ class _Run:
                     for s in selection.set_aside])
         stale = self.stale(kind, previous)
         partial = bool(kind.options.get("partial_updates", True))
+        is_event = kind.is_event
         to_send: list[Record] = []
         for record in selection.records:
             before = previous.get(record.key)
@@ -350,7 +351,7 @@ class _Run:
             if rejection is not None and not rejection[1] and rejection[0] == record.hash:
                 counts.skip("rejected before and unchanged")
                 continue
-            if kind.is_event:
+            if is_event:
                 counts.events += 1
             elif before is None:
                 counts.creates += 1
@@ -575,8 +576,8 @@ class _Run:
 
     def _unit(self, kind: Kind, records: list[Record]) -> tuple[list[Record], list, int]:
         """Records to send again as one batch: (records, encoded wire objects, bytes)."""
-        pieces = [piece(w) for w in self.adapter.wire(kind, records)]
-        return records, pieces, sum(len(w) + 1 for w in pieces)
+        pieces = list(map(piece, self.adapter.wire(kind, records)))
+        return records, pieces, sum(map(len, pieces)) + len(pieces)
 
     def _uncertain(self, kind: Kind, batch_id: str, records: list[Record],
                    exc: Unreadable) -> Callable[[sa.Connection], None]:

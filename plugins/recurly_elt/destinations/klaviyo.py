@@ -26,7 +26,7 @@ import re
 from recurly_elt.destinations.adapter import (Adapter, Answer, BadAnswer, Job, RateHeaders, Rejected, Request,
                                               Response)
 from recurly_elt.destinations.mapping import Kind
-from recurly_elt.destinations.records import Record, encode, iso_utc
+from recurly_elt.destinations.records import Record, encode
 
 JSONAPI = "application/vnd.api+json"
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(/|$)")
@@ -77,7 +77,7 @@ class Klaviyo(Adapter):
                 entries[key] = ({"type": "event-bulk-create", "attributes": attrs}, [])
             event = {"properties": {k: v for k, v in r.payload.items() if k not in moved and v is not None},
                      "metric": {"data": {"type": "metric", "attributes": {"name": r.name}}},
-                     "time": iso_utc(r.time), "unique_id": r.key}
+                     "time": r.time_text, "unique_id": r.key}
             event.update({k: r.payload[k] for k in moved if r.payload.get(k) is not None})
             entry, indices = entries[key]
             entry["attributes"]["events"]["data"].append({"type": "event", "attributes": event})
