@@ -86,6 +86,24 @@ def never_sent(exc: BaseException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
+def _clear_frames(exc: BaseException | None) -> None:
+    """Clear the variables of the finished frames of a requests exception and of those it was
+    raised from (urllib3's). urllib3 keeps the exception it raises in its own frames' variables:
+    a reference cycle, and those frames hold their callers' (the request, its body, and what
+    waits for the answer) until the cycle collector runs."""
+    import traceback
+
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)  # the frame still running (ours) is left as it is
+        todo += (exc.__cause__, exc.__context__)
+
+
 @dataclass
 class Sent:
     response: Response
@@ -165,6 +183,7 @@ class Transport:
                                            timeout=(self.retry.connect_timeout, self.retry.read_timeout))
                 body = raw.content  # read fully here: a connection dropped mid-body raises now
             except (requests.ConnectionError, requests.Timeout) as exc:
+                _clear_frames(exc)
                 self._answered(None)
                 if never_sent(exc):
                     raise Transient(f"not sent: the connection could not be opened ({type(exc).__name__})") from None
@@ -172,7 +191,8 @@ class Transport:
                     raise Unreadable(f"no answer after the request was sent ({type(exc).__name__}): it may "
                                      "have been applied", None, attempts) from None
                 raise Transient(f"no answer: {type(exc).__name__}") from None
-            except requests.exceptions.ChunkedEncodingError:
+            except requests.exceptions.ChunkedEncodingError as exc:
+                _clear_frames(exc)
                 self._answered(None)
                 if not resend_uncertain:
                     raise Unreadable("the connection closed mid-answer: the request may have been applied",
