@@ -58,6 +58,9 @@ _DATE_SLACK_S = 1.5
 _ANCHOR_MARGIN_S = 0.1
 _EARLIER_WINDOW_S = 0.5
 
+# Prepared requests kept per transport (one per method, path and headers: a destination has a few).
+_PREPARED_PATHS = 64
+
 
 class GaveUp(Exception):
     """Retries ran out; `status` is the last HTTP status (None: no answer)."""
@@ -145,6 +148,8 @@ class Transport:
     _date_outlier: float | None = None  # the last answer's bound, when it was ignored as too far off
     _anchored: bool = True
     _reset_anchored: bool = False      # the current _reset_at came from _anchored_reset
+    _send: dict = field(default_factory=dict, repr=False)       # session.send's settings, read once
+    _prepared: dict = field(default_factory=dict, repr=False)   # (method, path, headers) -> PreparedRequest
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -158,6 +163,10 @@ class Transport:
             if settings.get("verify") not in (None, True):
                 self.session.verify = settings["verify"]
             self.session.trust_env = False
+        # What Session.request would merge again for every request: the session's proxies, stream,
+        # verify and cert, the timeouts; redirects followed, as Session.request does.
+        self._send = {**self.session.merge_environment_settings(self.base_url, {}, None, None, None),
+                      "timeout": (self.retry.connect_timeout, self.retry.read_timeout), "allow_redirects": True}
 
     def retry_read(self, request: Request, read: Callable[[Response], Any], *,
                    resend_uncertain: bool = True) -> tuple[Any, Sent]:
@@ -178,9 +187,7 @@ class Transport:
             attempts += 1
             last_status = None
             try:
-                raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
-                                           headers=request.headers,
-                                           timeout=(self.retry.connect_timeout, self.retry.read_timeout))
+                raw = self.session.send(self._prepare(request), **self._send)
                 body = raw.content  # read fully here: a connection dropped mid-body raises now
             except (requests.ConnectionError, requests.Timeout) as exc:
                 _clear_frames(exc)
@@ -227,6 +234,28 @@ class Transport:
         except (Transient, RateLimited) as exc:
             raise GaveUp(f"{exc} after {attempts} attempts", last_status, attempts) from None
         return answer, Sent(response, attempts, int((time.perf_counter() - started) * 1000))
+
+    def _prepare(self, request: Request):
+        """The PreparedRequest Session.request would send. Preparing merges the session's headers
+        (the key's among them), cookies, auth and hooks with the request's and checks the URL and
+        every header: the same for every request to one path, so done once per (method, path,
+        headers) and copied, the body set on the copy. A session with cookies (the API set some)
+        or an auth object (it may sign each request) prepares every request, as requests does."""
+        import requests
+
+        if self.session.auth is not None or len(self.session.cookies):
+            return self.session.prepare_request(requests.Request(
+                request.method, self.base_url + request.path, headers=request.headers, data=request.body))
+        key = (request.method, request.path, tuple(request.headers.items()))
+        template = self._prepared.get(key)
+        if template is None:
+            template = self.session.prepare_request(requests.Request(
+                request.method, self.base_url + request.path, headers=request.headers))
+            if len(self._prepared) < _PREPARED_PATHS:  # paths with ids in them (job polls) are not kept
+                self._prepared[key] = template
+        prepared = template.copy()
+        prepared.prepare_body(request.body, None)
+        return prepared
 
     # -- pacing -----------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
