@@ -195,9 +195,9 @@ def _cyclic_gc_paused():
     and the ledger's writes"). Nothing a delivery makes per record or per request is held in a
     reference cycle, so reference counting frees it all as it goes: the records, and each request
     and its body once its answer is settled (the retry policy leaves no cycle: http_retry.py; nor
-    does an error kept with an answer: detached). A few cycles per delivery (its thread pools) wait
-    for the collector's return. Process-wide: a second delivery running at the same time in the
-    same process finds it off and leaves it so."""
+    does an error kept with an answer: detached). The few cycles a delivery makes once, not per
+    request, wait for the collector's return. Process-wide: a second delivery running at the same
+    time in the same process finds it off and leaves it so."""
     was_on = gc.isenabled()
     gc.disable()
     try:
