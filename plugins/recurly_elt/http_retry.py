@@ -104,4 +104,32 @@ class RetryPolicy:
 
         retrying = tenacity.Retrying(retry=retry, stop=stop, wait=wait, sleep=sleep, reraise=True,
                                      before_sleep=before_sleep)
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except (Transient, RateLimited) as exc:  # the policy gave up: raised again without tenacity's frames
+            raise detached(exc)
+        finally:
+            # tenacity keeps this thread's next actions (bound methods of the Retrying) in the
+            # Retrying's own thread-local state: a reference cycle that holds the rules above,
+            # `attempt` and whatever they hold (a request and its body) until the cycle collector
+            # runs. Emptied, the Retrying and all it holds are freed by reference counting on return.
+            _forget_actions(retrying)
+
+
+def detached(exc: BaseException) -> BaseException:
+    """`exc` without its traceback, and without its context when its raiser suppressed it (`raise
+    ... from None`: never shown). Both hold frames, and the frames of an exception that went
+    through tenacity hold its call state, whose outcome is that exception (or leads back to it): a
+    reference cycle, and everything the frames hold (a request and its body) waits for the cycle
+    collector. An error kept after its request is settled is kept detached."""
+    if exc.__suppress_context__:
+        exc.__context__ = None
+    return exc.with_traceback(None)
+
+
+def _forget_actions(retrying) -> None:
+    """Empty the calling thread's action list of a tenacity Retrying (kept in `iter_state`; a
+    version without one keeps no actions, and leaves no cycle)."""
+    state = getattr(retrying, "iter_state", None)
+    if state is not None:
+        state.reset()

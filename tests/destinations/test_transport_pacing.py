@@ -9,6 +9,7 @@ import math
 import threading
 
 import pytest
+import requests
 
 from recurly_elt.destinations.adapter import RateHeaders, Request, Response
 from recurly_elt.destinations.transport import Transport
@@ -36,15 +37,26 @@ class Raw:
         self.headers = {"X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(reset)}
 
 
-class Session:
+class Stub(requests.Session):
+    """A requests session that answers with `answer()` instead of sending (the transport sends
+    through `send`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trust_env = False
+
+    def send(self, request, **kwargs):
+        return self.answer()
+
+
+class Session(Stub):
     """Answers each request with the next (remaining, reset) of `answers`."""
 
-    trust_env = False
-
     def __init__(self, answers, on_request=None):
+        super().__init__()
         self.answers, self.on_request, self.sent = list(answers), on_request, 0
 
-    def request(self, *args, **kwargs):
+    def answer(self):
         self.sent += 1
         if self.on_request:
             self.on_request()
@@ -142,23 +154,22 @@ class Answer:
         self.status_code, self.content, self.headers = status, b"{}", headers
 
 
-class FixedWindows:
+class FixedWindows(Stub):
     """A session that is the API: `limit` requests per window of `window` s aligned on the
     server's clock (ours + `ahead`), each request counted `count_delay` after it is sent and
     answered `latency` after; headers as the offline Klaviyo writes them (Reset = the window's end
     minus the second the request was counted in, Date at the answer), 429 over the limit."""
 
-    trust_env = False
-
     def __init__(self, clock: Clock, limit: int, window: int, latency: float, ahead: float = 0.0,
                  count_delay: float = 0.0):
+        super().__init__()
         self.clock, self.limit, self.window, self.latency = clock, limit, window, latency
         self.ahead, self.count_delay = ahead, count_delay
         self.start, self.count = None, 0
         self.accepted: list[float] = []   # server times the accepted requests were counted at
         self.refused = 0
 
-    def request(self, *args, **kwargs):
+    def answer(self):
         counted = self.clock.now + self.count_delay + self.ahead
         start = math.floor(counted / self.window) * self.window
         if start != self.start:
@@ -191,10 +202,8 @@ def test_a_whole_second_reset_ends_on_the_servers_second_not_a_second_after_the_
     answers = [Answer(202, {"RateLimit-Remaining": "5", "RateLimit-Reset": "1", "Date": http_date(1_000.0)}),
                Answer(202, {"RateLimit-Remaining": "0", "RateLimit-Reset": "1", "Date": http_date(1_000.0)})]
 
-    class Two:
-        trust_env = False
-
-        def request(self, *args, **kwargs):
+    class Two(Stub):
+        def answer(self):
             clock.now += 0.3 if len(answers) == 1 else 0.0
             return answers.pop(0)
 
@@ -277,16 +286,15 @@ def test_an_answer_that_moves_reset_later_during_a_wait_is_waited_for_too():
     assert abs(clock.now - 1_002.0) < 1e-6   # sent at 1002, not at 1001 into a used window
 
 
-class Scripted:
+class Scripted(Stub):
     """A session answering each request with the next of `answers`, each built from the clock at
     the answer (so a Date can be written relative to it); `sent_at` has the clock at each send."""
 
-    trust_env = False
-
     def __init__(self, clock: Clock, answers):
+        super().__init__()
         self.clock, self.answers, self.sent_at = clock, list(answers), []
 
-    def request(self, *args, **kwargs):
+    def answer(self):
         self.sent_at.append(self.clock.now)
         self.clock.now += 0.3
         return self.answers.pop(0)(self.clock.now)

@@ -49,6 +49,7 @@ from recurly_elt.destinations.adapter import Adapter, Answer, Rejected, Request
 from recurly_elt.destinations.mapping import Kind, Mapping
 from recurly_elt.destinations.records import Record, encode, piece, select
 from recurly_elt.destinations.transport import GaveUp, Sent, Transport, Unreadable
+from recurly_elt.http_retry import detached
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +192,12 @@ def _cyclic_gc_paused():
     encoded pieces) for its whole length; the automatic collector walks every one of them at each
     full collection, and full collections come as that live set grows: about a fifth of the
     client's CPU time of a 100,000-account first import (docs/benchmarks.md, "The cycle collector
-    and the ledger's writes"). The records hold no cycles (reference counting frees them); the
-    cycles a delivery does make, one or more per request (the retry policy's tenacity state holds
-    the request and its body), are collected by collect_young() after each round of answers,
-    which walks only what was made since the round before. Process-wide: a second delivery
-    running at the same time in the same process finds it off and leaves it so."""
+    and the ledger's writes"). Nothing a delivery makes per record or per request is held in a
+    reference cycle, so reference counting frees it all as it goes: the records, and each request
+    and its body once its answer is settled (the retry policy leaves no cycle: http_retry.py; nor
+    does an error kept with an answer: detached). The few cycles a delivery makes once, not per
+    request, wait for the collector's return. Process-wide: a second delivery running at the same
+    time in the same process finds it off and leaves it so."""
     was_on = gc.isenabled()
     gc.disable()
     try:
@@ -203,14 +205,6 @@ def _cyclic_gc_paused():
     finally:
         if was_on:
             gc.enable()
-
-
-def collect_young() -> None:
-    """Collect the cycles made since the last call (generations 0 and 1), while the automatic
-    collection is paused (_cyclic_gc_paused): the objects alive for the whole run, promoted to the
-    oldest generation, are not walked again."""
-    if not gc.isenabled():
-        gc.collect(1)
 
 
 def _write(engine: sa.Engine):
@@ -253,6 +247,7 @@ class _Run:
         self.rejected_kinds: set[str] = set()  # kinds with rows in load_rejections (clear them on delivery)
         self.seq = 0
         self.unindexed: list[ledger.Unindexed] = []  # settled, their delivered rows not yet in load_delivered
+        self.unindexed_rows = 0  # the rows of self.unindexed, counted as they come
         self.prepared = False
         self.dest = mapping.destination
 
@@ -482,7 +477,6 @@ class _Run:
                     if starting:
                         ledger.mark_pending_many(conn, self.dest, self.run_id, kind.name,
                                                  [(b.batch_id, [r.key for r in b.records], b.size) for b in starting])
-            collect_young()
             for batch in starting:
                 if depth == 1:  # one at a time: sent on this thread, no hand-over to a worker
                     batch.future = Future()
@@ -526,7 +520,7 @@ class _Run:
                 answer, sent = self.transport.retry_read(
                     job.request, lambda response, job=job: self.adapter.read_job(kind, batch.records, job, response))
         except GaveUp as exc:  # Unreadable included
-            out.error = exc
+            out.error = detached(exc)  # its frames hold this batch, whose future holds `out`: a cycle
             return out
         out.answer, out.sent = answer, sent
         return out
@@ -623,16 +617,17 @@ class _Run:
                                       rejected_rows=rejected_rows, job_id=job_id, error=error)
             if unindexed is not None:
                 self.unindexed.append(unindexed)
+                self.unindexed_rows += len(unindexed.rows)
         return write
 
     def index(self, at_least: int = 1) -> None:
         """Move the delivered rows of the requests settled so far into load_delivered, once at least
         `at_least` wait (ledger.py, "Delivered rows")."""
-        if sum(len(u.rows) for u in self.unindexed) < at_least:
+        if self.unindexed_rows < at_least:
             return
         with _write(self.engine) as conn:
             ledger.index_delivered(conn, self.dest, self.unindexed, clear_rejections=self.rejected_kinds)
-        self.unindexed = []
+        self.unindexed, self.unindexed_rows = [], 0
 
 
 @dataclass

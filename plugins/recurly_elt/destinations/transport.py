@@ -57,6 +57,9 @@ _DATE_FAR_S = 3600.0
 _DATE_SLACK_S = 1.5
 _ANCHOR_MARGIN_S = 0.1
 
+# Prepared requests kept per transport (one per method, path and headers: a destination has a few).
+_PREPARED_PATHS = 64
+
 
 class GaveUp(Exception):
     """Retries ran out; `status` is the last HTTP status (None: no answer)."""
@@ -83,6 +86,24 @@ def never_sent(exc: BaseException) -> bool:
     reason = exc.args[0] if exc.args else None
     reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Clear the variables of the finished frames of a requests exception and of those it was
+    raised from (urllib3's). urllib3 keeps the exception it raises in its own frames' variables:
+    a reference cycle, and those frames hold their callers' (the request, its body, and what
+    waits for the answer) until the cycle collector runs."""
+    import traceback
+
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)  # the frame still running (ours) is left as it is
+        todo += (exc.__cause__, exc.__context__)
 
 
 @dataclass
@@ -127,6 +148,8 @@ class Transport:
     _anchored: bool = True
     _reset_anchored: bool = False      # the current _reset_at came from _anchored_reset
     _budget_date: float | None = None  # the server second (Date) of the answer the budget is from
+    _send: dict = field(default_factory=dict, repr=False)       # session.send's settings, read once
+    _prepared: dict = field(default_factory=dict, repr=False)   # (method, path, headers) -> PreparedRequest
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turn: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -140,6 +163,10 @@ class Transport:
             if settings.get("verify") not in (None, True):
                 self.session.verify = settings["verify"]
             self.session.trust_env = False
+        # What Session.request would merge again for every request: the session's proxies, stream,
+        # verify and cert, the timeouts; redirects followed, as Session.request does.
+        self._send = {**self.session.merge_environment_settings(self.base_url, {}, None, None, None),
+                      "timeout": (self.retry.connect_timeout, self.retry.read_timeout), "allow_redirects": True}
 
     def retry_read(self, request: Request, read: Callable[[Response], Any], *,
                    resend_uncertain: bool = True) -> tuple[Any, Sent]:
@@ -160,11 +187,10 @@ class Transport:
             attempts += 1
             last_status = None
             try:
-                raw = self.session.request(request.method, self.base_url + request.path, data=request.body,
-                                           headers=request.headers,
-                                           timeout=(self.retry.connect_timeout, self.retry.read_timeout))
+                raw = self.session.send(self._prepare(request), **self._send)
                 body = raw.content  # read fully here: a connection dropped mid-body raises now
             except (requests.ConnectionError, requests.Timeout) as exc:
+                _clear_frames(exc)
                 self._answered(None)
                 if never_sent(exc):
                     raise Transient(f"not sent: the connection could not be opened ({type(exc).__name__})") from None
@@ -172,7 +198,8 @@ class Transport:
                     raise Unreadable(f"no answer after the request was sent ({type(exc).__name__}): it may "
                                      "have been applied", None, attempts) from None
                 raise Transient(f"no answer: {type(exc).__name__}") from None
-            except requests.exceptions.ChunkedEncodingError:
+            except requests.exceptions.ChunkedEncodingError as exc:
+                _clear_frames(exc)
                 self._answered(None)
                 if not resend_uncertain:
                     raise Unreadable("the connection closed mid-answer: the request may have been applied",
@@ -207,6 +234,28 @@ class Transport:
         except (Transient, RateLimited) as exc:
             raise GaveUp(f"{exc} after {attempts} attempts", last_status, attempts) from None
         return answer, Sent(response, attempts, int((time.perf_counter() - started) * 1000))
+
+    def _prepare(self, request: Request):
+        """The PreparedRequest Session.request would send. Preparing merges the session's headers
+        (the key's among them), cookies, auth and hooks with the request's and checks the URL and
+        every header: the same for every request to one path, so done once per (method, path,
+        headers) and copied, the body set on the copy. A session with cookies (the API set some)
+        or an auth object (it may sign each request) prepares every request, as requests does."""
+        import requests
+
+        if self.session.auth is not None or len(self.session.cookies):
+            return self.session.prepare_request(requests.Request(
+                request.method, self.base_url + request.path, headers=request.headers, data=request.body))
+        key = (request.method, request.path, tuple(request.headers.items()))
+        template = self._prepared.get(key)
+        if template is None:
+            template = self.session.prepare_request(requests.Request(
+                request.method, self.base_url + request.path, headers=request.headers))
+            if len(self._prepared) < _PREPARED_PATHS:  # paths with ids in them (job polls) are not kept
+                self._prepared[key] = template
+        prepared = template.copy()
+        prepared.prepare_body(request.body, None)
+        return prepared
 
     # -- pacing -----------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
