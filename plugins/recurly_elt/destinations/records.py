@@ -405,7 +405,7 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
     for read in rows:
         row = derive(read)
         key = row[key_at] if key_at is not None else None
-        if key is None or (isinstance(key, str) and not key.strip()):  # _is_missing
+        if _is_missing(key):
             set_aside.append(SetAside(f"(no {kind.key}) {_describe(columns, row)}",
                                       f"missing key: column {kind.key} is empty"))
             continue
@@ -434,7 +434,7 @@ def select(conn: sa.Connection, kind: Kind, *, now: datetime, max_age_days: int,
             record.name = name = event_names[row[name_at]]
             record.time, record.backfill = when, when < cutoff
             payload = {"name": name, "time": record.time_text, "properties": payload, **who}
-            missing = [n for n, v in who.items() if v is None or (isinstance(v, str) and not v.strip())]
+            missing = [n for n, v in who.items() if _is_missing(v)]
             if missing:
                 set_aside.append(SetAside(key, f"missing identity {', '.join(missing)} for event {name}"))
                 continue
